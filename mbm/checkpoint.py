@@ -1,0 +1,88 @@
+"""Save and load checkpoints that carry everything the app needs.
+
+A checkpoint is a plain dict loaded with ``torch.load(weights_only=True)``:
+the model config (which includes the preprocessing settings), the label names
+of every head, the text vocabulary, scenario extras (e.g. the action table),
+training metrics and the weights. Nothing about a scenario is hard-coded in the app.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from mbm.config import ModelConfig
+from mbm.model import MultimodalModel
+
+FORMAT = "mbm-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    scenario: str
+    config: ModelConfig
+    labels: dict[str, list[str]]  # head name -> class names
+    vocab: list[str]
+    extra: dict = field(default_factory=dict)  # scenario-specific data (action table, gallery...)
+    metrics: dict = field(default_factory=dict)  # measured at the end of training
+    state_dict: dict | None = None
+
+    def build_model(self) -> MultimodalModel:
+        """The model in eval mode with these weights."""
+        model = MultimodalModel(self.config)
+        if self.state_dict is not None:
+            model.load_state_dict(self.state_dict)
+        return model.eval()
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "scenario": ckpt.scenario, "config": ckpt.config.to_dict(),
+               "labels": ckpt.labels, "vocab": ckpt.vocab, "extra": ckpt.extra, "metrics": ckpt.metrics,
+               "state_dict": {k: v.detach().cpu() for k, v in (ckpt.state_dict or {}).items()}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, scenario: str | None = None) -> Checkpoint:
+    """Load a checkpoint safely (``weights_only=True``).
+
+    Raises:
+        ValueError: the file is missing, truncated, tampered with, or for another scenario;
+            the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code in it, ...: all unusable
+        raise ValueError(f"cannot load checkpoint {path}: the file is damaged or not a safe mbm "
+                         f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an mbm checkpoint (expected format {FORMAT})")
+    if scenario is not None and payload["scenario"] != scenario:
+        raise ValueError(f"{path} is a '{payload['scenario']}' checkpoint, not '{scenario}'")
+    try:
+        ckpt = Checkpoint(scenario=payload["scenario"], config=ModelConfig.from_dict(payload["config"]),
+                          labels={k: list(v) for k, v in payload["labels"].items()}, vocab=list(payload["vocab"]),
+                          extra=payload.get("extra", {}), metrics=payload.get("metrics", {}),
+                          state_dict=payload["state_dict"])
+        ckpt.build_model()  # shapes must match the config
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"checkpoint {path} is inconsistent: {str(e).splitlines()[0][:200]}") from None
+    return ckpt

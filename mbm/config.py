@@ -1,0 +1,111 @@
+"""Configuration dataclasses: preprocessing, encoders, fusion, model, training.
+
+Each field maps one to one onto a key of the checkpoint's ``config`` dict, so a
+checkpoint rebuilds exactly the model (and the preprocessing) it was trained with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+MODALITIES = ("audio", "image", "text")  # sorted; the order of every per-modality output
+
+
+@dataclass
+class AudioConfig:
+    sample_rate: int = 16000  # every clip is resampled to this rate, mono
+    clip_seconds: float = 1.0  # the model's window: longer clips are cut to their loudest second
+    n_fft: int = 512  # FFT size (32 ms at 16 kHz)
+    win_length: int = 400  # analysis window (25 ms)
+    hop_length: int = 160  # frame step (10 ms) -> 101 frames per second
+    n_mels: int = 40  # mel bands
+    f_min: float = 20.0
+    f_max: float = 4000.0  # cut at 4 kHz so 8 kHz (FSDD, phone) and 16 kHz clips look alike
+    top_db: float = 80.0  # dynamic range kept before min-max normalisation
+    silence_rms: float = 5e-4  # a clip whose loudest 25 ms frame is quieter than this is "silent"
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.sample_rate * self.clip_seconds))
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_samples // self.hop_length + 1
+
+
+@dataclass
+class ImageConfig:
+    size: int = 64  # square side after resize-shorter-side + centre crop
+    max_pixels: int = 50_000_000  # larger images are refused (decompression-bomb guard)
+
+
+@dataclass
+class TextConfig:
+    max_tokens: int = 16  # longer texts are truncated (and the user told)
+
+
+@dataclass
+class EncoderConfig:
+    dim: int = 64  # token width D shared by all encoders and the fusion block
+    image_channels: tuple[int, ...] = (32, 64, 96)  # stem + CNN stages, each halves the resolution
+    audio_channels: tuple[int, ...] = (32, 64, 64)  # CNN stages before the GRU
+    vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
+    dropout: float = 0.1
+
+
+@dataclass
+class FusionConfig:
+    heads: int = 4  # heads of the cross-modal attention layer
+    ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
+    dropout: float = 0.1
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model (and its preprocessing)."""
+
+    heads: dict[str, int] = field(default_factory=lambda: {"device": 7, "word": 20})  # head -> classes
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        sub = {"encoder": EncoderConfig, "fusion": FusionConfig, "audio": AudioConfig,
+               "image": ImageConfig, "text": TextConfig}
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in d:
+                continue
+            value = d[f.name]
+            if f.name in sub:
+                value = _build(sub[f.name], value)
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+def _build(klass, d: dict):
+    names = {f.name for f in fields(klass)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown {klass.__name__} fields in checkpoint config: {sorted(unknown)}")
+    return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 3000  # optimiser steps
+    batch_size: int = 64
+    lr: float = 3e-3  # peak learning rate (one-cycle)
+    weight_decay: float = 1e-2
+    modality_keep: float = 0.7  # chance each modality is present in a training sample
+    text_keep: float = 0.3  # text is optional in the scenario, so it is present less often
+    noise_modality: float = 0.1  # chance a present modality is replaced by noise (labels unchanged)
+    unsupported_share: float = 0.1  # share of training commands outside the action table
+    tts_per_word: int = 180  # synthetic clips per command word

@@ -1,0 +1,138 @@
+"""Batch augmentation for training (and the corruptions used to probe robustness).
+
+Audio: time shift, speed change, phone-band filtering, reverberation, additive
+noise at a random SNR, then SpecAugment on the log-mel. Images: random crop and
+scale, flip, colour/contrast jitter, grey, blur by down-and-up scaling (so image
+resolution cannot reveal the photo's source), occlusion.
+All functions take and return batched tensors and a ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _rand(g: torch.Generator, *shape) -> torch.Tensor:
+    return torch.rand(*shape, generator=g)
+
+
+def add_noise(wave: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(B, N) waveforms + coloured noise at ``snr_db`` (B,) dB."""
+    b, n = wave.shape
+    white = torch.randn(b, n, generator=g)
+    # colour: 0 white, 1 pink-ish, 2 brown-ish, via a one-pole low-pass in the frequency domain
+    spec = torch.fft.rfft(white)
+    freqs = torch.linspace(1e-3, 1.0, spec.shape[1])
+    tilt = _rand(g, b, 1) * 2.0
+    spec = spec / freqs[None] ** (tilt / 2)
+    noise = torch.fft.irfft(spec, n=n)
+    p_sig = wave.pow(2).mean(1, keepdim=True).clamp_min(1e-8)
+    p_noise = noise.pow(2).mean(1, keepdim=True).clamp_min(1e-12)
+    scale = torch.sqrt(p_sig / p_noise / 10 ** (snr_db[:, None] / 10))
+    return wave + noise * scale
+
+
+def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """(B, N) clean waveforms -> augmented (B, N)."""
+    b, n = wave.shape
+    out = wave.clone()
+    # speed / pitch: resample each clip by a factor in [0.85, 1.15], then crop/pad back to N
+    for i in range(b):
+        if _rand(g, 1).item() < 0.6 * strength:
+            factor = 0.85 + 0.3 * _rand(g, 1).item()
+            m = max(8, int(n / factor))
+            stretched = F.interpolate(out[i][None, None], size=m, mode="linear", align_corners=False)[0, 0]
+            if m >= n:
+                s = (m - n) // 2
+                out[i] = stretched[s:s + n]
+            else:
+                s = (n - m) // 2
+                out[i] = F.pad(stretched, (s, n - m - s))
+    # time shift up to +-150 ms
+    shifts = ((_rand(g, b) - 0.5) * 0.3 * n * strength).long()
+    out = torch.stack([torch.roll(x, int(s)) for x, s in zip(out, shifts)])
+    # phone band: low-pass at 4 kHz by 2x down/up sampling, for some clips
+    phone = _rand(g, b) < 0.3 * strength
+    if phone.any():
+        lo = F.avg_pool1d(out[phone][:, None], 2)
+        out[phone] = F.interpolate(lo, size=n, mode="linear", align_corners=False)[:, 0]
+    # reverberation: convolve with a short decaying noise impulse response
+    reverb = _rand(g, b) < 0.3 * strength
+    if reverb.any():
+        length = 1600  # 100 ms at 16 kHz
+        t = torch.arange(length) / length
+        ir = torch.randn(int(reverb.sum()), length, generator=g) * torch.exp(-t * (4 + 8 * _rand(g, int(reverb.sum()), 1)))
+        ir[:, 0] = 1.0
+        wet = torch.fft.irfft(torch.fft.rfft(out[reverb], n=2 * n) * torch.fft.rfft(ir, n=2 * n), n=2 * n)[:, :n]
+        out[reverb] = wet / wet.abs().amax(1, keepdim=True).clamp_min(1e-6) * out[reverb].abs().amax(1, keepdim=True)
+    # noise at SNR 5..40 dB for most clips
+    noisy = _rand(g, b) < 0.8 * strength
+    if noisy.any():
+        snr = 5 + 35 * _rand(g, int(noisy.sum()))
+        out[noisy] = add_noise(out[noisy], snr, g)
+    # gain
+    return out * (0.3 + 1.4 * _rand(g, b, 1))
+
+
+def spec_augment(mel: torch.Tensor, g: torch.Generator, freq_mask: int = 6, time_mask: int = 12) -> torch.Tensor:
+    """(B, n_mels, F) -> same with one random frequency band and one time span zeroed."""
+    b, nm, nf = mel.shape
+    out = mel.clone()
+    for i in range(b):
+        f = int(_rand(g, 1).item() * freq_mask)
+        f0 = int(_rand(g, 1).item() * (nm - f))
+        out[i, f0:f0 + f] = 0
+        t = int(_rand(g, 1).item() * time_mask)
+        t0 = int(_rand(g, 1).item() * (nf - t))
+        out[i, :, t0:t0 + t] = 0
+    return out
+
+
+def augment_images(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """(B, 3, H, W) uint8-valued floats (H, W >= size) -> (B, 3, size, size) augmented, still 0..255."""
+    b, _, h, w = images.shape
+    out = torch.empty(b, 3, size, size)
+    for i in range(b):
+        scale = 0.6 + 0.4 * _rand(g, 1).item()  # crop side as a fraction of the image
+        ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
+        y = int(_rand(g, 1).item() * (h - ch + 1))
+        x = int(_rand(g, 1).item() * (w - cw + 1))
+        crop = images[i:i + 1, :, y:y + ch, x:x + cw]
+        if _rand(g, 1).item() < 0.5:
+            crop = crop.flip(3)
+        # blur by down-and-up scaling half the time: resolution must not give the source away
+        if _rand(g, 1).item() < 0.5:
+            low = int(size * (0.3 + 0.5 * _rand(g, 1).item()))
+            crop = F.interpolate(crop, size=(low, low), mode="area")
+        out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
+    # colour jitter: brightness, contrast, per-channel gain; some grey
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = 0.6 + 0.8 * _rand(g, b, 1, 1, 1)
+    out = (out - mean) * contrast + mean * (0.7 + 0.6 * _rand(g, b, 1, 1, 1))
+    out = out * (0.85 + 0.3 * _rand(g, b, 3, 1, 1))
+    grey = _rand(g, b) < 0.15
+    out[grey] = out[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    # occlusion: a random grey rectangle on some images
+    for i in torch.nonzero(_rand(g, b) < 0.2).flatten().tolist():
+        s = int(size * (0.15 + 0.25 * _rand(g, 1).item()))
+        y, x = (int(_rand(g, 1).item() * (size - s)) for _ in range(2))
+        out[i, :, y:y + s, x:x + s] = 128.0
+    return out.clamp(0, 255)
+
+
+def blur_images(images: torch.Tensor, level: float) -> torch.Tensor:
+    """Corruption for robustness curves: (B, 3, S, S) blurred by down-and-up scaling; level 0..1."""
+    if level <= 0:
+        return images
+    s = images.shape[-1]
+    low = max(2, int(round(s * (1 - 0.9 * level))))
+    return F.interpolate(F.interpolate(images, size=(low, low), mode="area"), size=(s, s), mode="bilinear",
+                         align_corners=False)
+
+
+def snr_for_level(level: float) -> float:
+    """Corruption level 0..1 -> SNR in dB (level 1 = -10 dB, noise louder than speech)."""
+    return 40.0 - 50.0 * level if level > 0 else math.inf

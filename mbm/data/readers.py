@@ -1,0 +1,105 @@
+"""Readers for folders laid out like ``../shared/data`` and the deterministic held-out splits.
+
+Splits are by speaker (audio) and by photo (images), decided by a hash of the
+speaker id or file name, so they are the same on every machine and for any copy
+of the data, and no speaker or photo is on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mbm.scenarios.voice_control import DEVICES, DIGITS, WORDS
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class SpeechClip:
+    path: Path
+    word: str  # one of WORDS
+    speaker: str
+    source: str  # "speech_commands", "fsdd" or "tts"
+
+
+@dataclass(frozen=True)
+class DevicePhoto:
+    path: Path
+    device: str  # one of DEVICES
+    source: str  # file-name prefix: tin, cal, off, cur, dd ... ("other" when none)
+
+
+def _hash(key: str) -> int:
+    return int(hashlib.md5(key.encode()).hexdigest(), 16)
+
+
+def list_speech_clips(data_dir: Path) -> list[SpeechClip]:
+    """Real recordings of the command words: Speech Commands (20 of its words) and FSDD digits."""
+    data_dir = Path(data_dir)
+    clips = []
+    sc = data_dir / "speech_commands"
+    for word in WORDS:
+        for path in sorted((sc / word).glob("*")) if (sc / word).is_dir() else []:
+            if path.suffix.lower() in AUDIO_SUFFIXES:
+                clips.append(SpeechClip(path, word, path.name.split("_")[0], "speech_commands"))
+    fsdd = data_dir / "fsdd" / "recordings"
+    for path in sorted(fsdd.glob("*")) if fsdd.is_dir() else []:
+        parts = path.stem.split("_")
+        if path.suffix.lower() in AUDIO_SUFFIXES and len(parts) >= 2 and parts[0].isdigit() and int(parts[0]) < 10:
+            clips.append(SpeechClip(path, DIGITS[int(parts[0])], parts[1], "fsdd"))
+    return clips
+
+
+def list_tts_clips(tts_dir: Path) -> list[SpeechClip]:
+    """Synthetic clips written by :mod:`mbm.data.tts` (``<word>/<voice>.wav``)."""
+    clips = []
+    for word in WORDS:
+        for path in sorted((Path(tts_dir) / word).glob("*.wav")):
+            if not path.name.endswith(".tmp.wav"):
+                clips.append(SpeechClip(path, word, path.stem, "tts"))
+    return clips
+
+
+def list_device_photos(data_dir: Path) -> list[DevicePhoto]:
+    """Every photo under ``devices/<class>/``."""
+    photos = []
+    for device in DEVICES:
+        folder = Path(data_dir) / "devices" / device
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                source = path.name.split("_")[0] if "_" in path.name else "other"
+                photos.append(DevicePhoto(path, device, source))
+    return photos
+
+
+def heldout_speakers(clips: list[SpeechClip], fraction: float = 0.2) -> set[str]:
+    """Per source, speakers in hash order until they hold ``fraction`` of that source's clips."""
+    held: set[str] = set()
+    for source in sorted({c.source for c in clips}):
+        counts: dict[str, int] = {}
+        for c in clips:
+            if c.source == source:
+                counts[c.speaker] = counts.get(c.speaker, 0) + 1
+        total, taken = sum(counts.values()), 0
+        for speaker in sorted(counts, key=lambda s: _hash(f"{source}/{s}")):
+            if taken >= fraction * total:
+                break
+            held.add(speaker)
+            taken += counts[speaker]
+    return held
+
+
+def split_speech(clips: list[SpeechClip], fraction: float = 0.2):
+    """(train, held_out) with no speaker on both sides."""
+    held = heldout_speakers(clips, fraction)
+    return [c for c in clips if c.speaker not in held], [c for c in clips if c.speaker in held]
+
+
+def split_photos(photos: list[DevicePhoto], fraction: float = 0.2):
+    """(train, held_out) by a hash of each photo's file name."""
+    held = [p for p in photos if _hash(p.path.name) % 1000 < fraction * 1000]
+    keep = set(held)
+    return [p for p in photos if p not in keep], held

@@ -1,0 +1,130 @@
+"""In-memory pools of clips and photos, and the sampler of voice-control training batches.
+
+A training sample is a command (device, word) realised as: a clip of the word,
+a photo of the device and/or a typed text, each present or not (modality
+dropout), sometimes replaced by noise so the attention learns to look away
+from an input that carries nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mbm.config import AudioConfig, ImageConfig, TrainConfig
+from mbm.data import augment
+from mbm.data.readers import DevicePhoto, SpeechClip
+from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image
+from mbm.scenarios.voice_control import (DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command)
+
+PHOTO_MARGIN = 8  # training photos are stored this many pixels larger than the model's size, for crops
+
+
+@dataclass
+class AudioPool:
+    waves: torch.Tensor  # (N, num_samples) float32 windows at the model's rate
+    words: torch.Tensor  # (N,) index into WORDS
+    sources: list[str]
+
+    def by_word(self) -> list[list[int]]:
+        return [torch.nonzero(self.words == w).flatten().tolist() for w in range(len(WORDS))]
+
+
+@dataclass
+class PhotoPool:
+    pixels: torch.Tensor  # (N, 3, S + margin, S + margin) uint8
+    devices: torch.Tensor  # (N,) index into DEVICES
+    sources: list[str]
+
+    def by_device(self) -> list[list[int]]:
+        return [torch.nonzero(self.devices == d).flatten().tolist() for d in range(len(DEVICES))]
+
+
+def load_audio_pool(clips: list[SpeechClip], cfg: AudioConfig, desc: str = "audio") -> AudioPool:
+    waves = np.zeros((len(clips), cfg.num_samples), dtype=np.float32)
+    for i, clip in enumerate(tqdm(clips, desc=desc, leave=False)):
+        samples, sr = read_audio(str(clip.path))
+        waves[i], _ = fit_window(samples, sr, cfg)
+    return AudioPool(torch.from_numpy(waves), torch.tensor([WORDS.index(c.word) for c in clips]),
+                     [c.source for c in clips])
+
+
+def load_photo_pool(photos: list[DevicePhoto], cfg: ImageConfig, margin: int = PHOTO_MARGIN,
+                    desc: str = "photos") -> PhotoPool:
+    from mbm.preprocess import prepare_image
+    from mbm.config import ImageConfig as _IC
+
+    big = _IC(size=cfg.size + margin, max_pixels=cfg.max_pixels)
+    pixels = torch.zeros(len(photos), 3, big.size, big.size, dtype=torch.uint8)
+    for i, photo in enumerate(tqdm(photos, desc=desc, leave=False)):
+        pixels[i] = torch.from_numpy(prepare_image(read_image(str(photo.path), big), big).shown).permute(2, 0, 1)
+    return PhotoPool(pixels, torch.tensor([DEVICES.index(p.device) for p in photos]), [p.source for p in photos])
+
+
+class VoiceControlSampler:
+    """Draws augmented multimodal training batches."""
+
+    def __init__(self, audio: AudioPool, photos: PhotoPool, vocab: list[str], audio_cfg: AudioConfig,
+                 image_cfg: ImageConfig, max_tokens: int, train: TrainConfig):
+        self.audio, self.photos, self.vocab = audio, photos, vocab
+        self.audio_cfg, self.image_cfg, self.max_tokens, self.train = audio_cfg, image_cfg, max_tokens, train
+        self.clips_by_word = audio.by_word()
+        self.photos_by_device = photos.by_device()
+        self.index = {w: i for i, w in enumerate(vocab)}
+        self.rng = random.Random(train.seed)
+        self.g = torch.Generator().manual_seed(train.seed)
+        missing = [WORDS[w] for w, ids in enumerate(self.clips_by_word) if not ids]
+        assert not missing, f"no training clips for words {missing}"
+
+    def _text_ids(self, device: str, word: str) -> list[int]:
+        r = self.rng.random()
+        names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
+        cmd = make_typed_command(self.rng, device, word, names_device, names_word)
+        from mbm.preprocess import tokenize
+
+        return [self.index.get(t, 1) for t in tokenize(cmd.text)][:self.max_tokens]
+
+    def sample(self, batch_size: int):
+        """Returns (inputs, present, targets) with targets {"device", "word"} index tensors."""
+        t = self.train
+        devices, words, clip_ids, photo_ids, texts = [], [], [], [], []
+        present = {m: torch.zeros(batch_size, dtype=torch.bool) for m in ("audio", "image", "text")}
+        for i in range(batch_size):
+            if self.rng.random() < t.unsupported_share:
+                d, w = self.rng.randrange(len(DEVICES)), self.rng.randrange(len(WORDS))
+            else:
+                dn, wn = self.rng.choice(SUPPORTED_PAIRS)
+                d, w = DEVICES.index(dn), WORDS.index(wn)
+            devices.append(d)
+            words.append(w)
+            clip_ids.append(self.rng.choice(self.clips_by_word[w]))
+            photo_ids.append(self.rng.choice(self.photos_by_device[d]))
+            texts.append(self._text_ids(DEVICES[d], WORDS[w]))
+            keep = {"audio": self.rng.random() < t.modality_keep, "image": self.rng.random() < t.modality_keep,
+                    "text": self.rng.random() < t.text_keep}
+            if not any(keep.values()):
+                keep[self.rng.choice(("audio", "image", "text"))] = True
+            for m, k in keep.items():
+                present[m][i] = k
+
+        waves = augment.augment_audio(self.audio.waves[clip_ids], self.g)
+        images = augment.augment_images(self.photos.pixels[photo_ids].float(), self.image_cfg.size, self.g)
+        # Noise in place of a present input: the labels stay, so the input must be ignored.
+        noise_audio = present["audio"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
+        noise_image = present["image"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
+        if noise_audio.any():
+            waves[noise_audio] = torch.randn(int(noise_audio.sum()), waves.shape[1], generator=self.g) * 0.1
+        if noise_image.any():
+            images[noise_image] = torch.rand(int(noise_image.sum()), *images.shape[1:], generator=self.g) * 255
+        mel = augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)  # (B, n_mels, F)
+        width = max(len(x) for x in texts)
+        ids = torch.zeros(batch_size, width, dtype=torch.long)  # (B, L) padded with 0
+        for i, x in enumerate(texts):
+            ids[i, :len(x)] = torch.tensor(x)
+        inputs = {"audio": mel, "image": normalise_pixels(images), "text": ids}
+        targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
+        return inputs, present, targets

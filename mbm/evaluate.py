@@ -1,0 +1,184 @@
+"""Evaluate a shipped checkpoint on any folder laid out like ``../shared/data``.
+
+    python -m mbm.evaluate --scenario voice_control --data DIR --json
+    python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json
+
+``--split all`` (default) scores every file in DIR (an unseen copy); ``--split
+heldout`` scores only the speakers and photos that training held out of DIR.
+Prints one JSON object on stdout (with ``--json``) or a readable summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mbm.checkpoint import Checkpoint, load_checkpoint
+from mbm.config import AudioConfig, ImageConfig
+from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
+                              split_speech)
+from mbm.preprocess import InputError, prepare_audio, prepare_image, read_audio, read_image
+from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs
+
+DEFAULT_CHECKPOINTS = {"voice_control": Path(__file__).resolve().parent.parent / "checkpoints" / "voice_control.pt"}
+PAIR_DEVICES = 3  # each clip is paired with photos of this many devices for the action accuracy
+
+
+def encode_clips(clips: list[SpeechClip], cfg: AudioConfig) -> tuple[torch.Tensor, list[SpeechClip]]:
+    """Clips -> (N, n_mels, F) log-mels, skipping unreadable files (returned list says which were kept)."""
+    mels, kept = [], []
+    for clip in clips:
+        try:
+            samples, sr = read_audio(str(clip.path))
+            mels.append(prepare_audio(samples, sr, cfg).mel)
+            kept.append(clip)
+        except InputError:
+            continue
+    return (torch.stack(mels) if mels else torch.zeros(0, cfg.n_mels, cfg.num_frames)), kept
+
+
+def encode_photos(photos: list[DevicePhoto], cfg: ImageConfig) -> tuple[torch.Tensor, list[DevicePhoto]]:
+    """Photos -> (N, 3, S, S) normalised pixels, skipping unreadable files."""
+    pixels, kept = [], []
+    for photo in photos:
+        try:
+            pixels.append(prepare_image(read_image(str(photo.path), cfg), cfg).pixels)
+            kept.append(photo)
+        except InputError:
+            continue
+    return (torch.stack(pixels) if pixels else torch.zeros(0, 3, cfg.size, cfg.size)), kept
+
+
+@torch.inference_mode()
+def run_model(model, inputs: dict[str, torch.Tensor], batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """Batched forward pass; returns head probabilities and modality weights, concatenated."""
+    n = next(iter(inputs.values())).shape[0]
+    out: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for s in range(0, n, batch_size):
+        o = model({m: x[s:s + batch_size] for m, x in inputs.items()})
+        for head, logits in o.logits.items():
+            out[head].append(logits.softmax(-1))
+        out["modality_weights"].append(o.modality_weights)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def pair_clips_with_devices(clips: list[SpeechClip], photos: list[DevicePhoto], k: int = PAIR_DEVICES):
+    """Deterministic (clip index, photo index) pairs: each clip with photos of ``k`` devices.
+
+    Devices are taken, in a rotating order, among those for which the word is a
+    supported command (all devices when fewer than ``k`` support it).
+    """
+    from mbm.scenarios.voice_control import ACTION_TABLE
+
+    by_device = defaultdict(list)
+    for j, p in enumerate(photos):
+        by_device[p.device].append(j)
+    available = [d for d in DEVICES if by_device[d]]
+    pairs = []
+    for i, clip in enumerate(clips):
+        candidates = [d for d in available if clip.word in ACTION_TABLE[d]]
+        if len(candidates) < k:
+            candidates = available
+        for j in range(min(k, len(candidates))):
+            device = candidates[(i + j) % len(candidates)]
+            photos_of = by_device[device]
+            pairs.append((i, photos_of[(i * 7 + j * 13) % len(photos_of)]))
+    return pairs
+
+
+def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: list[DevicePhoto]) -> dict:
+    """Accuracy of words (audio only), devices (image only) and actions (audio + image and each alone)."""
+    model = ckpt.build_model()
+    cfg = ckpt.config
+    index = torch.tensor(ckpt.extra["action_index"])
+    actions = ckpt.extra["actions"]
+    mels, clips = encode_clips(clips, cfg.audio)
+    pixels, photos = encode_photos(photos, cfg.image)
+    result: dict = {"n_clips": len(clips), "n_photos": len(photos)}
+
+    if clips:
+        word_probs = run_model(model, {"audio": mels})["word"]
+        correct = (word_probs.argmax(1) == torch.tensor([WORDS.index(c.word) for c in clips])).numpy()
+        result["word_accuracy_real"] = float(correct.mean())
+        result["word_accuracy_by_source"] = _by_group(correct, [c.source for c in clips])
+    if photos:
+        device_probs = run_model(model, {"image": pixels})["device"]
+        correct = (device_probs.argmax(1) == torch.tensor([DEVICES.index(p.device) for p in photos])).numpy()
+        result["device_accuracy"] = float(correct.mean())
+        result["device_accuracy_by_source"] = _by_group(correct, [p.source for p in photos])
+        result["device_accuracy_by_class"] = _by_group(correct, [p.device for p in photos])
+    if clips and photos:
+        pairs = pair_clips_with_devices(clips, photos)
+        ci = torch.tensor([i for i, _ in pairs])
+        pj = torch.tensor([j for _, j in pairs])
+        truth = [actions.index(action_name(photos[j].device, clips[i].word)) for i, j in pairs]
+        truth = torch.tensor(truth)
+        subsets = {"": {"audio": mels[ci], "image": pixels[pj]}, "_audio_only": {"audio": mels[ci]},
+                   "_image_only": {"image": pixels[pj]}}
+        for suffix, inputs in subsets.items():
+            out = run_model(model, inputs)
+            probs = action_probs(out["device"], out["word"], index)
+            result[f"action_accuracy{suffix}"] = float((probs.argmax(1) == truth).float().mean())
+            if suffix == "":
+                w = out["modality_weights"].mean(0)
+                result["mean_modality_weights"] = {m: round(float(x), 4) for m, x in zip(model.modalities, w)}
+        result["n_pairs"] = len(pairs)
+    return result
+
+
+def _by_group(correct: np.ndarray, groups: list[str]) -> dict:
+    out = {}
+    for g in sorted(set(groups)):
+        sel = np.array([x == g for x in groups])
+        out[g] = {"accuracy": round(float(correct[sel].mean()), 4), "n": int(sel.sum())}
+    return out
+
+
+def voice_control_data(data_dir: Path, split: str) -> tuple[list[SpeechClip], list[DevicePhoto]]:
+    """The clips and photos of ``data_dir`` to score: all, or the held-out side of our split."""
+    clips, photos = list_speech_clips(data_dir), list_device_photos(data_dir)
+    if split == "heldout":
+        clips, photos = split_speech(clips)[1], split_photos(photos)[1]
+    elif split == "train":
+        clips, photos = split_speech(clips)[0], split_photos(photos)[0]
+    return clips, photos
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Evaluate an mbm checkpoint on a data folder.")
+    parser.add_argument("--scenario", required=True, choices=sorted(DEFAULT_CHECKPOINTS))
+    parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
+    parser.add_argument("--checkpoint", type=Path, help="default: the shipped checkpoint of the scenario")
+    parser.add_argument("--split", choices=("all", "heldout", "train"), default="all",
+                        help="all files (an unseen copy), or our held-out / training side of DIR")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not args.data.is_dir():
+        parser.error(f"data folder not found: {args.data}")
+    start = time.perf_counter()
+    try:
+        ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINTS[args.scenario], args.scenario)
+    except ValueError as e:
+        parser.error(str(e))
+    clips, photos = voice_control_data(args.data, args.split)
+    result = evaluate_voice_control(ckpt, clips, photos)
+    result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

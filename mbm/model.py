@@ -1,0 +1,70 @@
+"""The fusion model: encoders + cross-modal attention fusion + classification heads."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from mbm.config import MODALITIES, ModelConfig
+from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
+from mbm.fusion import AttentionFusion
+
+
+class ModelOutput(NamedTuple):
+    logits: dict[str, torch.Tensor]  # head name -> (B, classes)
+    modality_weights: torch.Tensor  # (B, M) in MODALITIES order; rows sum to 1, absent = 0
+    token_weights: dict[str, torch.Tensor]  # present modality -> (B, T_m), where inside it the model looked
+    fused: torch.Tensor  # (B, D)
+
+
+class MultimodalModel(nn.Module):
+    """Image CNN, text GRU and audio CNN+GRU feeding one attention fusion block.
+
+    Inputs are passed as a dict ``{"audio": (B, n_mels, F), "image": (B, 3, S, S),
+    "text": (B, L) ids}``; any subset may be given. ``present`` optionally marks,
+    per sample, which of the given modalities to use (modality dropout, or one
+    batch holding several input subsets).
+    """
+
+    modalities = MODALITIES
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoders = nn.ModuleDict({
+            "audio": AudioEncoder(cfg.encoder, cfg.audio),
+            "image": ImageEncoder(cfg.encoder, cfg.image),
+            "text": TextEncoder(cfg.encoder),
+        })
+        self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion)
+        d = cfg.encoder.dim
+        self.heads = nn.ModuleDict({
+            name: nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.encoder.dropout), nn.Linear(d, n))
+            for name, n in sorted(cfg.heads.items())
+        })
+
+    def forward_features(self, inputs: dict[str, torch.Tensor],
+                         present: dict[str, torch.Tensor] | None = None):
+        """Encode the given modalities and fuse them; returns the FusionOutput."""
+        unknown = set(inputs) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {self.modalities}")
+        tokens: dict[str, Tokens] = {}
+        for m in self.modalities:
+            if m not in inputs:
+                continue
+            out = self.encoders[m](inputs[m])
+            if present is not None and m in present:
+                out = Tokens(out.tokens, out.mask & present[m].bool()[:, None])  # (B, T_m)
+            tokens[m] = out
+        return self.fusion(tokens)
+
+    def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: head(fused) for name, head in self.heads.items()}
+
+    def forward(self, inputs: dict[str, torch.Tensor],
+                present: dict[str, torch.Tensor] | None = None) -> ModelOutput:
+        f = self.forward_features(inputs, present)
+        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)

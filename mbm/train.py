@@ -1,0 +1,118 @@
+"""Train a scenario's fusion model from scratch and write its checkpoint.
+
+    python -m mbm.train --scenario voice_control --data ../shared/data
+
+Seeded; shows tqdm progress; generates the text-to-speech clips first when they
+are missing (``--tts-dir``). Held-out speakers and photos (see
+:mod:`mbm.data.readers`) never enter training; the metrics stored in the
+checkpoint are measured on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mbm.checkpoint import Checkpoint, save_checkpoint
+from mbm.config import EncoderConfig, ModelConfig, TrainConfig
+from mbm.data import tts
+from mbm.data.readers import list_device_photos, list_speech_clips, list_tts_clips, split_photos, split_speech
+from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, load_photo_pool
+from mbm.evaluate import evaluate_voice_control
+from mbm.model import MultimodalModel
+from mbm.preprocess import build_vocab
+from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
+                                         training_vocabulary)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig) -> Checkpoint:
+    seed_everything(train.seed)
+    clips = list_speech_clips(data_dir)
+    photos = list_device_photos(data_dir)
+    if not clips or not photos:
+        raise SystemExit(f"{data_dir} holds no speech clips or device photos (expected speech_commands/, fsdd/, "
+                         "devices/)")
+    train_clips, held_clips = split_speech(clips)
+    train_photos, held_photos = split_photos(photos)
+    tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=train.seed, progress=tqdm)
+    synthetic = list_tts_clips(tts_dir)
+    print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
+          f"photos: {len(train_photos)} train / {len(held_photos)} held out")
+
+    cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
+    vocab = build_vocab(training_vocabulary())
+    cfg.encoder = EncoderConfig(vocab_size=len(vocab))
+    audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
+    photo_pool = load_photo_pool(train_photos, cfg.image)
+    sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
+
+    model = MultimodalModel(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
+    index = torch.tensor(action_index_matrix())
+    model.train()
+    bar = tqdm(range(train.steps), desc="train")
+    for step in bar:
+        inputs, present, targets = sampler.sample(train.batch_size)
+        output = model(inputs, present)
+        loss_device = F.cross_entropy(output.logits["device"], targets["device"], label_smoothing=0.05)
+        loss_word = F.cross_entropy(output.logits["word"], targets["word"], label_smoothing=0.05)
+        p_action = action_probs(output.logits["device"].softmax(-1), output.logits["word"].softmax(-1), index)
+        truth = index[targets["device"], targets["word"]]
+        loss_action = F.nll_loss(p_action.clamp_min(1e-8).log(), truth)
+        loss = loss_device + loss_word + 0.5 * loss_action
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
+
+    ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
+                      vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
+                      state_dict=model.state_dict())
+    model.eval()
+    ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos),
+                    "train_config": vars(train), "data": str(data_dir)}
+    save_checkpoint(ckpt, out)
+    return ckpt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train an mbm scenario model from scratch.")
+    parser.add_argument("--scenario", required=True, choices=("voice_control",))
+    parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
+    parser.add_argument("--out", type=Path, help="checkpoint path (default checkpoints/<scenario>.pt)")
+    parser.add_argument("--tts-dir", type=Path, default=Path("cache/tts"), help="synthetic speech cache")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
+    start = time.perf_counter()
+    ckpt = train_voice_control(args.data, out, args.tts_dir, train)
+    print(json.dumps(ckpt.metrics["heldout"], indent=1))
+    print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
