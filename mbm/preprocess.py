@@ -264,11 +264,13 @@ def prepare_image(img, cfg: ImageConfig) -> ImageInput:
                          f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
     w, h = img.size
     scale = cfg.size / min(w, h)
-    resized = img.resize((max(cfg.size, round(w * scale)), max(cfg.size, round(h * scale))),
-                         Image.Resampling.BILINEAR, reducing_gap=2.0)
-    left = (resized.width - cfg.size) // 2
-    top = (resized.height - cfg.size) // 2
-    crop = resized.crop((left, top, left + cfg.size, top + cfg.size))
+    full_w, full_h = max(cfg.size, round(w * scale)), max(cfg.size, round(h * scale))
+    left = (full_w - cfg.size) // 2
+    top = (full_h - cfg.size) // 2
+    # Resize only the region the centre crop keeps (the same geometry as resizing the whole image and
+    # then cropping): resizing first would blow a 1,000,000x8 strip up to gigabytes before the crop.
+    box = (left * w / full_w, top * h / full_h, (left + cfg.size) * w / full_w, (top + cfg.size) * h / full_h)
+    crop = img.resize((cfg.size, cfg.size), Image.Resampling.BILINEAR, box=box, reducing_gap=2.0)
     shown = np.asarray(crop, dtype=np.uint8).copy()
     pixels = normalise_pixels(torch.from_numpy(shown).permute(2, 0, 1)[None].float())[0]  # (3, S, S)
     if float(shown.max()) - float(shown.min()) < 2:
