@@ -72,17 +72,17 @@ def load_checkpoint(path: str | Path, scenario: str | None = None) -> Checkpoint
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, pickle with code in it, ...: all unusable
         raise ValueError(f"cannot load checkpoint {path}: the file is damaged or not a safe mbm "
-                         f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                         f"checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mbm checkpoint (expected format {FORMAT})")
-    if scenario is not None and payload["scenario"] != scenario:
-        raise ValueError(f"{path} is a '{payload['scenario']}' checkpoint, not '{scenario}'")
+    if scenario is not None and payload.get("scenario") != scenario:
+        raise ValueError(f"{path} is a '{payload.get('scenario')}' checkpoint, not '{scenario}'")
     try:
         ckpt = Checkpoint(scenario=payload["scenario"], config=ModelConfig.from_dict(payload["config"]),
                           labels={k: list(v) for k, v in payload["labels"].items()}, vocab=list(payload["vocab"]),
                           extra=payload.get("extra", {}), metrics=payload.get("metrics", {}),
                           state_dict=payload["state_dict"])
         ckpt.build_model()  # shapes must match the config
-    except (KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"checkpoint {path} is inconsistent: {str(e).splitlines()[0][:200]}") from None
+    except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:  # tampered fields
+        raise ValueError(f"checkpoint {path} is inconsistent: {(str(e).splitlines() or [''])[0][:200]}") from None
     return ckpt
