@@ -1,0 +1,222 @@
+"""Encoders, attention fusion and the full model on a tiny config: shapes, masks, weights, gradients."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mbm.config import MODALITIES
+from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
+from mbm.model import MultimodalModel, ModelOutput
+
+SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]  # all 7 non-empty subsets
+ATOL = 1e-5
+
+
+def subset_inputs(inputs: dict, subset) -> dict:
+    return {m: inputs[m] for m in subset}
+
+
+def check_weights(out: ModelOutput, present_rows: list[set[str]]) -> None:
+    """Modality weights sum to 1, absent = exactly 0, present > 0; token weights sum to 1 per present row."""
+    w = out.modality_weights
+    assert w.shape == (len(present_rows), len(MODALITIES))
+    assert torch.allclose(w.sum(1), torch.ones(len(present_rows)), atol=ATOL), w
+    for row, present in enumerate(present_rows):
+        for j, m in enumerate(MODALITIES):
+            if m in present:
+                assert w[row, j] > 0, f"row {row}: present {m} got weight 0"
+                tw = out.token_weights[m][row]
+                assert torch.all(tw >= 0)
+                assert tw.sum().item() == pytest.approx(1.0, abs=ATOL), f"row {row} {m}: {tw}"
+            else:
+                assert w[row, j].item() == 0.0, f"row {row}: absent {m} got weight {w[row, j].item()}"
+                if m in out.token_weights:
+                    assert torch.all(out.token_weights[m][row] == 0), f"row {row}: absent {m} has token weights"
+
+
+# --- encoders ------------------------------------------------------------------------------------
+
+def test_image_encoder_tokens_and_mask(tiny_config):
+    cfg = tiny_config()
+    enc = ImageEncoder(cfg.encoder, cfg.image)
+    out = enc(torch.rand(2, 3, cfg.image.size, cfg.image.size) - 0.5)
+    grid = cfg.image.size // 2 ** len(cfg.encoder.image_channels)
+    assert isinstance(out, Tokens)
+    assert out.tokens.shape == (2, grid * grid, cfg.encoder.dim)
+    assert out.mask.dtype == torch.bool and out.mask.shape == (2, grid * grid) and bool(out.mask.all())
+
+
+def test_audio_encoder_tokens_and_mask(tiny_config):
+    cfg = tiny_config()
+    enc = AudioEncoder(cfg.encoder, cfg.audio)
+    out = enc(torch.rand(2, cfg.audio.n_mels, cfg.audio.num_frames))
+    frames = cfg.audio.num_frames // 4  # two (2, 2) pools in time, the rest pool frequency only
+    assert out.tokens.shape == (2, frames, cfg.encoder.dim)
+    assert out.mask.dtype == torch.bool and out.mask.shape == (2, frames) and bool(out.mask.all())
+
+
+def test_text_encoder_masks_padding_and_padding_does_not_change_tokens(tiny_config):
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    enc = TextEncoder(cfg.encoder).eval()
+    ids = torch.tensor([[3, 4, 5, 0, 0], [6, 0, 0, 0, 0]])
+    out = enc(ids)
+    assert out.tokens.shape == (2, 5, cfg.encoder.dim)
+    assert out.mask.tolist() == [[True, True, True, False, False], [True, False, False, False, False]]
+    # The same words without padding give the same real tokens: padding never leaks in.
+    short = enc(torch.tensor([[3, 4, 5]]))
+    assert torch.allclose(out.tokens[0, :3], short.tokens[0], atol=ATOL)
+    assert torch.all(out.tokens[0, 3:] == 0) and torch.all(out.tokens[1, 1:] == 0)
+
+
+# --- fusion weights ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("subset", SUBSETS, ids="+".join)
+def test_any_subset_by_missing_keys(tiny_model, tiny_inputs, subset):
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(subset_inputs(tiny_inputs, subset))
+    assert set(out.logits) == {"device", "word"}
+    assert out.logits["device"].shape == (3, 7) and out.logits["word"].shape == (3, 20)
+    assert out.fused.shape == (3, 16)
+    assert set(out.token_weights) == set(subset)
+    check_weights(out, [set(subset)] * 3)
+    for t in [*out.logits.values(), out.fused, out.modality_weights, *out.token_weights.values()]:
+        assert torch.isfinite(t).all()
+
+
+def test_absent_modality_masked_via_present_gets_exactly_zero(tiny_model, tiny_config):
+    """One batch, one row per subset, every modality given but masked per row by ``present``."""
+    torch.manual_seed(2)
+    cfg = tiny_config()
+    n = len(SUBSETS)
+    inputs = {"audio": torch.rand(n, cfg.audio.n_mels, cfg.audio.num_frames),
+              "image": torch.rand(n, 3, cfg.image.size, cfg.image.size) - 0.5,
+              "text": torch.randint(2, 20, (n, 5))}
+    present = {m: torch.tensor([m in s for s in SUBSETS]) for m in MODALITIES}
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model(inputs, present)
+    check_weights(out, [set(s) for s in SUBSETS])
+
+
+def test_masking_via_present_equals_leaving_the_modality_out(tiny_model, tiny_inputs):
+    """A masked modality must not influence anything: the output equals the one without it."""
+    tiny_model.eval()
+    with torch.no_grad():
+        for subset in SUBSETS:
+            present = {m: torch.full((3,), m in subset) for m in MODALITIES}
+            masked = tiny_model(tiny_inputs, present)
+            missing = tiny_model(subset_inputs(tiny_inputs, subset))
+            assert torch.allclose(masked.fused, missing.fused, atol=ATOL), subset
+            assert torch.allclose(masked.modality_weights, missing.modality_weights, atol=ATOL), subset
+            for name in masked.logits:
+                assert torch.allclose(masked.logits[name], missing.logits[name], atol=ATOL), subset
+
+
+def test_text_padding_gets_zero_token_weight_and_all_padding_text_is_absent(tiny_model, tiny_inputs):
+    tiny_model.eval()
+    inputs = dict(tiny_inputs, text=torch.tensor([[3, 4, 5, 6], [7, 0, 0, 0], [0, 0, 0, 0]]))
+    with torch.no_grad():
+        out = tiny_model(inputs)
+    tw = out.token_weights["text"]
+    assert torch.all(tw[1, 1:] == 0), "padding tokens must get exactly 0 weight"
+    assert tw[1, 0].item() == pytest.approx(1.0, abs=ATOL)
+    check_weights(out, [set(MODALITIES), set(MODALITIES), {"audio", "image"}])
+
+
+def test_modality_order_in_the_dict_does_not_matter(tiny_model, tiny_inputs):
+    tiny_model.eval()
+    with torch.no_grad():
+        a = tiny_model(dict(tiny_inputs))
+        b = tiny_model({m: tiny_inputs[m] for m in reversed(MODALITIES)})
+    assert torch.equal(a.modality_weights, b.modality_weights)
+    assert torch.equal(a.logits["word"], b.logits["word"])
+
+
+def test_single_sample_batch_works(tiny_model, tiny_inputs):
+    tiny_model.eval()
+    with torch.no_grad():
+        out = tiny_model({m: x[:1] for m, x in tiny_inputs.items()})
+    assert out.logits["device"].shape == (1, 7)
+    check_weights(out, [set(MODALITIES)])
+
+
+def test_bad_modality_sets_are_refused(tiny_model, tiny_inputs):
+    with pytest.raises(ValueError, match="unknown modalities"):
+        tiny_model({"video": torch.zeros(3, 4), **tiny_inputs})
+    with pytest.raises(AssertionError, match="at least one modality"):
+        tiny_model({})
+    nothing = {m: torch.tensor([True, False, True]) for m in MODALITIES}
+    with pytest.raises(AssertionError, match="at least one present modality"):
+        tiny_model(tiny_inputs, nothing)
+
+
+# --- gradients and numerical health --------------------------------------------------------------
+
+def loss_over_all_heads(out: ModelOutput, batch: int) -> torch.Tensor:
+    torch.manual_seed(3)
+    return sum(F.cross_entropy(logits, torch.randint(0, logits.shape[1], (batch,)))
+               for logits in out.logits.values())
+
+
+def test_every_parameter_gets_a_gradient(tiny_model, tiny_inputs):
+    tiny_model.train()
+    # The fusion query starts at zero (uniform attention), which makes the key projection's gradient
+    # exactly zero on the very first step; a trained model has a non-zero query, so use one here.
+    with torch.no_grad():
+        tiny_model.fusion.query.normal_()
+    loss_over_all_heads(tiny_model(tiny_inputs), 3).backward()
+    # The key bias adds the same score to every token, and softmax ignores a shared shift, so its
+    # gradient is zero by construction (a redundant parameter, harmless).
+    shift_invariant = {"fusion.key.bias"}
+    for name, p in tiny_model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+        if name in shift_invariant:
+            assert p.grad.abs().max() < 1e-6, name
+        else:
+            assert p.grad.abs().sum() > 0, f"{name} got an all-zero gradient"
+    emb = tiny_model.encoders["text"].embed.weight.grad
+    assert torch.all(emb[0] == 0), "the padding embedding must not learn"
+    used = tiny_inputs["text"][tiny_inputs["text"] != 0].unique()
+    assert torch.all(emb[used].abs().sum(1) > 0), "every word in the batch must get a gradient"
+
+
+def test_gradients_reach_every_parameter_at_initialisation(tiny_model, tiny_inputs):
+    tiny_model.train()
+    loss_over_all_heads(tiny_model(tiny_inputs), 3).backward()
+    for name, p in tiny_model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert tiny_model.fusion.query.grad.abs().sum() > 0, "the zero-initialised query must start learning"
+
+
+def test_no_nan_on_extreme_inputs(tiny_model, tiny_config):
+    """Silent audio (a constant mel), a flat image and one-word text, in train and eval mode."""
+    cfg = tiny_config()
+    inputs = {"audio": torch.ones(2, cfg.audio.n_mels, cfg.audio.num_frames),
+              "image": torch.full((2, 3, cfg.image.size, cfg.image.size), -0.5),
+              "text": torch.tensor([[1], [19]])}
+    for train in (True, False):
+        tiny_model.train(train)
+        tiny_model.zero_grad()
+        out = tiny_model(inputs)
+        for t in [*out.logits.values(), out.fused, out.modality_weights, *out.token_weights.values()]:
+            assert torch.isfinite(t).all(), f"non-finite output (train={train})"
+        if train:
+            loss_over_all_heads(out, 2).backward()
+            for name, p in tiny_model.named_parameters():
+                assert torch.isfinite(p.grad).all(), f"non-finite gradient in {name}"
+
+
+def test_seeded_models_are_identical(tiny_config):
+    torch.manual_seed(0)
+    a = MultimodalModel(tiny_config())
+    torch.manual_seed(0)
+    b = MultimodalModel(tiny_config())
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
