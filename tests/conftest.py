@@ -92,7 +92,14 @@ def audio_bytes(samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> byte
 
 @pytest.fixture
 def make_tone():
+    """``make_tone(sample_rate, seconds, freq=440, amp=0.3, channels=1, seed=0) -> ndarray``."""
     return tone
+
+
+@pytest.fixture
+def encode_audio():
+    """``encode_audio(samples, sample_rate, fmt="wav") -> bytes`` (wav, flac, ogg, mp3)."""
+    return audio_bytes
 
 
 @pytest.fixture
@@ -126,7 +133,14 @@ def image_bytes(img, fmt: str = "PNG", **save_args) -> bytes:
 
 @pytest.fixture
 def make_image():
+    """``make_image(width=48, height=40, mode="RGB", seed=0) -> PIL.Image`` with random texture."""
     return textured_image
+
+
+@pytest.fixture
+def encode_image():
+    """``encode_image(img, fmt="PNG", **save_args) -> bytes``."""
+    return image_bytes
 
 
 # --- a tiny voice-control checkpoint -------------------------------------------------------------
