@@ -121,7 +121,9 @@ def textured_image(width: int = 48, height: int = 40, mode: str = "RGB", seed: i
     rng = np.random.default_rng(seed)
     rgb = Image.fromarray((rng.random((height, width, 3)) * 255).astype(np.uint8), "RGB")
     if mode == "I;16":
-        return Image.fromarray((rng.random((height, width)) * 65535).astype(np.uint16), "I;16")
+        img = Image.fromarray((rng.random((height, width)) * 65535).astype(np.uint16))  # mode I;16
+        assert img.mode == "I;16", img.mode
+        return img
     return rgb.convert(mode)
 
 
