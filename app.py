@@ -137,7 +137,7 @@ def load_examples(path: Path) -> tuple[list[list], list[str]]:
 
 # --- Voice control tab --------------------------------------------------------------------------
 
-def predict_voice_control(audio, image, text):
+def predict_voice_control(audio=None, image=None, text=None):
     """Predict a device action from a spoken command, a photo of the device and/or a typed command.
 
     Any subset of the three inputs works. Returns the top-5 actions, a chart and a status line,
@@ -153,20 +153,27 @@ def predict_voice_control(audio, image, text):
             voice_control_status(result), result.to_json())
 
 
-VOICE_CONTROL_HELP = """
-Record a spoken command (e.g. *up*, *on*, *five*) or upload a clip, give a photo of a device
-(lamp, blinds, fan, heater, door, music player, TV), and/or type a command (*dim the lamp*),
-then press **Run**. The model fuses whatever you give it: the same spoken *up* brightens a lamp,
-raises blinds or turns the music up, depending on the photo.
+def voice_control_help() -> str:
+    """What the tab does; the device names, words and window length come from the checkpoint."""
+    devices = ", ".join(d.replace("_", " ") for d in voice_control.labels["device"])
+    words = ", ".join(voice_control.labels["word"])
+    seconds = f"{voice_control.cfg.audio.clip_seconds:g}"
+    return f"""
+Record a spoken command or upload a clip, give a photo of a device, and/or type a command
+(*dim the lamp*, *channel 5*), then press **Run**. The model fuses whatever you give it: the same
+spoken *up* brightens a lamp, raises blinds or turns the music up, depending on the photo.
 
 **Any subset works.** The chart shows how much each input counted: the weights sum to 1, and an
-input you leave out gets exactly 0. Only the loudest second of a recording is used.
+input you leave out gets exactly 0.
+
+<small>Devices: {devices}. Spoken words: {words}. Only the loudest {seconds} s of a recording is
+used.</small>
 """
 
 
 def voice_control_tab() -> None:
     """The Voice control tab: inputs, outputs, examples and the ``/voice_control`` API event."""
-    gr.Markdown(VOICE_CONTROL_HELP)
+    gr.Markdown(voice_control_help())
     with gr.Row(equal_height=False):
         with gr.Column():
             audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken command",
@@ -182,9 +189,9 @@ def voice_control_tab() -> None:
         with gr.Column():
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
             weights = gr.Plot(label="Per-modality attention weights", format="png", elem_id="vc-weights")
-            status = gr.Markdown(elem_id="vc-status")
+            status = gr.Markdown(label="Status", elem_id="vc-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
-                details = gr.JSON(show_label=False, elem_id="vc-json")
+                details = gr.JSON(label="Result", show_label=False, elem_id="vc-json")
     inputs, outputs = [audio, image, text], [action, weights, status, details]
     clear.add(inputs + outputs)
     run.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False)

@@ -81,7 +81,7 @@ def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_
     shot = ARTIFACTS / "voice_control.png"
     shot.unlink(missing_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.grant_permissions(["microphone"], origin=app_url)
+    context.grant_permissions(["microphone"], origin=app_url.rstrip("/"))
     page = context.new_page()
     try:
         page.goto(app_url, wait_until="domcontentloaded")
