@@ -135,7 +135,7 @@ def test_pickle_that_runs_code_is_refused_without_running_it(tmp_path, how):
     if how == "torch.save":
         torch.save({"format": FORMAT, "evil": RunsCodeWhenUnpickled(marker)}, bad)
     else:
-        bad.write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker)))
+        bad.write_bytes(pickle.dumps(RunsCodeWhenUnpickled(marker), protocol=2))
     with pytest.raises(ValueError) as e:
         load_checkpoint(bad)
     assert_names_file(e, bad)

@@ -321,6 +321,7 @@ def _jpeg_claiming_size(jpeg: bytes, width: int, height: int) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns, we refuse
 @pytest.mark.parametrize("width,height", [(10_000, 5_001), (20_000, 5_001), (60_000, 60_000)],
                          ids=["just_over_limit", "over_twice_limit", "bomb"])
 def test_images_over_max_pixels_are_refused(make_image, encode_image, width, height):
