@@ -152,6 +152,11 @@ def voice_control_data(data_dir: Path, split: str) -> tuple[list[SpeechClip], li
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--scenario=portrait" in argv or ("--scenario" in argv and argv[argv.index("--scenario") + 1:][:1] == ["portrait"]):
+        from mbm.portrait_eval import main as portrait_main  # the portrait scenario has its own metrics
+
+        return portrait_main(argv)
     parser = argparse.ArgumentParser(description="Evaluate an mbm checkpoint on a data folder.")
     parser.add_argument("--scenario", required=True, choices=sorted(DEFAULT_CHECKPOINTS))
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
