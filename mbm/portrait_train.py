@@ -1,6 +1,7 @@
 """Train the portrait fusion (attention weights + score calibration) and build the shipped gallery.
 
-    python -m mbm.portrait_train --data ../shared/data [--steps 800] [--out checkpoints]
+    python -m mbm.train --scenario portrait --data ../shared/data [--steps 600] [--out checkpoints]
+    (same as python -m mbm.portrait_train ...)
 
 Pretrained, frozen: dlib face descriptors, Resemblyzer speaker embeddings. Trained
 here: the shared fusion block over feature tokens and the per-modality score
@@ -214,9 +215,10 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", default="portrait", choices=("portrait",))
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("checkpoints"))
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
