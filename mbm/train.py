@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +95,11 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--scenario=portrait" in argv or ("--scenario" in argv and argv[argv.index("--scenario") + 1:][:1] == ["portrait"]):
+        from mbm.portrait_train import main as portrait_main  # pretrained features + fusion: its own trainer
+
+        return portrait_main(argv)
     parser = argparse.ArgumentParser(description="Train an mbm scenario model from scratch.")
     parser.add_argument("--scenario", required=True, choices=("voice_control",))
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
