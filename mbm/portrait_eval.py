@@ -82,6 +82,17 @@ def face_features(photos: list[FacePhoto], workers: int | None = None) -> tuple[
     return emb, qual
 
 
+def _readable(path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:  # damaged or not an image: skipped and counted
+        return False
+
+
 def identify(model: PortraitModel, gallery: Gallery, q: Queries) -> tuple[list[str], np.ndarray, np.ndarray]:
     """-> (predicted name or "unknown", best score, modality weights) per query."""
     g = gallery_tensors(gallery)
@@ -98,7 +109,8 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
     """Run the metrics above on a folder laid out like ``../shared/data``. Returns plain JSON-able values."""
     t0 = time.time()
     data_dir = Path(data_dir)
-    photos = list_face_photos(data_dir)
+    listed = list_face_photos(data_dir)
+    photos = [p for p in listed if _readable(p.path)]
     people = by_identity(photos)
     known = {n: ps for n, ps in people.items() if n in gallery}
     unknown = {n: ps for n, ps in people.items() if n not in gallery}
@@ -113,7 +125,7 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
         ix = [index[p.path] for p in ps]
         return Queries(face=torch.from_numpy(emb[ix]), face_quality=torch.from_numpy(qual[ix]))
 
-    res: dict = {"n_known": len(known_q), "n_unknown": len(unknown_q),
+    res: dict = {"n_known": len(known_q), "n_unknown": len(unknown_q), "n_unreadable": len(listed) - len(photos),
                  "n_known_people": len(known), "n_unknown_people": len(unknown), "gallery_size": len(gallery)}
     if known_q:
         pred, _, _ = identify(model, gallery, face_queries(known_q))
