@@ -145,9 +145,12 @@ class PortraitPredictor:
         chips = []
         for k, photo in enumerate(photos, 1):
             try:
-                chips.append(fe.chip(_rgb(photo), require_face=True)[0])
+                chip, _, n_faces = fe.chip(_rgb(photo), require_face=True)
             except InputError as e:
                 raise InputError(f"photo {k}: {e}") from None
+            if n_faces > 1:
+                raise InputError(f"photo {k} shows {n_faces} faces; enrol from photos of this one person alone")
+            chips.append(chip)
         emb = fe.embed_chips(chips)
         v = embed_voices([voice_waveform(voice)])[0] if voice is not None else None
         with self._lock:
