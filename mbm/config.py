@@ -36,7 +36,7 @@ class AudioConfig:
 @dataclass
 class ImageConfig:
     size: int = 64  # square side after resize-shorter-side + centre crop
-    max_pixels: int = 50_000_000  # larger images are refused (decompression-bomb guard)
+    max_pixels: int = 100_000_000  # larger images are refused (decompression-bomb guard); 50 MP photos pass
 
 
 @dataclass
@@ -47,7 +47,8 @@ class TextConfig:
 @dataclass
 class EncoderConfig:
     dim: int = 64  # token width D shared by all encoders and the fusion block
-    image_channels: tuple[int, ...] = (32, 64, 96)  # stem + CNN stages, each halves the resolution
+    image_channels: tuple[int, ...] = (32, 48, 96)  # stem + CNN stages, each halves the resolution
+    image_convs: int = 2  # 3x3 convolutions per image stage (after the stem)
     audio_channels: tuple[int, ...] = (32, 64, 64)  # CNN stages before the GRU
     vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
     dropout: float = 0.1
@@ -100,7 +101,7 @@ def _build(klass, d: dict):
 @dataclass
 class TrainConfig:
     seed: int = 0
-    steps: int = 3000  # optimiser steps
+    steps: int = 2200  # optimiser steps
     batch_size: int = 64
     lr: float = 3e-3  # peak learning rate (one-cycle)
     weight_decay: float = 1e-2
@@ -108,4 +109,6 @@ class TrainConfig:
     text_keep: float = 0.3  # text is optional in the scenario, so it is present less often
     noise_modality: float = 0.1  # chance a present modality is replaced by noise (labels unchanged)
     unsupported_share: float = 0.1  # share of training commands outside the action table
-    tts_per_word: int = 180  # synthetic clips per command word
+    tts_per_word: int = 450  # synthetic clips per command word
+    real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
+    warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion

@@ -21,10 +21,13 @@ class Tokens(NamedTuple):
     mask: torch.Tensor  # (B, T) bool, True where a token is real
 
 
-def conv_block(c_in: int, c_out: int, pool: tuple[int, int] | int = 2) -> nn.Sequential:
-    """Conv3x3 -> BatchNorm -> ReLU -> MaxPool."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(pool))
+def conv_block(c_in: int, c_out: int, pool: tuple[int, int] | int = 2, convs: int = 1) -> nn.Sequential:
+    """``convs`` x (Conv3x3 -> BatchNorm -> ReLU), then MaxPool."""
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(pool))
 
 
 class ImageEncoder(nn.Module):
@@ -39,7 +42,8 @@ class ImageEncoder(nn.Module):
         # A strided stem halves the resolution cheaply, then each stage halves it again.
         self.stem = nn.Sequential(nn.Conv2d(3, chans[0], 3, stride=2, padding=1, bias=False),
                                   nn.BatchNorm2d(chans[0]), nn.ReLU(inplace=True))
-        self.stages = nn.Sequential(*[conv_block(a, b) for a, b in zip(chans[:-1], chans[1:])])
+        self.stages = nn.Sequential(*[conv_block(a, b, convs=cfg.image_convs)
+                                      for a, b in zip(chans[:-1], chans[1:])])
         self.grid = image.size // 2 ** len(chans)
         self.proj = nn.Conv2d(chans[-1], cfg.dim, 1)
         self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, cfg.dim))

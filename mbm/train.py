@@ -25,13 +25,16 @@ from tqdm import tqdm
 from mbm.checkpoint import Checkpoint, save_checkpoint
 from mbm.config import EncoderConfig, ModelConfig, TrainConfig
 from mbm.data import tts
-from mbm.data.readers import list_device_photos, list_speech_clips, list_tts_clips, split_photos, split_speech
+from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, load_photo_pool
 from mbm.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
+
+
+WARMUP_CYCLE = ("image", "audio", "image", "audio", "image", "text")  # modality of each warm-up batch, in turn
 
 
 def seed_everything(seed: int) -> None:
@@ -49,8 +52,9 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                          "devices/)")
     train_clips, held_clips = split_speech(clips)
     train_photos, held_photos = split_photos(photos)
-    tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=train.seed, progress=tqdm)
-    synthetic = list_tts_clips(tts_dir)
+    # Exactly the planned clips (the cache may hold others from earlier plans).
+    synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=train.seed,
+                                       progress=tqdm))
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
 
@@ -66,16 +70,28 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
     index = torch.tensor(action_index_matrix())
     model.train()
+    warmup_steps = int(train.warmup_share * train.steps)
     bar = tqdm(range(train.steps), desc="train")
     for step in bar:
-        inputs, present, targets = sampler.sample(train.batch_size)
-        output = model(inputs, present)
-        loss_device = F.cross_entropy(output.logits["device"], targets["device"], label_smoothing=0.05)
-        loss_word = F.cross_entropy(output.logits["word"], targets["word"], label_smoothing=0.05)
-        p_action = action_probs(output.logits["device"].softmax(-1), output.logits["word"].softmax(-1), index)
-        truth = index[targets["device"], targets["word"]]
-        loss_action = F.nll_loss(p_action.clamp_min(1e-8).log(), truth)
-        loss = loss_device + loss_word + 0.5 * loss_action
+        if step < warmup_steps:
+            # Warm-up: one encoder per batch (cheap), each head taught by the input that carries it.
+            modality = WARMUP_CYCLE[step % len(WARMUP_CYCLE)]
+            inputs, targets = sampler.sample_unimodal(modality, 2 * train.batch_size)
+            output = model(inputs)
+            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
+            losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
+            loss = sum(losses.values())
+            loss_device, loss_word = losses.get("device", loss), losses.get("word", loss)
+        else:
+            # Fusion: every modality present or not per sample (modality dropout), some replaced by noise.
+            inputs, present, targets = sampler.sample(train.batch_size)
+            output = model(inputs, present)
+            loss_device = F.cross_entropy(output.logits["device"], targets["device"], label_smoothing=0.05)
+            loss_word = F.cross_entropy(output.logits["word"], targets["word"], label_smoothing=0.05)
+            p_action = action_probs(output.logits["device"].softmax(-1), output.logits["word"].softmax(-1), index)
+            truth = index[targets["device"], targets["word"]]
+            loss_action = F.nll_loss(p_action.clamp_min(1e-8).log(), truth)
+            loss = loss_device + loss_word + 0.5 * loss_action
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

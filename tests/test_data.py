@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from mbm.config import AudioConfig, ImageConfig, TrainConfig
-from mbm.data.readers import (heldout_speakers, list_device_photos, list_speech_clips, list_tts_clips,
+from mbm.data.readers import (heldout_speakers, list_device_photos, list_speech_clips, tts_clips,
                               split_photos, split_speech)
 from mbm.data.voice_control_data import (PHOTO_MARGIN, AudioPool, PhotoPool, VoiceControlSampler,
                                          load_audio_pool, load_photo_pool)
@@ -139,12 +139,17 @@ def test_empty_or_partial_folders_give_empty_lists(tmp_path):
     assert [(c.word, c.speaker, c.source) for c in clips] == [("three", "theo", "fsdd")]
 
 
-def test_tts_clips_skip_unfinished_files(tmp_path):
-    _wav(tmp_path / "up" / "espeak-en-us-s1.00-p50.wav", 300)
-    _wav(tmp_path / "up" / "espeak-en-gb-s1.00-p50.tmp.wav", 300)
-    _wav(tmp_path / "banana" / "espeak-en-us-s1.00-p50.wav", 300)
-    clips = list_tts_clips(tmp_path)
-    assert [(c.word, c.speaker, c.source) for c in clips] == [("up", "espeak-en-us-s1.00-p50", "tts")]
+def test_tts_clips_are_exactly_the_planned_ones(tmp_path):
+    """Training reads the clips of the current plan, never leftovers of an earlier plan in the cache."""
+    from mbm.data.tts import plan_utterances
+
+    plan = plan_utterances(["up", "five"], per_word=4, seed=0)
+    assert plan == plan_utterances(["up", "five"], per_word=4, seed=0), "the plan must be deterministic"
+    assert len({u.name for u in plan if u.word == "up"}) == 4
+    paths = [tmp_path / u.word / f"{u.name}.wav" for u in plan]
+    _wav(tmp_path / "up" / "leftover-from-another-plan.wav", 300)
+    clips = tts_clips(paths)
+    assert [(c.word, c.speaker, c.source) for c in clips] == [(u.word, u.name, "tts") for u in plan]
 
 
 # --- splits --------------------------------------------------------------------------------------

@@ -96,27 +96,27 @@ def augment_images(images: torch.Tensor, size: int, g: torch.Generator) -> torch
     b, _, h, w = images.shape
     out = torch.empty(b, 3, size, size)
     for i in range(b):
-        scale = 0.6 + 0.4 * _rand(g, 1).item()  # crop side as a fraction of the image
+        scale = 0.75 + 0.25 * _rand(g, 1).item()  # crop side as a fraction of the image
         ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
         y = int(_rand(g, 1).item() * (h - ch + 1))
         x = int(_rand(g, 1).item() * (w - cw + 1))
         crop = images[i:i + 1, :, y:y + ch, x:x + cw]
         if _rand(g, 1).item() < 0.5:
             crop = crop.flip(3)
-        # blur by down-and-up scaling half the time: resolution must not give the source away
-        if _rand(g, 1).item() < 0.5:
+        # blur by down-and-up scaling, sometimes: resolution must not give the source away
+        if _rand(g, 1).item() < 0.2:
             low = int(size * (0.3 + 0.5 * _rand(g, 1).item()))
             crop = F.interpolate(crop, size=(low, low), mode="area")
         out[i] = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)[0]
     # colour jitter: brightness, contrast, per-channel gain; some grey
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = 0.6 + 0.8 * _rand(g, b, 1, 1, 1)
-    out = (out - mean) * contrast + mean * (0.7 + 0.6 * _rand(g, b, 1, 1, 1))
+    contrast = 0.75 + 0.5 * _rand(g, b, 1, 1, 1)
+    out = (out - mean) * contrast + mean * (0.8 + 0.4 * _rand(g, b, 1, 1, 1))
     out = out * (0.85 + 0.3 * _rand(g, b, 3, 1, 1))
-    grey = _rand(g, b) < 0.15
+    grey = _rand(g, b) < 0.1
     out[grey] = out[grey].mean(1, keepdim=True).expand(-1, 3, -1, -1)
     # occlusion: a random grey rectangle on some images
-    for i in torch.nonzero(_rand(g, b) < 0.2).flatten().tolist():
+    for i in torch.nonzero(_rand(g, b) < 0.1).flatten().tolist():
         s = int(size * (0.15 + 0.25 * _rand(g, 1).item()))
         y, x = (int(_rand(g, 1).item() * (size - s)) for _ in range(2))
         out[i, :, y:y + s, x:x + s] = 128.0

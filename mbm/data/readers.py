@@ -53,14 +53,9 @@ def list_speech_clips(data_dir: Path) -> list[SpeechClip]:
     return clips
 
 
-def list_tts_clips(tts_dir: Path) -> list[SpeechClip]:
-    """Synthetic clips written by :mod:`mbm.data.tts` (``<word>/<voice>.wav``)."""
-    clips = []
-    for word in WORDS:
-        for path in sorted((Path(tts_dir) / word).glob("*.wav")):
-            if not path.name.endswith(".tmp.wav"):
-                clips.append(SpeechClip(path, word, path.stem, "tts"))
-    return clips
+def tts_clips(paths: list[Path]) -> list[SpeechClip]:
+    """Synthetic clips written by :mod:`mbm.data.tts` (``<word>/<voice>.wav``), from their paths."""
+    return [SpeechClip(Path(p), Path(p).parent.name, Path(p).stem, "tts") for p in paths]
 
 
 def list_device_photos(data_dir: Path) -> list[DevicePhoto]:

@@ -47,7 +47,7 @@ class Utterance:
         return f"{self.engine}-{self.voice.replace('+', '_')}-s{self.speed:.2f}-p{self.pitch}"
 
 
-def plan_utterances(words: list[str], per_word: int = 180, flite_share: float = 0.25,
+def plan_utterances(words: list[str], per_word: int, flite_share: float = 0.25,
                     seed: int = 0) -> list[Utterance]:
     """Draw ``per_word`` distinct (voice, speed, pitch) settings for every word."""
     rng = random.Random(seed)
@@ -86,7 +86,7 @@ def render(u: Utterance, out_dir: Path) -> Path:
     return path
 
 
-def generate(words: list[str], out_dir: Path, per_word: int = 180, seed: int = 0,
+def generate(words: list[str], out_dir: Path, per_word: int, seed: int = 0,
              workers: int = 2, progress=None) -> list[Path]:
     """Render the whole plan (skipping clips already on disk); returns the WAV paths."""
     for tool in ("espeak-ng", "flite"):
@@ -103,11 +103,12 @@ def generate(words: list[str], out_dir: Path, per_word: int = 180, seed: int = 0
 def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
+    from mbm.config import TrainConfig
     from mbm.scenarios.voice_control import WORDS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("cache/tts"), help="output folder")
-    parser.add_argument("--per-word", type=int, default=180, help="clips per command word")
+    parser.add_argument("--per-word", type=int, default=TrainConfig.tts_per_word, help="clips per command word")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     paths = generate(list(WORDS), args.out, per_word=args.per_word, seed=args.seed, progress=tqdm)

@@ -30,8 +30,10 @@ class AudioPool:
     words: torch.Tensor  # (N,) index into WORDS
     sources: list[str]
 
-    def by_word(self) -> list[list[int]]:
-        return [torch.nonzero(self.words == w).flatten().tolist() for w in range(len(WORDS))]
+    def by_word(self, real: bool | None = None) -> list[list[int]]:
+        """Clip indices per word; ``real`` True/False keeps only real/synthetic clips."""
+        keep = torch.tensor([real is None or (s != "tts") == real for s in self.sources], dtype=torch.bool)
+        return [torch.nonzero((self.words == w) & keep).flatten().tolist() for w in range(len(WORDS))]
 
 
 @dataclass
@@ -73,6 +75,7 @@ class VoiceControlSampler:
         self.audio, self.photos, self.vocab = audio, photos, vocab
         self.audio_cfg, self.image_cfg, self.max_tokens, self.train = audio_cfg, image_cfg, max_tokens, train
         self.clips_by_word = audio.by_word()
+        self.real_clips_by_word = audio.by_word(real=True)
         self.photos_by_device = photos.by_device()
         self.index = {w: i for i, w in enumerate(vocab)}
         self.rng = random.Random(train.seed)
@@ -88,6 +91,40 @@ class VoiceControlSampler:
 
         return [self.index.get(t, 1) for t in tokenize(cmd.text)][:self.max_tokens]
 
+    def _clip(self, word: int) -> int:
+        """A clip of ``word``; real recordings are drawn more often than their share of the pool."""
+        real = self.real_clips_by_word[word]
+        if real and self.rng.random() < self.train.real_share:
+            return self.rng.choice(real)
+        return self.rng.choice(self.clips_by_word[word])
+
+    def sample_unimodal(self, modality: str, batch_size: int):
+        """A batch of one modality only (the warm-up phase): (inputs, targets).
+
+        Targets hold random labels for what the input cannot tell (e.g. the device behind
+        a text naming only the command), so the model learns to be unsure there.
+        """
+        devices = torch.randint(len(DEVICES), (batch_size,), generator=self.g)
+        words = torch.randint(len(WORDS), (batch_size,), generator=self.g)
+        if modality == "audio":
+            waves = augment.augment_audio(self.audio.waves[[self._clip(int(w)) for w in words]], self.g)
+            inputs = {"audio": augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)}
+        elif modality == "image":
+            ids = [self.rng.choice(self.photos_by_device[int(d)]) for d in devices]
+            images = augment.augment_images(self.photos.pixels[ids].float(), self.image_cfg.size, self.g)
+            inputs = {"image": normalise_pixels(images)}
+        else:
+            inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])
+                                         for d, w in zip(devices, words)])}
+        return inputs, {"device": devices, "word": words}
+
+    @staticmethod
+    def _pad(texts: list[list[int]]) -> torch.Tensor:
+        ids = torch.zeros(len(texts), max(1, max(len(x) for x in texts)), dtype=torch.long)  # (B, L), 0 = pad
+        for i, x in enumerate(texts):
+            ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+        return ids
+
     def sample(self, batch_size: int):
         """Returns (inputs, present, targets) with targets {"device", "word"} index tensors."""
         t = self.train
@@ -101,7 +138,7 @@ class VoiceControlSampler:
                 d, w = DEVICES.index(dn), WORDS.index(wn)
             devices.append(d)
             words.append(w)
-            clip_ids.append(self.rng.choice(self.clips_by_word[w]))
+            clip_ids.append(self._clip(w))
             photo_ids.append(self.rng.choice(self.photos_by_device[d]))
             texts.append(self._text_ids(DEVICES[d], WORDS[w]))
             keep = {"audio": self.rng.random() < t.modality_keep, "image": self.rng.random() < t.modality_keep,
@@ -121,10 +158,6 @@ class VoiceControlSampler:
         if noise_image.any():
             images[noise_image] = torch.rand(int(noise_image.sum()), *images.shape[1:], generator=self.g) * 255
         mel = augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)  # (B, n_mels, F)
-        width = max(len(x) for x in texts)
-        ids = torch.zeros(batch_size, width, dtype=torch.long)  # (B, L) padded with 0
-        for i, x in enumerate(texts):
-            ids[i, :len(x)] = torch.tensor(x)
-        inputs = {"audio": mel, "image": normalise_pixels(images), "text": ids}
+        inputs = {"audio": mel, "image": normalise_pixels(images), "text": self._pad(texts)}
         targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
         return inputs, present, targets
