@@ -146,9 +146,10 @@ def predict_voice_control(audio=None, image=None, text=None):
     try:
         result = voice_control.predict(audio=_file(audio), image=_file(image), text=text or None)
     except InputError as e:
-        raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from", print_exception=False) from None
+        raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
+                       print_exception=False) from None
     for warning in result.warnings:  # an input was unusable but others were: say so, keep the answer
-        gr.Warning(warning)
+        gr.Warning(html.escape(warning, quote=False))
     return (dict(result.top), modality_weights_figure(result.modality_weights, result.inputs.present),
             voice_control_status(result), result.to_json())
 
