@@ -6,6 +6,15 @@
 ``--split all`` (default) scores every file in DIR (an unseen copy); ``--split
 heldout`` scores only the speakers and photos that training held out of DIR.
 Prints one JSON object on stdout (with ``--json``) or a readable summary.
+
+The voice-control JSON also holds the faithfulness metrics of ``mbm.faithfulness``
+(``weight_effect_spearman``, ``noised_weight_drop``, ``late_fusion_action_accuracy``,
+accuracy per modality subset, confusion matrices; definitions in that module).
+``--results FILE`` also writes the small file the app's Evaluation tab reads,
+robustness curves included:
+
+    python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json \
+        --results assets/voice_control/eval_results.json
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from mbm.checkpoint import Checkpoint, load_checkpoint
 from mbm.config import AudioConfig, ImageConfig
 from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
                               split_speech)
-from mbm.preprocess import InputError, prepare_audio, prepare_image, read_audio, read_image
+from mbm.preprocess import InputError, fit_window, log_mel, prepare_audio, prepare_image, read_audio, read_image
 from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs
 
 DEFAULT_CHECKPOINTS = {"voice_control": Path(__file__).resolve().parent.parent / "checkpoints" / "voice_control.pt"}
@@ -69,6 +78,38 @@ def run_model(model, inputs: dict[str, torch.Tensor], batch_size: int = 256) -> 
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def encode_clip_windows(clips: list[SpeechClip], cfg: AudioConfig):
+    """Like ``encode_clips`` but also keeps the model windows: ``(waves (N, samples), mels, kept clips)``."""
+    waves, kept = [], []
+    for clip in clips:
+        try:
+            samples, sr = read_audio(str(clip.path))
+            waves.append(torch.from_numpy(fit_window(samples, sr, cfg)[0]))
+            kept.append(clip)
+        except InputError:
+            continue
+    if not waves:
+        return torch.zeros(0, cfg.num_samples), torch.zeros(0, cfg.n_mels, cfg.num_frames), kept
+    waves = torch.stack(waves)  # (N, samples)
+    return waves, log_mel(waves, cfg), kept  # the same log-mel as prepare_audio, batched
+
+
+def encode_photo_crops(photos: list[DevicePhoto], cfg: ImageConfig):
+    """Like ``encode_photos`` but also keeps the uint8 crops: ``(shown (N, S, S, 3), pixels, kept photos)``."""
+    shown, pixels, kept = [], [], []
+    for photo in photos:
+        try:
+            img = prepare_image(read_image(str(photo.path), cfg), cfg)
+            shown.append(torch.from_numpy(img.shown))
+            pixels.append(img.pixels)
+            kept.append(photo)
+        except InputError:
+            continue
+    if not kept:
+        return torch.zeros(0, cfg.size, cfg.size, 3, dtype=torch.uint8), torch.zeros(0, 3, cfg.size, cfg.size), kept
+    return torch.stack(shown), torch.stack(pixels), kept
+
+
 def pair_clips_with_devices(clips: list[SpeechClip], photos: list[DevicePhoto], k: int = PAIR_DEVICES):
     """Deterministic (clip index, photo index) pairs: each clip with photos of ``k`` devices.
 
@@ -93,14 +134,19 @@ def pair_clips_with_devices(clips: list[SpeechClip], photos: list[DevicePhoto], 
     return pairs
 
 
-def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: list[DevicePhoto]) -> dict:
-    """Accuracy of words (audio only), devices (image only) and actions (audio + image and each alone)."""
+def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: list[DevicePhoto],
+                           faithfulness: bool = True, curves: bool = False) -> dict:
+    """Accuracy of words (audio only), devices (image only) and actions (audio + image and each alone).
+
+    With ``faithfulness`` also the metrics of ``mbm.faithfulness`` (weight/effect Spearman, noised
+    weight drop, late fusion, subsets, confusion matrices and, with ``curves``, robustness curves).
+    """
     model = ckpt.build_model()
     cfg = ckpt.config
     index = torch.tensor(ckpt.extra["action_index"])
     actions = ckpt.extra["actions"]
-    mels, clips = encode_clips(clips, cfg.audio)
-    pixels, photos = encode_photos(photos, cfg.image)
+    waves, mels, clips = encode_clip_windows(clips, cfg.audio)
+    shown, pixels, photos = encode_photo_crops(photos, cfg.image)
     result: dict = {"n_clips": len(clips), "n_photos": len(photos)}
 
     if clips:
@@ -130,6 +176,11 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
                 w = out["modality_weights"].mean(0)
                 result["mean_modality_weights"] = {m: round(float(x), 4) for m, x in zip(model.modalities, w)}
         result["n_pairs"] = len(pairs)
+        if faithfulness:
+            from mbm.faithfulness import faithfulness_voice_control
+
+            result.update(faithfulness_voice_control(model, ckpt, waves, mels, pixels, shown, clips, photos, pairs,
+                                                     curves=curves))
     return result
 
 
@@ -151,6 +202,23 @@ def voice_control_data(data_dir: Path, split: str) -> tuple[list[SpeechClip], li
     return clips, photos
 
 
+RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triples", "action_accuracy",
+                "action_accuracy_audio_only", "action_accuracy_image_only", "late_fusion_action_accuracy",
+                "action_accuracy_with_text", "late_fusion_action_accuracy_with_text", "action_accuracy_by_subset",
+                "word_accuracy_real", "device_accuracy", "weight_effect_spearman", "weight_effect_spearman_n",
+                "noised_weight_drop", "noised_weight_drop_by_modality", "mean_modality_weights",
+                "mean_modality_weights_with_text", "mean_drop_p_true_without", "confusion", "robustness")
+
+
+def write_results(result: dict, path: Path, argv: list[str]) -> None:
+    """The small JSON file the app's Evaluation tab reads: the keys above plus the command that made it."""
+    out = {k: result[k] for k in RESULTS_KEYS if k in result}
+    out["command"] = "python -m mbm.evaluate " + " ".join(argv)
+    out["created"] = time.strftime("%Y-%m-%d")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--scenario=portrait" in argv or ("--scenario" in argv and argv[argv.index("--scenario") + 1:][:1] == ["portrait"]):
@@ -165,6 +233,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="all files (an unseen copy), or our held-out / training side of DIR")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--results", type=Path, help="also write the app's small results file (e.g. "
+                        "assets/voice_control/eval_results.json: subsets, confusion, late fusion, curves)")
+    parser.add_argument("--no-faithfulness", action="store_true",
+                        help="skip the faithfulness metrics, subsets, confusion matrices and curves")
+    parser.add_argument("--curves", action="store_true",
+                        help="also the robustness curves (always on with --results; adds ~30 s)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.data.is_dir():
@@ -175,8 +249,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         parser.error(str(e))
     clips, photos = voice_control_data(args.data, args.split)
-    result = evaluate_voice_control(ckpt, clips, photos)
+    result = evaluate_voice_control(ckpt, clips, photos, faithfulness=not args.no_faithfulness,
+                                    curves=args.curves or args.results is not None)
     result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
+    if args.results:
+        write_results(result, args.results, argv)
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")

@@ -1,0 +1,80 @@
+"""Measured effect beside each attention weight, and a flag when the two disagree.
+
+An attention weight says how much of the fused representation came from a
+modality; it does not by itself say how much the prediction depends on it. The
+predictor measures that directly: ``VoiceControlResult.confidence_without[m]``
+is p(predicted action) with modality ``m`` removed (the others kept). This module
+turns it into per-modality effects and checks that the two orders agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WEIGHT_MARGIN = 0.05  # weights closer than this count as tied
+EFFECT_MARGIN = 0.05  # confidence drops closer than this count as tied
+
+
+@dataclass
+class ModalityEffects:
+    """Per present modality: attention weight, confidence without it, and the drop."""
+
+    weights: dict[str, float]  # present modality -> attention weight
+    confidence: float  # p(predicted action) with every present modality
+    without: dict[str, float]  # present modality -> p(predicted action) without it
+    drop: dict[str, float]  # present modality -> confidence - without (negative: it was hurting)
+    disagree: bool  # see ``disagreement``
+    pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b): w_a > w_b but drop_a < drop_b
+
+    def to_json(self) -> dict:
+        r = lambda d: {k: round(float(v), 4) for k, v in d.items()}  # noqa: E731
+        return {"weights": r(self.weights), "confidence": round(float(self.confidence), 4),
+                "confidence_without": r(self.without), "drop": r(self.drop), "disagree": self.disagree,
+                "disagreeing_pairs": [list(p) for p in self.pairs],
+                "margins": {"weight": WEIGHT_MARGIN, "effect": EFFECT_MARGIN}}
+
+
+def disagreement(weights: dict[str, float], drops: dict[str, float], weight_margin: float = WEIGHT_MARGIN,
+                 effect_margin: float = EFFECT_MARGIN) -> tuple[bool, list[tuple[str, str]]]:
+    """Does the order of the weights disagree with the order of the measured effects?
+
+    Definition: over the modalities present in both dicts, a pair (a, b)
+    *disagrees* when the weights put a clearly above b while the effects put it
+    clearly below::
+
+        weights[a] - weights[b] > weight_margin   and   drops[b] - drops[a] > effect_margin
+
+    The flag is True when at least one pair disagrees. Differences within a
+    margin count as ties and never fire the flag (so small noise in either does
+    not), and with fewer than two modalities there is no order and no flag.
+
+    Returns:
+        ``(flag, pairs)``, pairs as (higher-weighted, more-effective) names.
+    """
+    names = [m for m in weights if m in drops]
+    pairs = [(a, b) for a in names for b in names
+             if weights[a] - weights[b] > weight_margin and drops[b] - drops[a] > effect_margin]
+    return bool(pairs), pairs
+
+
+def modality_effects(result) -> ModalityEffects:
+    """Effects of a ``VoiceControlResult``: drop in p(predicted action) when each present modality is removed.
+
+    ``drop[m] = result.confidence - result.confidence_without[m]``. With one
+    modality there is nothing to remove (``without`` and ``drop`` are empty and
+    the flag is False).
+    """
+    without = dict(result.confidence_without)
+    weights = {m: float(result.modality_weights[m]) for m in without}
+    if not without:  # one modality: report its weight, no effect measurable
+        weights = {m: float(w) for m, w in result.modality_weights.items() if w > 0}
+    drop = {m: float(result.confidence) - float(p) for m, p in without.items()}
+    flag, pairs = disagreement(weights, drop)
+    return ModalityEffects(weights=weights, confidence=float(result.confidence), without=without, drop=drop,
+                           disagree=flag, pairs=pairs)
+
+
+def effects_table(effects: ModalityEffects) -> list[list]:
+    """Rows ``[modality, weight, confidence without, drop]`` for a gr.Dataframe (3 decimals)."""
+    return [[m, round(effects.weights[m], 3), round(effects.without.get(m, float("nan")), 3),
+             round(effects.drop.get(m, float("nan")), 3)] for m in effects.weights]

@@ -1,0 +1,297 @@
+"""Measured faithfulness of the attention weights, subset accuracies, late fusion and robustness curves.
+
+Used by ``python -m mbm.evaluate --scenario voice_control --data DIR --json``. The
+encoders run once per clip, photo and typed command (and once per corruption
+level); the fusion block and the heads then run on cached tokens for every
+modality subset, which keeps the whole analysis to a few seconds on a CPU.
+
+Samples. The audio + image *pairs* are the ones ``action_accuracy`` uses (each
+clip with photos of several devices). The *triples* take the first pair of each
+clip and add a typed command from the scenario's held-out phrasings
+(``make_typed_command(..., held_out=True)``, ``random.Random(TEXT_SEED)``, naming
+the device, the word or both, one of the three chosen at random per pair) that
+agrees with the pair's true action; a pair whose text has no known word is left
+out of the triples (``n_triples`` counts them).
+
+Definitions (all over the triples, every modality present, unless said otherwise):
+
+- ``weight_effect_spearman``: per sample, w_m = the modality weight of m with all
+  three present, d_m = p(true action | all three) - p(true action | the two others)
+  (the drop when m is removed). The sample's score is the Spearman rank correlation
+  of (w_audio, w_image, w_text) with (d_audio, d_image, d_text): Pearson correlation of
+  the ranks, ties given their average rank. Samples whose w or d are all equal
+  (correlation undefined) are skipped (``weight_effect_spearman_n`` counts the rest).
+  The metric is the mean of the per-sample scores; 1 = the weights always order the
+  modalities exactly as their measured effects do.
+- ``noised_weight_drop``: for each modality m, W_m = mean weight of m over the
+  triples, W'_m = the same with m's input replaced by noise (audio: white noise
+  through the same log-mel; image: uniform random pixels; text: random vocabulary
+  words, same length), the other two clean. Relative drop (W_m - W'_m) / W_m,
+  averaged over the three modalities (each also reported).
+- ``late_fusion_action_accuracy``: over the audio + image pairs, the action
+  argmax of the average of the audio-only and the image-only action distributions
+  (each p(action) = sum p(device) p(word) of that single-modality run); compare with
+  ``action_accuracy`` (our attention fusion on the same pairs).
+- ``action_accuracy_by_subset``: action accuracy on the triples for every non-empty
+  subset of {audio, image, text} (the rest masked out, as an absent input).
+- ``confusion``: device and word confusion matrices (rows = truth, columns =
+  prediction) of the fused audio + image predictions over the triples' pairs.
+- ``robustness`` (only when asked: ``--curves`` or ``--results``): action accuracy
+  against corruption level 0, 0.25, 0.5, 0.75, 1 on ``CURVE_SAMPLES`` evenly spaced
+  triples, one modality corrupted at a time, seeded: audio noise (``add_noise`` at
+  ``snr_for_level``), image blur and occlusion (``mbm.robustness``) with audio +
+  image as inputs; text typos (``typo_text``) with all three.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+import torch
+
+from mbm.config import MODALITIES
+from mbm.encoders import Tokens
+from mbm.preprocess import InputError, encode_text, log_mel, normalise_pixels
+from mbm.data.augment import add_noise, snr_for_level
+from mbm.robustness import blur_image, occlude_image, typo_text
+from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs, make_typed_command
+
+TEXT_SEED = 0
+NOISE_SEED = 1
+LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+CURVE_SAMPLES = 200  # robustness curves use this many triples, evenly spaced
+
+
+# --- tokens and fusion on cached tokens -------------------------------------------------------------
+
+@torch.inference_mode()
+def encode(model, modality: str, x: torch.Tensor, batch_size: int = 256) -> Tokens:
+    """Run one encoder in batches -> Tokens (N, T, D) + mask (N, T)."""
+    parts = [model.encoders[modality](x[s:s + batch_size]) for s in range(0, x.shape[0], batch_size)]
+    return Tokens(torch.cat([p.tokens for p in parts]), torch.cat([p.mask for p in parts]))
+
+
+@torch.inference_mode()
+def fuse(model, tokens: dict[str, Tokens], rows: dict[str, torch.Tensor], index: torch.Tensor,
+         subset: tuple[str, ...], batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fusion + heads for the samples given by ``rows[m]`` (row of each sample in tokens[m]), modalities ``subset``.
+
+    Returns:
+        ``(p_action (N, A), modality_weights (N, M), p_device_word)`` where the last is
+        a tuple (p_device (N, n_devices), p_word (N, n_words)).
+    """
+    n = next(iter(rows.values())).shape[0]
+    pa, mw, pd, pw = [], [], [], []
+    for s in range(0, n, batch_size):
+        sel = {m: Tokens(tokens[m].tokens[rows[m][s:s + batch_size]], tokens[m].mask[rows[m][s:s + batch_size]])
+               for m in subset}
+        f = model.fusion(sel)
+        logits = model.forward_head(f.fused)
+        p_dev, p_word = logits["device"].softmax(-1), logits["word"].softmax(-1)
+        pa.append(action_probs(p_dev, p_word, index))
+        mw.append(f.modality_weights)
+        pd.append(p_dev)
+        pw.append(p_word)
+    return torch.cat(pa), torch.cat(mw), (torch.cat(pd), torch.cat(pw))
+
+
+# --- inputs -----------------------------------------------------------------------------------------
+
+def typed_commands(pairs_truth: list[tuple[str, str]], vocab: list[str], text_cfg, seed: int = TEXT_SEED):
+    """A held-out-phrasing typed command per (device, word); returns (texts, ids (N, L), usable (N,) bool)."""
+    rng = random.Random(seed)
+    texts, encoded = [], []
+    for device, word in pairs_truth:
+        names = rng.choice(((True, True), (True, False), (False, True)))
+        cmd = make_typed_command(rng, device, word, names_device=names[0], names_word=names[1], held_out=True)
+        texts.append(cmd.text)
+        try:
+            encoded.append(encode_text(cmd.text, vocab, text_cfg))
+        except InputError:
+            encoded.append(None)
+    return texts, _pad_ids(encoded), torch.tensor([e is not None for e in encoded])
+
+
+def _pad_ids(encoded) -> torch.Tensor:
+    length = max([len(e.ids) for e in encoded if e is not None] or [1])
+    ids = torch.zeros(len(encoded), length, dtype=torch.long)
+    for k, e in enumerate(encoded):
+        if e is not None:
+            ids[k, :len(e.ids)] = e.ids
+        else:
+            ids[k, 0] = 1  # <unk> placeholder, never used (the sample is not a triple)
+    return ids
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Spearman rank correlation of two short vectors (average ranks for ties); None when undefined."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return None
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _accuracy(p: torch.Tensor, truth: torch.Tensor) -> float:
+    return round(float((p.argmax(1) == truth).float().mean()), 4) if len(truth) else float("nan")
+
+
+def _confusion(pred: torch.Tensor, truth: torch.Tensor, labels) -> dict:
+    m = np.zeros((len(labels), len(labels)), dtype=int)
+    np.add.at(m, (truth.numpy(), pred.numpy()), 1)
+    return {"labels": list(labels), "matrix": m.tolist()}
+
+
+# --- the analysis -----------------------------------------------------------------------------------
+
+def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Tensor, pixels: torch.Tensor,
+                               shown: torch.Tensor, clips, photos, pairs: list[tuple[int, int]],
+                               curves: bool = True) -> dict:
+    """Every metric in the module docstring.
+
+    Args:
+        waves: (n_clips, N) model windows; mels: (n_clips, n_mels, F); pixels: (n_photos, 3, S, S) normalised;
+        shown: (n_photos, S, S, 3) uint8 crops (for blur/occlusion); pairs: (clip index, photo index).
+        curves: also compute the robustness curves.
+    """
+    cfg = ckpt.config
+    index = torch.tensor(ckpt.extra["action_index"])
+    actions = ckpt.extra["actions"]
+    model.eval()
+    pair_truth = [(photos[j].device, clips[i].word) for i, j in pairs]
+    truth = torch.tensor([actions.index(action_name(d, w)) for d, w in pair_truth])
+    ci = torch.tensor([i for i, _ in pairs])
+    pj = torch.tensor([j for _, j in pairs])
+    tok = {"audio": encode(model, "audio", mels), "image": encode(model, "image", pixels)}
+    out: dict = {}
+
+    # late fusion on every audio + image pair: single-modality runs depend on one input, so run them once
+    # per clip and once per photo, then average the two action distributions of each pair
+    p_a, _, _ = fuse(model, tok, {"audio": torch.arange(len(clips))}, index, ("audio",))  # (n_clips, A)
+    p_i, _, _ = fuse(model, tok, {"image": torch.arange(len(photos))}, index, ("image",))  # (n_photos, A)
+    out["late_fusion_action_accuracy"] = _accuracy((p_a[ci] + p_i[pj]) / 2, truth)
+
+    # triples: the first pair of each clip, plus a held-out-phrasing typed command
+    first = sorted({int(i): k for k, (i, _) in reversed(list(enumerate(pairs)))}.values())
+    texts, ids, usable = typed_commands([pair_truth[k] for k in first], ckpt.vocab, cfg.text)
+    keep = torch.nonzero(usable).flatten()
+    tri = torch.tensor(first, dtype=torch.long)[keep]
+    texts = [texts[k] for k in keep.tolist()]
+    tok["text"] = encode(model, "text", ids[keep])
+    rows_tri = {"audio": ci[tri], "image": pj[tri], "text": torch.arange(len(tri))}
+    truth_tri = truth[tri]
+    out["n_triples"] = int(len(tri))
+    if not len(tri):
+        return out
+
+    # every subset on the triples
+    by_subset, probs = {}, {}
+    for k in (1, 2, 3):
+        for subset in itertools.combinations(MODALITIES, k):
+            p, w, heads = fuse(model, tok, rows_tri, index, subset)
+            probs[subset], by_subset["+".join(subset)] = (p, w), _accuracy(p, truth_tri)
+            if subset == ("audio", "image"):
+                pd_ai, pw_ai = heads
+    out["action_accuracy_by_subset"] = by_subset
+    p_all, w_all = probs[MODALITIES]
+    late3 = sum(probs[(m,)][0] for m in MODALITIES) / 3
+    out["action_accuracy_with_text"] = by_subset["+".join(MODALITIES)]
+    out["late_fusion_action_accuracy_with_text"] = _accuracy(late3, truth_tri)
+    out["mean_modality_weights_with_text"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, w_all.mean(0))}
+    dev_truth = torch.tensor([DEVICES.index(pair_truth[k][0]) for k in tri.tolist()])
+    word_truth = torch.tensor([WORDS.index(pair_truth[k][1]) for k in tri.tolist()])
+    out["confusion"] = {"device": _confusion(pd_ai.argmax(1), dev_truth, DEVICES),
+                        "word": _confusion(pw_ai.argmax(1), word_truth, WORDS),
+                        "source": "fused audio + image predictions over the triples' pairs (rows = truth)"}
+
+    # weight vs effect: Spearman per sample, averaged
+    p_true = p_all.gather(1, truth_tri[:, None])[:, 0]  # (N,)
+    drops = torch.stack([p_true - probs[tuple(x for x in MODALITIES if x != m)][0].gather(1, truth_tri[:, None])[:, 0]
+                         for m in MODALITIES], 1)  # (N, 3) in MODALITIES order
+    rhos = [r for r in (_spearman(w.numpy(), d.numpy()) for w, d in zip(w_all, drops)) if r is not None]
+    out["weight_effect_spearman"] = round(float(np.mean(rhos)), 4) if rhos else None
+    out["weight_effect_spearman_n"] = len(rhos)
+    out["mean_drop_p_true_without"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
+    # the same order question on the means (the issue's wording): rank of mean weight vs rank of mean drop
+    out["weight_effect_spearman_of_means"] = _spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
+
+    # weights when a modality is replaced by noise
+    g = torch.Generator().manual_seed(NOISE_SEED)
+    n_noise = 64
+    noise_in = {
+        "audio": log_mel(torch.randn(n_noise, waves.shape[1], generator=g) * 0.1, cfg.audio),
+        "image": normalise_pixels(torch.rand(n_noise, *pixels.shape[1:], generator=g) * 255),
+        "text": _random_text(ids[keep], len(ckpt.vocab), g),
+    }
+    rel = {}
+    for k, m in enumerate(MODALITIES):
+        noisy = dict(tok)
+        noisy[m] = encode(model, m, noise_in[m])
+        rows = dict(rows_tri)
+        rows[m] = torch.arange(len(tri)) % noisy[m].tokens.shape[0]
+        _, w_noise, _ = fuse(model, noisy, rows, index, MODALITIES)
+        clean, noised = float(w_all[:, k].mean()), float(w_noise[:, k].mean())
+        rel[m] = {"clean": round(clean, 4), "noised": round(noised, 4),
+                  "relative_drop": round((clean - noised) / clean, 4) if clean > 0 else None}
+    drops_rel = [v["relative_drop"] for v in rel.values() if v["relative_drop"] is not None]
+    out["noised_weight_drop"] = round(float(np.mean(drops_rel)), 4) if drops_rel else None
+    out["noised_weight_drop_by_modality"] = rel
+
+    if curves:
+        sel = torch.linspace(0, len(tri) - 1, min(CURVE_SAMPLES, len(tri))).round().long()
+        out["robustness"] = robustness_curves(model, ckpt, tok, waves, shown, [texts[k] for k in sel.tolist()],
+                                              {m: r[sel] for m, r in rows_tri.items()}, truth_tri[sel], index)
+    return out
+
+
+def _random_text(ids: torch.Tensor, vocab_size: int, g: torch.Generator) -> torch.Tensor:
+    """Same lengths as ``ids`` (N, L), every real token replaced by a random word (ids >= 2)."""
+    rand = torch.randint(2, vocab_size, ids.shape, generator=g)
+    return torch.where(ids != 0, rand, torch.zeros_like(ids))
+
+
+def robustness_curves(model, ckpt, tok, waves, shown, texts, rows, truth, index) -> dict:
+    """Action accuracy against corruption level per modality (see the module docstring).
+
+    Args:
+        tok: clean Tokens per modality; rows: modality -> row of each sample in tok (text: into tok["text"]);
+        texts: the typed command of each sample; waves / shown: every clip's window / photo's crop.
+    """
+    cfg = ckpt.config
+    clip_ids, clip_rows = rows["audio"].unique(return_inverse=True)  # encode each needed clip once
+    photo_ids, photo_rows = rows["image"].unique(return_inverse=True)
+
+    def acc(modality: str, new_tokens: Tokens, new_rows: torch.Tensor, subset) -> float:
+        p, _, _ = fuse(model, {**tok, modality: new_tokens}, {**rows, modality: new_rows}, index, subset)
+        return _accuracy(p, truth)
+
+    curves: dict = {"levels": list(LEVELS), "n": int(len(truth))}
+    clean_ai = acc("audio", tok["audio"], rows["audio"], ("audio", "image"))
+    audio, blur, occl, typos = [clean_ai], [clean_ai], [clean_ai], [acc("text", tok["text"], rows["text"], MODALITIES)]
+    for lv in LEVELS[1:]:
+        g = torch.Generator().manual_seed(NOISE_SEED)
+        noisy = add_noise(waves[clip_ids], torch.full((len(clip_ids),), snr_for_level(lv)), g)  # (n, samples)
+        audio.append(acc("audio", encode(model, "audio", log_mel(noisy, cfg.audio)), clip_rows, ("audio", "image")))
+        for curve, fn in ((blur, lambda im, c: blur_image(im, lv)), (occl, lambda im, c: occlude_image(im, lv, seed=c))):
+            imgs = torch.stack([torch.from_numpy(fn(shown[c].numpy(), int(c))) for c in photo_ids])
+            px = normalise_pixels(imgs.permute(0, 3, 1, 2).float())  # (n, 3, S, S)
+            curve.append(acc("image", encode(model, "image", px), photo_rows, ("audio", "image")))
+        enc = []
+        for k, t in enumerate(texts):
+            try:
+                enc.append(encode_text(typo_text(t, lv, seed=k), ckpt.vocab, cfg.text))
+            except InputError:
+                enc.append(None)  # no word left that the model knows: the text says nothing
+        text_tok = encode(model, "text", _pad_ids(enc))
+        gone = torch.tensor([e is None for e in enc])
+        text_tok = Tokens(text_tok.tokens, text_tok.mask & ~gone[:, None])
+        typos.append(acc("text", text_tok, torch.arange(len(texts)), MODALITIES))
+    curves["audio_noise"] = {"accuracy": audio, "inputs": "audio+image",
+                             "snr_db": [None if lv == 0 else 40.0 - 50.0 * lv for lv in LEVELS]}
+    curves["image_blur"] = {"accuracy": blur, "inputs": "audio+image"}
+    curves["image_occlusion"] = {"accuracy": occl, "inputs": "audio+image"}
+    curves["text_typos"] = {"accuracy": typos, "inputs": "audio+image+text"}
+    return curves

@@ -1,0 +1,359 @@
+"""Where the model looked, and what it saw: maps, figures and app-ready data.
+
+Object-oriented matplotlib only (``matplotlib.figure.Figure``, never ``pyplot``),
+or plain numpy arrays, so nothing here touches a global figure state and every
+function is safe in a multi-user web app. The library never imports gradio; the
+return values are what Gradio components take:
+
+- ``image_attention_map`` / ``image_overlay``: (S, S) map in [0, 1] / (S, S, 3) uint8 for gr.Image;
+- ``text_highlights``: ``[(token, weight)]`` for gr.HighlightedText, weights scaled to a max of 1;
+- ``audio_frame_weights`` / ``audio_figure``: per-frame weights / waveform + log-mel + attention Figure;
+- ``explanation_figure``: one aligned Figure per prediction (gr.Plot);
+- ``model_view``: the preprocessed inputs the model saw ("what the model sees").
+
+Token layout (from the encoders): the image encoder returns a g x g grid of tokens
+in row-major order (g = sqrt(T); 8 x 8 for a 64 px input); the audio encoder
+returns T_audio time steps that cover the clip's frames evenly; text tokens are
+the words. An absent modality has no map: every function returns None for it,
+never a made-up one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+MODALITY_COLOURS = {"audio": "#4C72B0", "image": "#DD8452", "text": "#55A868"}
+HEAT_CMAP = "inferno"
+
+
+def _normalise_max(w: np.ndarray) -> np.ndarray:
+    """Scale non-negative weights so the largest is 1 (all-zero stays zero)."""
+    w = np.clip(np.asarray(w, dtype=np.float64), 0.0, None)
+    peak = w.max() if w.size else 0.0
+    return w / peak if peak > 0 else w
+
+
+# --- image ---------------------------------------------------------------------------------------
+
+def image_attention_grid(token_weights: Sequence[float] | None) -> np.ndarray | None:
+    """Image token weights (T,) -> (g, g) grid, row-major, scaled to max 1; None when absent.
+
+    Raises:
+        ValueError: T is not a square number (not an image token grid).
+    """
+    if token_weights is None or len(token_weights) == 0:
+        return None
+    w = np.asarray(token_weights, dtype=np.float64)
+    g = int(round(math.sqrt(w.size)))
+    if g * g != w.size:
+        raise ValueError(f"{w.size} image token weights do not form a square grid")
+    return _normalise_max(w.reshape(g, g))  # (g, g)
+
+
+def image_attention_map(token_weights: Sequence[float] | None, size: int, smooth: bool = True) -> np.ndarray | None:
+    """Image token weights (T,) -> (size, size) float map in [0, 1] (max 1) over the crop; None if absent.
+
+    Each grid cell covers a ``size / g`` square of the crop. With ``smooth`` the
+    grid is upsampled bilinearly (cell centres keep their values), else as blocks.
+    """
+    grid = image_attention_grid(token_weights)
+    if grid is None:
+        return None
+    g = grid.shape[0]
+    if not smooth:
+        cell = np.kron(grid, np.ones((math.ceil(size / g),) * 2))
+        return _normalise_max(cell[:size, :size])
+    # bilinear: sample the grid at each pixel centre, in grid coordinates (cell centres at i + 0.5)
+    pos = (np.arange(size) + 0.5) * g / size - 0.5  # (size,)
+    pos = np.clip(pos, 0, g - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, g - 1)
+    f = pos - i0
+    rows = grid[i0] * (1 - f)[:, None] + grid[i1] * f[:, None]  # (size, g)
+    out = rows[:, i0] * (1 - f)[None] + rows[:, i1] * f[None]  # (size, size)
+    return _normalise_max(out)
+
+
+def _colormap(name: str = HEAT_CMAP):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | None, alpha: float = 0.55,
+                  upscale: int = 4) -> np.ndarray | None:
+    """The crop the model saw with its attention heatmap blended on top: (S*u, S*u, 3) uint8; None if absent.
+
+    Args:
+        shown: (S, S, 3) uint8 crop (``result.inputs.image.shown``).
+        token_weights: the image token weights (``result.token_weights["image"]``).
+        alpha: heat opacity at the most-attended region (it fades with the weight).
+        upscale: integer pixel repeat so a 64 px crop is not a thumbnail in the app.
+    """
+    if shown is None or token_weights is None:
+        return None
+    shown = np.asarray(shown)
+    s = shown.shape[0]
+    heat = image_attention_map(token_weights, s)  # (S, S) in [0, 1]
+    rgb = _colormap()(heat)[..., :3]  # (S, S, 3) in [0, 1]
+    a = (alpha * (0.25 + 0.75 * heat))[..., None]  # (S, S, 1)
+    out = shown.astype(np.float64) / 255.0 * (1 - a) + rgb * a
+    out = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+    if upscale > 1:
+        out = out.repeat(upscale, 0).repeat(upscale, 1)
+    return out
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+def text_highlights(tokens: Sequence[str] | None, token_weights: Sequence[float] | None,
+                    separator: str | None = None) -> list[tuple[str, float | None]] | None:
+    """Text tokens and weights -> ``[(token, weight)]`` with weights scaled to a max of 1; None if absent.
+
+    This is the value gr.HighlightedText takes (numbers render as a colour scale).
+    With ``separator`` (e.g. ``" "``) a ``(separator, None)`` pair is put between
+    tokens so the browser shows them as separate words.
+    """
+    if tokens is None or token_weights is None or len(tokens) == 0:
+        return None
+    if len(tokens) != len(token_weights):
+        raise ValueError(f"{len(tokens)} tokens but {len(token_weights)} weights")
+    w = _normalise_max(token_weights)
+    pairs: list[tuple[str, float | None]] = []
+    for k, (tok, x) in enumerate(zip(tokens, w)):
+        if separator is not None and k:
+            pairs.append((separator, None))
+        pairs.append((str(tok), round(float(x), 4)))
+    return pairs
+
+
+# --- audio ---------------------------------------------------------------------------------------
+
+def audio_frame_weights(token_weights: Sequence[float] | None, n_frames: int) -> np.ndarray | None:
+    """Audio token weights (T_audio,) -> (n_frames,) per-frame weights, max 1; None if absent.
+
+    The T_audio tokens are time steps covering the clip's frames evenly: token t
+    covers frames ``[t * n_frames / T, (t + 1) * n_frames / T)``; each frame gets
+    the weight of the token covering its centre.
+    """
+    if token_weights is None or len(token_weights) == 0:
+        return None
+    w = np.asarray(token_weights, dtype=np.float64)
+    idx = np.minimum(((np.arange(n_frames) + 0.5) * w.size / n_frames).astype(int), w.size - 1)
+    return _normalise_max(w[idx])  # (n_frames,)
+
+
+def audio_figure(waveform: np.ndarray | None, mel, token_weights: Sequence[float] | None = None,
+                 sample_rate: int = 16000, hop_length: int = 160, fig: Figure | None = None,
+                 axes=None) -> Figure | None:
+    """Waveform (top) above the log-mel (bottom), with the audio attention drawn over both; None if absent.
+
+    Args:
+        waveform: (N,) the window the model heard; mel: (n_mels, frames) in [0, 1] (tensor or array).
+        token_weights: audio token weights, or None to draw the inputs only.
+        axes: optional (ax_wave, ax_mel) to draw into (used by ``explanation_figure``).
+    """
+    if mel is None:
+        return None
+    mel = np.asarray(mel, dtype=np.float64)
+    n_mels, n_frames = mel.shape
+    seconds = n_frames * hop_length / sample_rate
+    if axes is None:
+        fig = Figure(figsize=(7, 4), layout="constrained")
+        ax_w, ax_m = fig.subplots(2, 1, sharex=True, height_ratios=[1, 2])
+    else:
+        ax_w, ax_m = axes
+        fig = ax_w.figure
+    if waveform is not None:
+        wav = np.asarray(waveform, dtype=np.float64)
+        t = np.arange(wav.size) / sample_rate
+        ax_w.plot(t, wav, lw=0.5, color="#333333")
+        peak = float(np.abs(wav).max()) or 1.0
+        ax_w.set_ylim(-1.05 * peak, 1.05 * peak)
+    ax_w.set_ylabel("waveform")
+    ax_w.set_yticks([])
+    ax_m.imshow(mel, origin="lower", aspect="auto", cmap="magma", extent=(0, seconds, 0, n_mels))
+    ax_m.set_ylabel("mel band")
+    ax_m.set_xlabel("time (s)")
+    frames = audio_frame_weights(token_weights, n_frames)
+    if frames is not None:
+        edges = np.arange(n_frames + 1) * hop_length / sample_rate
+        # attention as a shaded band on the waveform and a curve over the spectrogram
+        for k in range(n_frames):
+            ax_w.axvspan(edges[k], edges[k + 1], color=MODALITY_COLOURS["audio"], alpha=0.45 * frames[k], lw=0)
+        centres = (edges[:-1] + edges[1:]) / 2
+        ax_m.plot(centres, frames * (n_mels - 1), color="cyan", lw=1.5, label="attention (max = 1)")
+        ax_m.legend(loc="upper right", fontsize=7, framealpha=0.6)
+    ax_m.set_xlim(0, seconds)
+    return fig
+
+
+# --- whole predictions ---------------------------------------------------------------------------
+
+def _present(result, modality: str) -> bool:
+    return getattr(result.inputs, modality, None) is not None and modality in result.token_weights
+
+
+def maps(result) -> dict:
+    """Every map of a VoiceControlResult; an absent modality maps to None.
+
+    Returns:
+        ``{"image": (S, S) array | None, "image_overlay": (4S, 4S, 3) uint8 | None,
+        "text": [(token, weight)] | None, "audio": (frames,) array | None}``.
+    """
+    inp = result.inputs
+    tw = result.token_weights
+    image = inp.image if _present(result, "image") else None
+    text = inp.text if _present(result, "text") else None
+    audio = inp.audio if _present(result, "audio") else None
+    return {
+        "image": image_attention_map(tw["image"], image.shown.shape[0]) if image else None,
+        "image_overlay": image_overlay(image.shown, tw["image"]) if image else None,
+        "text": text_highlights(text.tokens, tw["text"]) if text else None,
+        "audio": audio_frame_weights(tw["audio"], audio.mel.shape[-1]) if audio else None,
+    }
+
+
+def model_view(result) -> dict:
+    """What the model sees: the preprocessed inputs, absent ones as None.
+
+    Returns:
+        ``{"image": (S, S, 3) uint8 crop, "mel": (n_mels, frames) array in [0, 1],
+        "mel_image": (n_mels*3, frames*3, 3) uint8 picture of the log-mel (low bands at the bottom),
+        "waveform": (N,) float32, "tokens": [str]}``; for gr.Image / gr.Image / gr.JSON.
+    """
+    inp = result.inputs
+    mel = None if inp.audio is None else np.asarray(inp.audio.mel, dtype=np.float64)
+    mel_image = None
+    if mel is not None:
+        rgb = _colormap("magma")(mel[::-1])[..., :3]  # low frequencies at the bottom
+        mel_image = (rgb * 255).round().astype(np.uint8).repeat(3, 0).repeat(3, 1)
+    return {
+        "image": None if inp.image is None else inp.image.shown,
+        "mel": mel, "mel_image": mel_image,
+        "waveform": None if inp.audio is None else inp.audio.waveform,
+        "tokens": None if inp.text is None else list(inp.text.tokens),
+    }
+
+
+def weights_figure(weights: dict[str, float], effects=None, fig: Figure | None = None, ax=None) -> Figure:
+    """Horizontal bars of the modality weights, with the measured confidence drop beside each.
+
+    Args:
+        weights: modality -> weight (sum to 1, absent = 0).
+        effects: an ``mbm.explain.ModalityEffects`` (or None): its drops are drawn as hatched bars
+            and its disagreement flag is written in the title.
+    """
+    if ax is None:
+        fig = Figure(figsize=(5, 2.4), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    names = list(weights)
+    y = np.arange(len(names))
+    ax.barh(y + 0.18, [weights[m] for m in names], height=0.36, label="attention weight",
+            color=[MODALITY_COLOURS.get(m, "grey") for m in names])
+    title = "modality weights"
+    if effects is not None and effects.drop:
+        drops = [effects.drop.get(m, np.nan) for m in names]
+        ax.barh(y - 0.18, np.nan_to_num(drops), height=0.36, color="white", edgecolor="black", hatch="//",
+                label="confidence drop without it")
+        for k, d in enumerate(drops):
+            if not np.isnan(d):
+                ax.text(max(d, 0) + 0.01, y[k] - 0.18, f"{d:+.2f}", va="center", fontsize=7)
+        title += "  ⚠ order disagrees with measured effect" if effects.disagree else "  ✓ order matches effect"
+    for k, m in enumerate(names):
+        ax.text(weights[m] + 0.01, y[k] + 0.18, f"{weights[m]:.2f}", va="center", fontsize=7)
+    ax.set_yticks(y, names)
+    ax.set_xlim(min(0.0, *(effects.drop.values() if effects is not None and effects.drop else [0.0])) - 0.02, 1.15)
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def explanation_figure(result, effects=None) -> Figure:
+    """One aligned explanation of a prediction: image heatmap, audio attention, text tokens, weights.
+
+    Every modality gets its panel in the same place; an absent one says "absent"
+    and shows no map. ``effects`` (``mbm.explain.modality_effects(result)``) adds
+    the measured confidence drops beside the weights.
+    """
+    fig = Figure(figsize=(12, 5.2), layout="constrained")
+    grid = fig.add_gridspec(3, 3, width_ratios=[1, 1.8, 1.2], height_ratios=[1, 2, 1.1])
+    ax_img = fig.add_subplot(grid[0:2, 0])
+    ax_wav = fig.add_subplot(grid[0, 1])
+    ax_mel = fig.add_subplot(grid[1, 1], sharex=ax_wav)
+    ax_txt = fig.add_subplot(grid[2, 0:2])
+    ax_w = fig.add_subplot(grid[0:2, 2])
+    ax_info = fig.add_subplot(grid[2, 2])
+    w = result.modality_weights
+    fig.suptitle(f"{result.action}  ({result.confidence:.2f})", fontsize=13, fontweight="bold")
+
+    m = maps(result)
+    if m["image_overlay"] is not None:
+        ax_img.imshow(m["image_overlay"])
+        ax_img.set_title(f"image · weight {w.get('image', 0):.2f}", fontsize=9)
+    else:
+        _absent(ax_img, "image")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([])
+
+    if result.inputs.audio is not None and "audio" in result.token_weights:
+        audio_figure(result.inputs.audio.waveform, result.inputs.audio.mel, result.token_weights["audio"],
+                     axes=(ax_wav, ax_mel))
+        ax_wav.set_title(f"audio · weight {w.get('audio', 0):.2f}", fontsize=9)
+    else:
+        _absent(ax_wav, "audio")
+        _absent(ax_mel, "")
+
+    _text_panel(ax_txt, m["text"], w.get("text", 0.0))
+    weights_figure(w, effects, ax=ax_w)
+    ax_info.axis("off")
+    lines = [f"{a}: {p:.2f}" for a, p in result.top[:3]]
+    if result.summary():
+        lines.append(result.summary())
+    ax_info.text(0, 1, "\n".join(lines), va="top", fontsize=8, family="monospace", wrap=True)
+    return fig
+
+
+def _absent(ax, name: str) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if name:
+        ax.text(0.5, 0.5, f"{name}: absent (no map)", ha="center", va="center", color="grey",
+                transform=ax.transAxes)
+
+
+def _text_panel(ax, pairs, weight: float) -> None:
+    """Tokens as coloured boxes, darker = more attention."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if pairs is None:
+        ax.text(0.5, 0.5, "text: absent (no map)", ha="center", va="center", color="grey", transform=ax.transAxes)
+        return
+    ax.set_title(f"text · weight {weight:.2f}", fontsize=9)
+    cmap = _colormap("Greens")
+    n = len(pairs)
+    for k, (tok, x) in enumerate(pairs):
+        ax.text((k + 0.5) / n, 0.5, tok, ha="center", va="center", transform=ax.transAxes, fontsize=10,
+                color="white" if x > 0.6 else "black",
+                bbox=dict(boxstyle="round,pad=0.3", fc=cmap(0.15 + 0.85 * x), ec="none"))
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """Render a Figure to PNG bytes (no pyplot, no display needed)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

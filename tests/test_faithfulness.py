@@ -1,0 +1,44 @@
+"""The faithfulness metrics and the results file of ``python -m mbm.evaluate`` (mbm.faithfulness)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from mbm.faithfulness import _spearman
+from test_data import build_fake_data
+
+
+def test_spearman_definition():
+    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.0, 0.9, 0.1])) == 1.0
+    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.9, 0.0, 0.1])) == -1.0
+    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.1, 0.1])) is None  # undefined: skipped
+
+
+def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoint_path, capsys):
+    from mbm.evaluate import main
+
+    root = tmp_path / "data"
+    build_fake_data(root, small=True)
+    results = tmp_path / "eval_results.json"
+    threads = torch.get_num_threads()
+    try:
+        main(["--scenario", "voice_control", "--data", str(root), "--checkpoint", str(voice_checkpoint_path),
+              "--json", "--threads", "1", "--results", str(results)])
+    finally:
+        torch.set_num_threads(threads)
+    out = json.loads(capsys.readouterr().out.strip())
+    assert -1.0 <= out["weight_effect_spearman"] <= 1.0 and out["weight_effect_spearman_n"] > 0
+    assert isinstance(out["noised_weight_drop"], float)
+    assert 0.0 <= out["late_fusion_action_accuracy"] <= 1.0
+    assert set(out["action_accuracy_by_subset"]) == {"audio", "image", "text", "audio+image", "audio+text",
+                                                     "image+text", "audio+image+text"}
+    saved = json.loads(results.read_text())
+    m = np.array(saved["confusion"]["device"]["matrix"])
+    assert m.shape == (7, 7) and m.sum() == saved["n_triples"]
+    curves = saved["robustness"]
+    for name in ("audio_noise", "image_blur", "image_occlusion", "text_typos"):
+        assert len(curves[name]["accuracy"]) == len(curves["levels"]) == 5
+    assert saved["command"].startswith("python -m mbm.evaluate")

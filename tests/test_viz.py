@@ -1,0 +1,114 @@
+"""Maps, figures and "what the model sees" views (mbm.viz), and the weight/effect disagreement flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from mbm import viz
+from mbm.explain import disagreement, effects_table, modality_effects
+from mbm.inference import VoiceControlResult, PreparedInputs
+
+
+def test_image_map_shape_grid_and_normalisation():
+    w = np.arange(64, dtype=float) / 2016  # an 8x8 grid, row-major, sums to 1
+    grid = viz.image_attention_grid(w)
+    assert grid.shape == (8, 8) and grid.max() == pytest.approx(1.0) and grid.min() >= 0
+    assert grid[0, 1] > grid[0, 0] and grid[1, 0] > grid[0, 7]  # row-major order
+    heat = viz.image_attention_map(w, 64)
+    assert heat.shape == (64, 64) and heat.max() == pytest.approx(1.0) and heat.min() >= 0
+    blocks = viz.image_attention_map(w, 64, smooth=False)
+    assert blocks[0, 0] == blocks[7, 7] == grid[0, 0]  # one cell = 8x8 pixels
+    assert blocks[63, 63] == pytest.approx(1.0)
+    over = viz.image_overlay(np.zeros((64, 64, 3), np.uint8), w, upscale=2)
+    assert over.shape == (128, 128, 3) and over.dtype == np.uint8
+    with pytest.raises(ValueError):
+        viz.image_attention_grid(np.ones(10))
+
+
+def test_text_highlights_pairs_normalised():
+    pairs = viz.text_highlights(["dim", "the", "lamp"], [0.5, 0.1, 0.4])
+    assert [t for t, _ in pairs] == ["dim", "the", "lamp"]
+    assert max(w for _, w in pairs) == pytest.approx(1.0)
+    assert pairs[1][1] == pytest.approx(0.2)
+    spaced = viz.text_highlights(["a", "b"], [1, 1], separator=" ")
+    assert spaced == [("a", 1.0), (" ", None), ("b", 1.0)]
+
+
+def test_audio_frames_cover_clip_evenly():
+    w = np.zeros(25)
+    w[0] = 1.0
+    frames = viz.audio_frame_weights(w, 101)
+    assert frames.shape == (101,) and frames.max() == pytest.approx(1.0)
+    assert frames[:4].min() == 1.0 and frames[5:].max() == 0.0  # token 0 covers frames 0..4.04
+    assert viz.audio_frame_weights(np.ones(25) / 25, 101).min() == pytest.approx(1.0)
+
+
+def test_absent_modality_gives_no_map():
+    assert viz.image_attention_map(None, 64) is None
+    assert viz.image_overlay(None, None) is None
+    assert viz.text_highlights(None, None) is None
+    assert viz.audio_frame_weights(None, 101) is None
+    assert viz.audio_figure(None, None) is None
+
+
+def test_maps_of_a_prediction(voice_predictor, make_tone, make_image):
+    r = voice_predictor.predict(audio=(16000, make_tone(16000, 1.0)), image=make_image(64, 64))
+    m = viz.maps(r)
+    s = r.inputs.image.shown.shape[0]
+    assert m["image"].shape == (s, s) and m["image"].max() == pytest.approx(1.0)
+    assert m["audio"].shape == (r.inputs.audio.mel.shape[-1],)
+    assert m["text"] is None  # no text given: no map
+    view = viz.model_view(r)
+    assert view["tokens"] is None and view["image"].shape == (s, s, 3) and view["mel_image"].dtype == np.uint8
+    fig = viz.explanation_figure(r, modality_effects(r))
+    assert isinstance(fig, Figure)
+    assert viz.figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert isinstance(viz.audio_figure(r.inputs.audio.waveform, r.inputs.audio.mel, r.token_weights["audio"]), Figure)
+
+
+def test_text_only_prediction_has_only_text_map(voice_predictor):
+    r = voice_predictor.predict(text="dim the lamp")
+    m = viz.maps(r)
+    assert m["image"] is None and m["audio"] is None and m["image_overlay"] is None
+    assert [t for t, _ in m["text"]] == r.inputs.text.tokens
+    assert isinstance(viz.explanation_figure(r), Figure)
+
+
+# --- the disagreement flag ------------------------------------------------------------------------
+
+def test_disagreement_fires_when_orders_are_opposite():
+    flag, pairs = disagreement({"audio": 0.7, "image": 0.3}, {"audio": 0.01, "image": 0.6})
+    assert flag and pairs == [("audio", "image")]
+
+
+def test_disagreement_silent_when_orders_agree_or_tie():
+    assert not disagreement({"audio": 0.7, "image": 0.3}, {"audio": 0.6, "image": 0.01})[0]
+    # within the margins: a tie, not a disagreement
+    assert not disagreement({"audio": 0.52, "image": 0.48}, {"audio": 0.10, "image": 0.30})[0]
+    assert not disagreement({"audio": 0.7, "image": 0.3}, {"audio": 0.20, "image": 0.23})[0]
+    assert not disagreement({"audio": 1.0}, {"audio": 0.5})[0]
+
+
+def _result(weights, confidence, without) -> VoiceControlResult:
+    return VoiceControlResult(action="lamp → brighter", confidence=confidence, top=[("lamp → brighter", confidence)],
+                              device=("lamp", 0.9), word=("up", 0.9), modality_weights=weights, token_weights={},
+                              heard=None, sees=None, reads=None, confidence_without=without,
+                              inputs=PreparedInputs(), warnings=[])
+
+
+def test_modality_effects_of_a_constructed_result():
+    # text holds most weight, but removing it changes nothing while removing the image ruins the answer
+    r = _result({"audio": 0.2, "image": 0.2, "text": 0.6}, 0.9, {"audio": 0.85, "image": 0.1, "text": 0.88})
+    e = modality_effects(r)
+    assert e.drop == pytest.approx({"audio": 0.05, "image": 0.8, "text": 0.02})
+    assert e.disagree and ("text", "image") in e.pairs
+    assert e.to_json()["disagree"] is True
+    assert effects_table(e)[2][0] == "text"
+    ok = modality_effects(_result({"audio": 0.2, "image": 0.7, "text": 0.1}, 0.9,
+                                  {"audio": 0.8, "image": 0.2, "text": 0.9}))
+    assert not ok.disagree
+    alone = modality_effects(_result({"audio": 1.0, "image": 0.0, "text": 0.0}, 0.9, {}))
+    assert not alone.disagree and alone.drop == {}
+    assert isinstance(viz.weights_figure(r.modality_weights, e), Figure)
