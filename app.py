@@ -5,8 +5,10 @@ table) lives in ``mbm``; this file builds the page and wires events.
 
     python app.py                      # http://127.0.0.1:7860
     GRADIO_SERVER_PORT=8080 GRADIO_SERVER_NAME=0.0.0.0 python app.py
+    MBM_GALLERY_DIR=/data/portrait_gallery python app.py   # where enrolled people are saved
+                                       # (default ~/.cache/mbm/portrait_gallery; survives restarts)
 
-The predictor loads once, at import, from the shipped checkpoint, so
+The predictors load once, at import, from the shipped checkpoints (and the portrait gallery), so
 ``import app`` gives a ready ``app.demo`` without launching a server.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import re
 import sys
@@ -23,31 +26,48 @@ from pathlib import Path
 import gradio as gr
 from matplotlib.figure import Figure
 
+from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
+from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.inference import VoiceControlPredictor, VoiceControlResult
+from mbm.portrait_inference import MAX_ENROL_PHOTOS, PortraitPredictor, PortraitResult
 from mbm.preprocess import InputError
 
 ROOT = Path(__file__).resolve().parent
 VOICE_CONTROL_EXAMPLES = ROOT / "assets" / "voice_control" / "examples.json"
+PORTRAIT_EXAMPLES = ROOT / "assets" / "portrait" / "examples.json"
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
 CONCURRENCY = 2  # a free CPU Space has 2 cores; one prediction takes a fraction of a second
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
 voice_control = VoiceControlPredictor.from_checkpoint()  # checkpoints/voice_control.pt
+# checkpoints/portrait.pt; the gallery persists in $MBM_GALLERY_DIR (default ~/.cache/mbm/portrait_gallery)
+portrait = PortraitPredictor.from_checkpoint()
 
 
 # --- Presentation helpers (no model logic) ------------------------------------------------------
 
 MODALITY_COLOURS = {"audio": "#2a9d8f", "image": "#e76f51", "text": "#457b9d"}
+PORTRAIT_COLOURS = {"voice": "#2a9d8f", "face": "#e76f51", "profile": "#457b9d"}  # same hue per input kind
 
 
-def modality_weights_figure(weights: dict[str, float], present: list[str]) -> Figure:
-    """Horizontal bar chart of per-modality attention weights (absent inputs are labelled so)."""
+def _share(w: float) -> str:
+    """A weight with 2 decimals, or 2 significant digits below 0.01 (a present input never reads 0.00)."""
+    return f"{w:.{2 if w >= 0.01 or w <= 0 else 1 - math.floor(math.log10(w))}f}"
+
+
+def modality_weights_figure(weights: dict[str, float], present: list[str],
+                            colours: dict[str, str] = MODALITY_COLOURS) -> Figure:
+    """Horizontal bar chart of per-modality attention weights (absent inputs are labelled so).
+
+    The bars are named and ordered by ``weights``' keys (audio/image/text, or face/voice/profile),
+    coloured by ``colours`` (grey for a name it lacks).
+    """
     fig = Figure(figsize=(5.0, 2.2), dpi=100, layout="constrained")  # not pyplot: no global state
     ax = fig.add_subplot()
     names = list(weights)
     values = [weights[m] for m in names]
-    bars = ax.barh(names, values, color=[MODALITY_COLOURS.get(m, "#888888") for m in names])
-    ax.bar_label(bars, labels=[f"{v:.2f}" if m in present else "absent (0)" for m, v in zip(names, values)],
+    bars = ax.barh(names, values, color=[colours.get(m, "#888888") for m in names])
+    ax.bar_label(bars, labels=[_share(v) if m in present else "absent (0)" for m, v in zip(names, values)],
                  padding=4)
     ax.set_xlim(0, 1.15)
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
@@ -100,11 +120,12 @@ def _file(value) -> str | bytes | None:
     return None
 
 
-def load_examples(path: Path) -> tuple[list[list], list[str]]:
-    """Example rows ``[audio, image, text]`` and captions from ``examples.json``; empty if absent.
+def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -> tuple[list[list], list[str]]:
+    """Example rows ``[*files, text]`` and captions from ``examples.json``; empty if absent.
 
     The file holds a list of ``{"audio": path|null, "image": path|null, "text": str|null,
-    "caption": str}``; paths are relative to the repository root (or to the file's folder).
+    "caption": str}`` (the file keys are ``file_keys``: ``("face", "voice")`` for portraits);
+    paths are relative to the repository root (or to the file's folder).
     Entries whose files are missing are skipped with a message on stderr.
     """
     if not path.is_file():
@@ -117,7 +138,7 @@ def load_examples(path: Path) -> tuple[list[list], list[str]]:
     rows, captions = [], []
     for entry in entries if isinstance(entries, list) else []:
         row, ok = [], isinstance(entry, dict)
-        for key in ("audio", "image"):
+        for key in file_keys:
             name = entry.get(key) if ok else None
             if name:
                 found = next((p for p in (ROOT / name, path.parent / name) if p.is_file()), None)
@@ -130,7 +151,7 @@ def load_examples(path: Path) -> tuple[list[list], list[str]]:
         if not ok:
             continue
         rows.append(row + [entry.get("text") or None])
-        captions.append(entry.get("caption") or " + ".join(Path(x).name if i < 2 else x
+        captions.append(entry.get("caption") or " + ".join(Path(x).name if i < len(file_keys) else x
                                                            for i, x in enumerate(rows[-1]) if x))
     return rows, captions
 
@@ -205,12 +226,200 @@ def voice_control_tab() -> None:
                         example_labels=captions, label="Examples: click one to run it", examples_per_page=12)
 
 
+# --- Portrait recognition tab -------------------------------------------------------------------
+
+def _user_error(e: Exception, title: str) -> gr.Error:
+    """A library InputError/ValueError as a toast for the user (and an AppError for API clients)."""
+    return gr.Error(html.escape(str(e), quote=False), title=title, print_exception=False)
+
+
+def _files(value) -> list:
+    """A multiple-file input (a list of FileData dicts, or paths from an example) as paths/bytes."""
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):  # one file where a list was expected (e.g. from an API client)
+        value = [value]
+    return [f for f in (_file(v) for v in value) if f is not None]
+
+
+def portrait_status(result: PortraitResult, present: list[str]) -> str:
+    """The status line: who (or unknown), the match score, the weights, notes and the composed note."""
+    if result.identity == "unknown":
+        nearest = result.top5[0] if result.top5 else None
+        lines = ["**unknown**: nobody in the gallery is close enough"
+                 + (f" (nearest {_plain(nearest[0])}, score {nearest[1]:.2f} < threshold {result.threshold:.2f})"
+                    if nearest else "")]
+    else:
+        lines = [f"**{_plain(result.identity)}** (score {result.score:.2f}, threshold {result.threshold:.2f})"]
+    lines.append("attention: " + " · ".join(
+        f"{m} {_share(w)}" if m in present else f"{m} 0 (absent)" for m, w in result.modality_weights.items()))
+    lines += [f"⚠️ {_plain(n)}" for n in result.notes]
+    lines.append(f"<small>{_plain(portrait.note[0].upper() + portrait.note[1:])}.</small>")
+    return "  \n".join(lines)
+
+
+def predict_portrait(face=None, voice=None, text=None):
+    """Identify a person from a face photo, a voice clip and/or a short text profile.
+
+    Any subset works. Returns the identity (top 5 with scores, or "unknown"), a chart of the
+    per-modality weights (face/voice/profile, sum to 1, absent = 0), the face crop the model used,
+    a status line, and the full result as JSON (identity, score, threshold, top5, modality_weights, notes).
+    """
+    face, voice, text = _file(face), _file(voice), (text or "").strip() or None
+    try:
+        result = portrait.predict(face=face, voice=voice, text=text)
+    except ValueError as e:  # InputError included: no input, no face found, silent clip, ...
+        raise _user_error(e, "Cannot recognise") from None
+    for note in result.notes:  # e.g. several faces: the largest was used
+        gr.Warning(html.escape(note, quote=False))
+    present = [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
+    label = dict(result.confidences) if result.identity != "unknown" else "unknown"
+    return (label, modality_weights_figure(result.modality_weights, present, PORTRAIT_COLOURS),
+            result.face_crop, portrait_status(result, present), result.to_json())
+
+
+def enroll(name=None, photos=None, voice=None, profile=None):
+    """Enrol a person without retraining: a name, 1-5 photos of their face, optionally a voice clip and profile.
+
+    Returns a status line and JSON ``{"name", "photos", "voice", "profile"}``; the person is
+    recognised from the next request on, and the gallery is saved.
+    """
+    try:
+        info = portrait.enrol(name if isinstance(name, str) else "", _files(photos), voice=_file(voice),
+                              profile=(profile or "").strip() or None)
+    except ValueError as e:  # unsafe/empty/existing name, 0 or > 5 photos, no face or several faces
+        raise _user_error(e, "Cannot enrol") from None
+    extras = [x for x, given in (("a voice", info["voice"]), ("a profile", info["profile"])) if given]
+    status = (f"Enrolled **{_plain(info['name'])}** from {info['photos']} photo{'s' * (info['photos'] > 1)}"
+              + (" and " + " and ".join(extras) if extras else "") + "; recognised from now on.")
+    return status, info
+
+
+def remove_person(name=None):
+    """Remove an enrolled person by name. Returns a status line and JSON ``{"removed": name, "people": n}``."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name:
+        raise gr.Error("choose or type the name of the person to remove", title="Cannot remove",
+                       print_exception=False)
+    try:
+        portrait.remove(name)
+    except ValueError as e:
+        raise _user_error(e, "Cannot remove") from None
+    return f"Removed **{_plain(name)}**.", {"removed": name, "people": len(portrait.list_people())}
+
+
+def list_people():
+    """Everyone in the gallery: ``[{"name", "photos", "voice", "profile", "composed"}, ...]``."""
+    return portrait.list_people()
+
+
+PEOPLE_COLUMNS = ["name", "photos", "voice", "profile", "composed"]
+
+
+def people_view(people):
+    """The People table and the Remove choices from ``list_people``'s JSON."""
+    people = people if isinstance(people, list) else []
+    rows = [[p.get(c) for c in PEOPLE_COLUMNS] for p in people]
+    return rows, gr.Dropdown(choices=[p["name"] for p in people], value=None)
+
+
+def portrait_help() -> str:
+    """What the tab does, with the gallery folder and the composed-identities note."""
+    return f"""
+Give a face photo (upload or webcam), a voice clip (record or upload) and/or a short text profile
+(*tall, wears glasses, works in the lab*), then press **Run**: the person's name among the enrolled
+people with the top 5, or **unknown** when nobody is close enough. The chart shows how much each
+input counted (sum to 1, an input you leave out gets exactly 0); beside it, the face the model cropped.
+**Enrol** adds a person from 1–{MAX_ENROL_PHOTOS} photos, no retraining; they are recognised at once.
+
+> **Note:** {html.escape(portrait.note[0].upper() + portrait.note[1:])}.
+
+<small>The gallery is saved in `${GALLERY_ENV_VAR}` (default `{GALLERY_DEFAULT_DIR}`) and survives
+restarts; it starts as the shipped gallery of 42 people (ORL s1–s35 and Yale subjects, minus a few
+held out as strangers).</small>
+"""
+
+
+def portrait_tab():
+    """The Portrait recognition tab; returns the event that fills the People list on page load."""
+    gr.Markdown(portrait_help(), elem_id="pt-help")
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            face = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None, label="Face photo",
+                            height=260, elem_id="pt-face")
+            voice = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Voice clip",
+                             elem_id="pt-voice")
+            text = gr.Textbox(label="Text profile (optional)", max_lines=2, elem_id="pt-text",
+                              placeholder="e.g. tall, wears glasses, works in the lab, speaks with a Scottish accent")
+            with gr.Row():
+                clear = gr.ClearButton(value="Clear", elem_id="pt-clear")
+                run = gr.Button("Run", variant="primary", elem_id="pt-run")
+            examples_column = gr.Column()  # filled below, once the outputs exist
+        with gr.Column():
+            identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", elem_id="pt-identity")
+            with gr.Row(equal_height=False):
+                weights = gr.Plot(label="Per-modality attention weights", show_label=False, format="png",
+                                  elem_id="pt-weights", scale=3)
+                crop = gr.Image(label="Face used", interactive=False, height=170, scale=1, elem_id="pt-crop")
+            status = gr.Markdown(label="Status", elem_id="pt-status")
+            with gr.Accordion("Full result (what the API returns)", open=False):
+                details = gr.JSON(label="Result", show_label=False, elem_id="pt-json")
+    inputs, outputs = [face, voice, text], [identity, weights, crop, status, details]
+    clear.add(inputs + outputs)
+    run.click(predict_portrait, inputs, outputs, api_name="portrait", preprocess=False)
+    text.submit(predict_portrait, inputs, outputs, api_visibility="undocumented", preprocess=False)
+    rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
+    if rows:
+        with examples_column:
+            gr.Examples(rows, inputs, outputs, fn=predict_portrait, cache_examples=False, run_on_click=True,
+                        example_labels=captions, label="Examples: click one to run it")
+
+    with gr.Accordion("Enrol a person · People in the gallery", open=True):
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                name = gr.Textbox(label="Name", max_lines=1, placeholder="e.g. Ada Lovelace", elem_id="pt-enrol-name")
+                photos = gr.File(file_count="multiple", file_types=["image", ".pgm"], height=140,
+                                 label=f"1–{MAX_ENROL_PHOTOS} photos of their face (one face each)",
+                                 elem_id="pt-enrol-photos")
+                enrol_voice = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                       label="Voice clip (optional)", elem_id="pt-enrol-voice")
+                profile = gr.Textbox(label="Profile (optional)", max_lines=2, elem_id="pt-enrol-profile",
+                                     placeholder="e.g. short, has curly hair, works in the library")
+                enrol = gr.Button("Enrol", variant="primary", elem_id="pt-enrol")
+                enrol_status = gr.Markdown(elem_id="pt-enrol-status")
+                enrol_json = gr.JSON(visible=False)
+            with gr.Column():
+                people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=360, wrap=True,
+                                      column_widths=["20%", "12%", "11%", "45%", "12%"], label="People",
+                                      elem_id="pt-people")
+                refresh = gr.Button("Refresh the list", elem_id="pt-refresh")
+                with gr.Row(equal_height=True):
+                    remove_name = gr.Dropdown(choices=[], allow_custom_value=True, label="Person to remove",
+                                              scale=3, elem_id="pt-remove-name")
+                    remove = gr.Button("Remove", variant="stop", scale=1, elem_id="pt-remove")
+                remove_status = gr.Markdown(elem_id="pt-remove-status")
+                remove_json = gr.JSON(visible=False)
+                people_json = gr.JSON(visible=False)
+
+    show_people = dict(fn=people_view, inputs=people_json, outputs=[people, remove_name],
+                       api_visibility="private")
+    refresh_people = dict(fn=list_people, inputs=None, outputs=people_json, api_visibility="private")
+    refresh.click(list_people, None, people_json, api_name="list_people").then(**show_people)
+    enrol.click(enroll, [name, photos, enrol_voice, profile], [enrol_status, enrol_json], api_name="enroll",
+                preprocess=False).success(**refresh_people).then(**show_people)
+    remove.click(remove_person, remove_name, [remove_status, remove_json], api_name="remove_person",
+                 preprocess=False).success(**refresh_people).then(**show_people)
+    return refresh_people, show_people
+
+
 with gr.Blocks(title="mbm: multimodal fusion demo") as demo:
     gr.Markdown("# mbm: multimodal fusion\nOne model, three inputs (sound, image, text), fused by attention.")
     with gr.Tabs():
         with gr.Tab("Voice control", id="voice_control"):
             voice_control_tab()
-        # A "Portrait recognition" tab goes here, built the same way.
+        with gr.Tab("Portrait recognition", id="portrait"):
+            refresh_people, show_people = portrait_tab()
+    demo.load(**refresh_people).then(**show_people)  # the People list, as saved now
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 

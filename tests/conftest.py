@@ -8,6 +8,7 @@ bare clone.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -202,9 +203,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """``python app.py`` on a free local port; yields its URL and always stops the server."""
+@contextlib.contextmanager
+def running_app(log_dir: Path, **env_vars: str):
+    """``python app.py`` on a free local port with ``env_vars`` set; yields its URL, always stops it."""
     import signal
     import subprocess
     import time
@@ -212,8 +213,8 @@ def app_url(tmp_path_factory):
 
     port = _free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False")
-    log = tmp_path_factory.mktemp("app") / "app.log"
+               GRADIO_ANALYTICS_ENABLED="False", **env_vars)
+    log = Path(log_dir) / "app.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -239,3 +240,22 @@ def app_url(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def app_gallery_dir(tmp_path_factory) -> Path:
+    """The portrait gallery folder (``MBM_GALLERY_DIR``) of the ``app_url`` server: empty at the start."""
+    return tmp_path_factory.mktemp("gallery")
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, app_gallery_dir):
+    """``python app.py`` on a free local port, its gallery in a temporary folder; yields its URL."""
+    with running_app(tmp_path_factory.mktemp("app"), MBM_GALLERY_DIR=str(app_gallery_dir)) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def launch_app():
+    """``launch_app(log_dir, **env) -> context manager yielding a URL``: another ``python app.py``."""
+    return running_app

@@ -1,8 +1,10 @@
 """A real browser on the real app: Playwright drives Debian's Chromium against ``python app.py``.
 
-It uploads a photo, records ~2 s from Chromium's fake microphone (fed from a WAV file), presses
-Run, and checks that an action and the per-modality weights appear, with the audio counted.
-A screenshot goes to ``test-artifacts/voice_control.png``.
+Voice control: it uploads a photo, records ~2 s from Chromium's fake microphone (fed from a WAV
+file), presses Run, and checks that an action and the per-modality weights appear, with the audio
+counted. Portrait recognition: a face photo + the fake microphone (a second Chromium, fed s1's voice)
++ a typed profile give s1 with all three weights; then a person enrolled through the Enrol panel is
+recognised. Screenshots go to ``test-artifacts/`` (voice_control.png, portrait.png, portrait_enrol.png).
 
 Chromium is Debian's ``/usr/bin/chromium`` (never ``playwright install``). With ``CI=true`` the
 test always runs and fails if anything is missing; elsewhere it skips when Chromium is absent.
@@ -68,17 +70,26 @@ def microphone_wav(tmp_path_factory, generated_inputs) -> Path:
 
 
 @pytest.fixture(scope="module")
-def browser(microphone_wav):
-    wav = microphone_wav
+def playwright():
+    with sync_playwright() as p:
+        yield p
+
+
+def launch_chromium(playwright, microphone_wav: Path):
+    """Headless Chromium whose fake microphone plays ``microphone_wav`` (one file per launch)."""
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
+            "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={microphone_wav}"]
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, microphone_wav):
+    browser = launch_chromium(playwright, microphone_wav)
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_inputs, microphone_wav):
@@ -152,5 +163,115 @@ def test_clicking_an_example_runs_it(browser, app_url):
         expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
         weights = parse_weights(status.inner_text())
         assert weights["audio"] > 0 and weights["image"] > 0 and weights["text"] == 0, weights
+    finally:
+        page.close()
+
+
+# --- Portrait recognition ------------------------------------------------------------------------
+
+PORTRAIT = ROOT / "assets" / "portrait"
+PORTRAIT_MIC = PORTRAIT / "examples" / "mic_george.wav"  # s1's composed voice (FSDD george), padded to 3 s
+
+
+def parse_portrait_weights(status: str) -> dict[str, float]:
+    """Weights from "attention: face 0.79 · voice 0.20 · profile 0.01" (absent ones read "0 (absent)")."""
+    line = status.split("attention:", 1)[1].splitlines()[0]
+    return {m: float(w) for m, w in re.findall(r"(face|voice|profile) ([0-9.]+)", line)}
+
+
+@pytest.fixture(scope="module")
+def portrait_browser(playwright):
+    """A second Chromium: the fake microphone takes one WAV per launch, and this one plays s1's voice."""
+    browser = launch_chromium(playwright, PORTRAIT_MIC)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+def run_portrait(page):
+    """Press Run in the Portrait tab; the status text once the result is shown."""
+    page.locator("#pt-run").click()
+    status = page.locator("#pt-status")
+    expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
+    expect(page.locator("#pt-weights img")).to_be_visible(timeout=30_000)
+    return status.inner_text()
+
+
+def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots = [ARTIFACTS / "portrait.png", ARTIFACTS / "portrait_enrol.png"]
+    for shot in shots:
+        shot.unlink(missing_ok=True)
+    context = portrait_browser.new_context(viewport={"width": 1280, "height": 1100})
+    context.grant_permissions(["microphone"], origin=app_url.rstrip("/"))
+    page = context.new_page()
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Portrait recognition").click(timeout=60_000)
+        face, voice = page.locator("#pt-face"), page.locator("#pt-voice")
+        expect(page.locator("#pt-help")).to_contain_text("identities are composed", ignore_case=True)
+        expect(voice.locator("button.record-button")).to_be_visible(timeout=60_000)
+
+        # 1. s1's face + s1's (composed) voice from the fake microphone + part of s1's profile.
+        face.locator("input[type=file]").set_input_files(str(PORTRAIT / "examples" / "s1_clear.png"))
+        expect(face.locator("img").first).to_be_visible(timeout=30_000)
+        voice.locator("button.record-button").click()
+        page.wait_for_timeout(2500)  # ~2.5 s of the fake microphone
+        voice.locator("button.stop-button").click()
+        expect(voice.locator("a[data-testid=download-link]")).to_have_attribute(
+            "href", re.compile(r"/gradio_api/file="), timeout=30_000)
+        page.locator("#pt-text textarea").fill("short, has long hair, works at the clinic")
+        text = run_portrait(page)
+        expect(page.locator("#pt-crop img")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(shots[0]), full_page=True)
+        assert text.startswith("s1 "), f"expected s1: {text!r}"
+        assert "s1" in page.locator("#pt-identity").inner_text()
+        weights = parse_portrait_weights(text)
+        assert set(weights) == {"face", "voice", "profile"}, text
+        assert all(w > 0 for w in weights.values()), f"every input given must count: {text!r}"
+        assert abs(sum(weights.values()) - 1) < 0.02, weights
+
+        # 2. Enrol a stranger (Yale subject11, held out of the gallery) from 3 photos, through the panel.
+        name = "Browser Person"
+        page.locator("#pt-enrol-name textarea, #pt-enrol-name input").first.fill(name)
+        page.locator("#pt-enrol-photos input[type=file]").set_input_files(
+            [str(PORTRAIT / "faces" / "yale" / f"subject11.{k}.png") for k in ("glasses", "happy", "leftlight")])
+        expect(page.locator("#pt-enrol-photos")).to_contain_text("subject11.leftlight.png", timeout=30_000)
+        page.locator("#pt-enrol").click()
+        expect(page.locator("#pt-enrol-status")).to_contain_text(f"Enrolled {name} from 3 photos",
+                                                                 timeout=RESULT_TIMEOUT_MS)
+        expect(page.locator("#pt-people")).to_contain_text(name, timeout=30_000)
+
+        # 3. Their fourth photo alone (voice and profile cleared) is now recognised.
+        page.locator("#pt-clear").click()
+        expect(page.locator("#pt-status")).not_to_contain_text("attention:", timeout=30_000)
+        face.locator("input[type=file]").set_input_files(str(PORTRAIT / "faces" / "yale" / "subject11.centerlight.png"))
+        expect(face.locator("img").first).to_be_visible(timeout=30_000)
+        text = run_portrait(page)
+        page.screenshot(path=str(shots[1]), full_page=True)
+        assert text.startswith(name), f"the enrolled person was not recognised: {text!r}"
+        assert parse_portrait_weights(text) == {"face": 1.0, "voice": 0.0, "profile": 0.0}, text
+    finally:
+        if not shots[0].exists():
+            page.screenshot(path=str(ARTIFACTS / "portrait_failure.png"), full_page=True)
+        context.close()
+
+
+def test_clicking_a_portrait_example_runs_it(portrait_browser, app_url):
+    """The curated examples (assets/portrait/examples.json) fill the inputs and run on click."""
+    examples = json.loads((PORTRAIT / "examples.json").read_text(encoding="utf-8"))
+    blurred = next(e for e in examples if e.get("face") and e.get("voice"))  # blurred face + s1's voice
+    page = portrait_browser.new_page(viewport={"width": 1280, "height": 1000})
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Portrait recognition").click(timeout=60_000)
+        page.get_by_role("button", name=blurred["caption"], exact=True).click(timeout=60_000)
+        status = page.locator("#pt-status")
+        expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
+        text = status.inner_text()
+        weights = parse_portrait_weights(text)
+        assert text.startswith("s1 "), text
+        assert weights["face"] > 0 and weights["voice"] > 0 and weights["profile"] == 0, weights
     finally:
         page.close()
