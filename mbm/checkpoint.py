@@ -8,8 +8,6 @@ training metrics and the weights. Nothing about a scenario is hard-coded in the 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 
 from mbm.config import ModelConfig
 from mbm.model import MultimodalModel
+from mbm.storage import atomic_write
 
 FORMAT = "mbm-checkpoint/1"
 
@@ -41,21 +40,10 @@ class Checkpoint:
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "scenario": ckpt.scenario, "config": ckpt.config.to_dict(),
                "labels": ckpt.labels, "vocab": ckpt.vocab, "extra": ckpt.extra, "metrics": ckpt.metrics,
                "state_dict": {k: v.detach().cpu() for k, v in (ckpt.state_dict or {}).items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, scenario: str | None = None) -> Checkpoint:

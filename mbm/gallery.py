@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from mbm.storage import atomic_write
 
 FORMAT = "mbm-portrait-gallery/1"
 GALLERY_FILE = "gallery.json"
@@ -143,18 +144,7 @@ class Gallery:
         path = Path(path)
         if path.suffix != ".json":
             path = path / GALLERY_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gallery-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_json(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write(path, lambda f: json.dump(self.to_json(), f), binary=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "Gallery":

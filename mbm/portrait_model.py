@@ -18,8 +18,6 @@ prototype ``concat_m(p_m)`` minus the offsets. ``s < threshold`` -> "unknown".
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +28,7 @@ from mbm.config import MODALITIES, EncoderConfig, FusionConfig, ModelConfig
 from mbm.encoders import Tokens
 from mbm.model import MultimodalModel
 from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.storage import atomic_write
 
 FORMAT = "mbm-portrait/1"
 N_STATS = 3  # best calibrated similarity, margin to the second best, a quality cue
@@ -102,21 +101,10 @@ class PortraitModel(nn.Module):
 
 def save_portrait_model(model: PortraitModel, path: str | Path, extra: dict | None = None) -> None:
     """Atomic write of config + weights + threshold (+ extras: metrics, split)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "scenario": "portrait", "config": model.cfg.to_dict(),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "extra": extra or {}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_portrait_model(path: str | Path) -> tuple[PortraitModel, dict]:
