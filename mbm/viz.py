@@ -357,3 +357,76 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+# --- the Evaluation tab (reads the results file ``python -m mbm.evaluate --results`` writes) ------------
+
+def load_eval_results(path) -> dict | None:
+    """The results JSON, or None when the file is missing (the app then says so)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else None
+
+
+def robustness_figure(results: dict) -> Figure | None:
+    """Action accuracy against corruption level, one line per corruption; None without curves."""
+    curves = (results or {}).get("robustness")
+    if not curves:
+        return None
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    styles = {"audio_noise": ("audio noise", MODALITY_COLOURS["audio"], "-"),
+              "image_blur": ("image blur", MODALITY_COLOURS["image"], "-"),
+              "image_occlusion": ("image occlusion", MODALITY_COLOURS["image"], "--"),
+              "text_typos": ("text typos", MODALITY_COLOURS["text"], "-")}
+    for key, (label, colour, ls) in styles.items():
+        if key in curves:
+            ax.plot(curves["levels"], curves[key]["accuracy"], marker="o", color=colour, ls=ls,
+                    label=f"{label} ({curves[key].get('inputs', '')})")
+    ax.set_xlabel("corruption level")
+    ax.set_ylabel("action accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"robustness (n = {curves.get('n', '?')})", fontsize=10)
+    return fig
+
+
+def confusion_figure(results: dict, which: str = "device") -> Figure | None:
+    """Confusion matrix (rows = truth, columns = prediction, row-normalised colours, counts written)."""
+    conf = ((results or {}).get("confusion") or {}).get(which)
+    if not conf:
+        return None
+    m = np.asarray(conf["matrix"], dtype=float)
+    labels = conf["labels"]
+    rates = m / np.maximum(m.sum(1, keepdims=True), 1)
+    side = 3 + 0.3 * len(labels)
+    fig = Figure(figsize=(side, side * 0.85), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_title(f"{which} confusion", fontsize=10)
+    return fig
+
+
+def accuracy_table(results: dict) -> list[list]:
+    """Rows ``[what, action accuracy]`` for a gr.Dataframe: each subset, our fusion and late fusion."""
+    r = results or {}
+    rows = [["fusion: audio + image (action_accuracy)", r.get("action_accuracy")],
+            ["late fusion: audio + image (average of unimodal)", r.get("late_fusion_action_accuracy")],
+            ["fusion: audio + image + typed text", r.get("action_accuracy_with_text")],
+            ["late fusion: audio + image + typed text", r.get("late_fusion_action_accuracy_with_text")]]
+    rows += [[f"subset: {k}", v] for k, v in (r.get("action_accuracy_by_subset") or {}).items()]
+    rows += [["weight_effect_spearman", r.get("weight_effect_spearman")],
+             ["noised_weight_drop", r.get("noised_weight_drop")]]
+    return [[k, None if v is None else round(float(v), 4)] for k, v in rows]

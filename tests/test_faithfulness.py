@@ -42,3 +42,23 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
     for name in ("audio_noise", "image_blur", "image_occlusion", "text_typos"):
         assert len(curves[name]["accuracy"]) == len(curves["levels"]) == 5
     assert saved["command"].startswith("python -m mbm.evaluate")
+
+
+def test_portrait_faithfulness_on_gallery_prototypes():
+    from mbm.faithfulness import faithfulness_portrait
+    from mbm.gallery import Gallery
+    from mbm.portrait_engine import Queries, gallery_tensors
+    from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
+    from mbm.portrait_model import load_portrait_model
+
+    model, _ = load_portrait_model(DEFAULT_CHECKPOINT)
+    gallery = Gallery.load(SHIPPED_GALLERY)
+    g = gallery_tensors(gallery)
+    have = torch.nonzero(g.available.all(1)).flatten()[:6]  # people with voice and profile
+    q = Queries(face=g.protos["image"][have], face_quality=torch.ones(len(have)), voice=g.protos["audio"][have],
+                profile=g.protos["text"][have])
+    out = faithfulness_portrait(model, gallery, q, [g.names[i] for i in have.tolist()])
+    assert out["faithfulness_n"] == len(have) > 0
+    assert out["weight_effect_spearman"] is None or -1 <= out["weight_effect_spearman"] <= 1
+    assert set(out["noised_weight_drop_by_modality"]) == {"voice", "face", "profile"}
+    assert isinstance(out["noised_weight_drop"], float)

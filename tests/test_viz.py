@@ -112,3 +112,32 @@ def test_modality_effects_of_a_constructed_result():
     alone = modality_effects(_result({"audio": 1.0, "image": 0.0, "text": 0.0}, 0.9, {}))
     assert not alone.disagree and alone.drop == {}
     assert isinstance(viz.weights_figure(r.modality_weights, e), Figure)
+
+
+# --- the Evaluation tab ---------------------------------------------------------------------------
+
+def test_evaluation_figures_from_a_results_dict(tmp_path):
+    results = {"action_accuracy": 0.8, "late_fusion_action_accuracy": 0.4,
+               "action_accuracy_by_subset": {"audio": 0.2, "audio+image": 0.8},
+               "confusion": {"device": {"labels": ["a", "b"], "matrix": [[3, 1], [0, 4]]}},
+               "robustness": {"levels": [0, 0.5, 1], "n": 8, "audio_noise": {"accuracy": [0.8, 0.6, 0.1]},
+                              "text_typos": {"accuracy": [0.8, 0.7, 0.5]}}}
+    assert isinstance(viz.robustness_figure(results), Figure)
+    assert isinstance(viz.confusion_figure(results, "device"), Figure)
+    assert viz.confusion_figure(results, "word") is None and viz.robustness_figure({}) is None
+    table = viz.accuracy_table(results)
+    assert table[0] == ["fusion: audio + image (action_accuracy)", 0.8] and ["subset: audio", 0.2] in table
+    assert viz.load_eval_results(tmp_path / "missing.json") is None
+
+
+def test_shipped_results_file_if_present():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "voice_control" / "eval_results.json"
+    if not path.is_file():
+        pytest.skip("no shipped results file")
+    results = viz.load_eval_results(path)
+    for key in ("action_accuracy", "late_fusion_action_accuracy", "weight_effect_spearman", "noised_weight_drop",
+                "action_accuracy_by_subset", "confusion", "robustness"):
+        assert key in results, key
+    assert isinstance(viz.robustness_figure(results), Figure)
