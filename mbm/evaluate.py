@@ -166,11 +166,15 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         pj = torch.tensor([j for _, j in pairs])
         truth = [actions.index(action_name(photos[j].device, clips[i].word)) for i, j in pairs]
         truth = torch.tensor(truth)
-        subsets = {"": {"audio": mels[ci], "image": pixels[pj]}, "_audio_only": {"audio": mels[ci]},
-                   "_image_only": {"image": pixels[pj]}}
-        for suffix, inputs in subsets.items():
-            out = run_model(model, inputs)
+        # each clip and photo is encoded once; fusion + heads run per pair on the cached tokens
+        from mbm.faithfulness import encode, pair_outputs
+
+        model.eval()
+        tokens = {"audio": encode(model, "audio", mels), "image": encode(model, "image", pixels)}
+        single = {}
+        for suffix, out in pair_outputs(model, tokens, ci, pj).items():
             probs = action_probs(out["device"], out["word"], index)
+            single[suffix] = probs
             result[f"action_accuracy{suffix}"] = float((probs.argmax(1) == truth).float().mean())
             if suffix == "":
                 w = out["modality_weights"].mean(0)
@@ -180,7 +184,8 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             from mbm.faithfulness import faithfulness_voice_control
 
             result.update(faithfulness_voice_control(model, ckpt, waves, mels, pixels, shown, clips, photos, pairs,
-                                                     curves=curves))
+                                                     curves=curves, tokens=tokens,
+                                                     single=(single["_audio_only"], single["_image_only"])))
     return result
 
 

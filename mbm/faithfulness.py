@@ -97,6 +97,35 @@ def fuse(model, tokens: dict[str, Tokens], rows: dict[str, torch.Tensor], index:
     return torch.cat(pa), torch.cat(mw), (torch.cat(pd), torch.cat(pw))
 
 
+@torch.inference_mode()
+def pair_outputs(model, tok: dict[str, Tokens], ci: torch.Tensor, pj: torch.Tensor,
+                 batch_size: int = 512) -> dict[str, dict[str, torch.Tensor]]:
+    """Head probabilities and modality weights for every (clip ci, photo pj) pair from cached tokens.
+
+    Returns ``{"": audio + image, "_audio_only": ..., "_image_only": ...}``, each
+    ``{"device": (N, 7), "word": (N, 20), "modality_weights": (N, 3)}``. A single-modality
+    run depends on one input only, so it runs once per clip / photo and is then indexed.
+    """
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for suffix, subset, rows in (("", ("audio", "image"), {"audio": ci, "image": pj}),
+                                 ("_audio_only", ("audio",), {"audio": torch.arange(tok["audio"].tokens.shape[0])}),
+                                 ("_image_only", ("image",), {"image": torch.arange(tok["image"].tokens.shape[0])})):
+        parts: dict[str, list[torch.Tensor]] = {"device": [], "word": [], "modality_weights": []}
+        n = next(iter(rows.values())).shape[0]
+        for s in range(0, n, batch_size):
+            sel = {m: Tokens(tok[m].tokens[r[s:s + batch_size]], tok[m].mask[r[s:s + batch_size]])
+                   for m, r in rows.items()}
+            f = model.fusion(sel)
+            for head, logits in model.forward_head(f.fused).items():
+                parts[head].append(logits.softmax(-1))
+            parts["modality_weights"].append(f.modality_weights)
+        res = {k: torch.cat(v) for k, v in parts.items()}
+        if suffix:  # per clip / photo -> per pair
+            res = {k: v[ci if suffix == "_audio_only" else pj] for k, v in res.items()}
+        out[suffix] = res
+    return out
+
+
 # --- inputs -----------------------------------------------------------------------------------------
 
 def typed_commands(pairs_truth: list[tuple[str, str]], vocab: list[str], text_cfg, seed: int = TEXT_SEED):
@@ -149,13 +178,16 @@ def _confusion(pred: torch.Tensor, truth: torch.Tensor, labels) -> dict:
 
 def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Tensor, pixels: torch.Tensor,
                                shown: torch.Tensor, clips, photos, pairs: list[tuple[int, int]],
-                               curves: bool = True) -> dict:
+                               curves: bool = True, tokens: dict[str, Tokens] | None = None,
+                               single: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Every metric in the module docstring.
 
     Args:
         waves: (n_clips, N) model windows; mels: (n_clips, n_mels, F); pixels: (n_photos, 3, S, S) normalised;
         shown: (n_photos, S, S, 3) uint8 crops (for blur/occlusion); pairs: (clip index, photo index).
         curves: also compute the robustness curves.
+        tokens: cached {"audio": clip Tokens, "image": photo Tokens} (computed when None).
+        single: (p_action audio-only per pair, p_action image-only per pair) when already computed.
     """
     cfg = ckpt.config
     index = torch.tensor(ckpt.extra["action_index"])
@@ -165,14 +197,16 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     truth = torch.tensor([actions.index(action_name(d, w)) for d, w in pair_truth])
     ci = torch.tensor([i for i, _ in pairs])
     pj = torch.tensor([j for _, j in pairs])
-    tok = {"audio": encode(model, "audio", mels), "image": encode(model, "image", pixels)}
+    tok = dict(tokens) if tokens else {"audio": encode(model, "audio", mels), "image": encode(model, "image", pixels)}
     out: dict = {}
 
     # late fusion on every audio + image pair: single-modality runs depend on one input, so run them once
     # per clip and once per photo, then average the two action distributions of each pair
-    p_a, _, _ = fuse(model, tok, {"audio": torch.arange(len(clips))}, index, ("audio",))  # (n_clips, A)
-    p_i, _, _ = fuse(model, tok, {"image": torch.arange(len(photos))}, index, ("image",))  # (n_photos, A)
-    out["late_fusion_action_accuracy"] = _accuracy((p_a[ci] + p_i[pj]) / 2, truth)
+    if single is None:
+        p_a, _, _ = fuse(model, tok, {"audio": torch.arange(len(clips))}, index, ("audio",))  # (n_clips, A)
+        p_i, _, _ = fuse(model, tok, {"image": torch.arange(len(photos))}, index, ("image",))  # (n_photos, A)
+        single = (p_a[ci], p_i[pj])
+    out["late_fusion_action_accuracy"] = _accuracy((single[0] + single[1]) / 2, truth)
 
     # triples: the first pair of each clip, plus a held-out-phrasing typed command
     first = sorted({int(i): k for k, (i, _) in reversed(list(enumerate(pairs)))}.values())
