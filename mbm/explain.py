@@ -78,3 +78,48 @@ def effects_table(effects: ModalityEffects) -> list[list]:
     """Rows ``[modality, weight, confidence without, drop]`` for a gr.Dataframe (3 decimals)."""
     return [[m, round(effects.weights[m], 3), round(effects.without.get(m, float("nan")), 3),
              round(effects.drop.get(m, float("nan")), 3)] for m in effects.weights]
+
+
+def flag_text(effects: ModalityEffects) -> str:
+    """One line for the UI: the measured effects, and a visible warning when the orders disagree."""
+    if not effects.drop:
+        return "Only one input: there is nothing to remove, so no effect can be measured."
+    parts = " · ".join(f"without {m}: {effects.without[m]:.2f} ({-effects.drop[m]:+.2f})" for m in effects.drop)
+    if effects.disagree:
+        why = "; ".join(f"{a} weighs more than {b}, but removing {b} costs more" for a, b in effects.pairs)
+        return f"⚠ The weights disagree with the measured effects ({why}). {parts}"
+    return f"✓ The weights agree with the measured effects. {parts}"
+
+
+def explain_prediction(result) -> dict:
+    """Everything the app shows beside a voice-control prediction, computed once.
+
+    Returns a dict of ready values (absent modality -> None):
+        ``figure``: aligned explanation Figure (gr.Plot);
+        ``image_overlay``: (4S, 4S, 3) uint8 heatmap over the crop (gr.Image);
+        ``text_highlights``: [(token, weight)] with " " separators (gr.HighlightedText);
+        ``audio_figure``: waveform + log-mel + attention Figure (gr.Plot);
+        ``weights_figure``: weights beside measured drops, with the flag in the title (gr.Plot);
+        ``effects``: ModalityEffects; ``effects_table``: rows for gr.Dataframe; ``flag``: bool; ``flag_text``: str;
+        ``model_view``: the preprocessed inputs (see ``mbm.viz.model_view``);
+        ``json``: the raw numbers (prediction, effects, maps) for gr.JSON / the API.
+    """
+    from mbm import viz
+    from mbm.report import report_data
+
+    effects = modality_effects(result)
+    inp = result.inputs
+    tw = result.token_weights
+    return {
+        "figure": viz.explanation_figure(result, effects),
+        "image_overlay": viz.image_overlay(inp.image.shown, tw["image"]) if inp.image is not None and "image" in tw
+        else None,
+        "text_highlights": viz.text_highlights(inp.text.tokens, tw["text"], separator=" ")
+        if inp.text is not None and "text" in tw else None,
+        "audio_figure": viz.audio_figure(inp.audio.waveform, inp.audio.mel, tw["audio"])
+        if inp.audio is not None and "audio" in tw else None,
+        "weights_figure": viz.weights_figure(result.modality_weights, effects),
+        "effects": effects, "effects_table": effects_table(effects), "flag": effects.disagree,
+        "flag_text": flag_text(effects), "model_view": viz.model_view(result),
+        "json": report_data(result, effects),
+    }

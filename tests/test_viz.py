@@ -141,3 +141,17 @@ def test_shipped_results_file_if_present():
                 "action_accuracy_by_subset", "confusion", "robustness"):
         assert key in results, key
     assert isinstance(viz.robustness_figure(results), Figure)
+
+
+def test_explain_prediction_bundle(voice_predictor, make_image):
+    import json
+
+    from mbm.explain import explain_prediction
+
+    r = voice_predictor.predict(image=make_image(64, 64), text="turn on the fan")
+    out = explain_prediction(r)
+    assert out["audio_figure"] is None  # no audio: no map
+    assert out["image_overlay"].dtype == np.uint8 and isinstance(out["figure"], Figure)
+    assert [t for t, w in out["text_highlights"] if w is not None] == r.inputs.text.tokens
+    assert isinstance(out["flag"], bool) and out["flag_text"]
+    json.dumps(out["json"])  # JSON-ready for gr.JSON and the API
