@@ -171,6 +171,14 @@ def predict_corrupted(predictor, audio=None, image=None, text: str | None = None
                    text_typos=_check_level(text_typos, "text typos"),
                    use_audio=use_audio, use_image=use_image, use_text=use_text, seed=seed)
     a, i, t, notes = corrupt_inputs(predictor.cfg, audio, image, text, c)
+    if t is not None and c.text_typos > 0 and (a is not None or i is not None):
+        from mbm.preprocess import InputError, encode_text
+
+        try:
+            encode_text(t, predictor.ckpt.vocab, predictor.cfg.text)
+        except InputError:  # the typos left no word the model knows: the text is gone, not an error
+            notes.append("text: the typos left no known word, so the text was left out")
+            t = None
     result = predictor.predict(audio=a, image=i, text=t)
     off = [m for m, on in (("audio", use_audio), ("image", use_image), ("text", use_text)) if not on]
     if off:

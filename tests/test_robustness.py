@@ -65,3 +65,9 @@ def test_predict_corrupted(voice_predictor, make_tone):
     assert any("switched off: text" in n for n in r.inputs.notes)
     with pytest.raises(InputError):
         predict_corrupted(voice_predictor, audio=(16000, wave), use_audio=False)
+
+
+def test_typos_that_leave_no_known_word_drop_the_text(voice_predictor, make_tone):
+    r = predict_corrupted(voice_predictor, audio=(16000, make_tone(16000, 1.0)), text="dim the lamp", text_typos=1.0)
+    assert r.inputs.text is None and r.modality_weights["text"] == 0.0
+    assert any("no known word" in n for n in r.inputs.notes)
