@@ -108,6 +108,7 @@ class TrainConfig:
     modality_keep: float = 0.7  # chance each modality is present in a training sample
     text_keep: float = 0.3  # text is optional in the scenario, so it is present less often
     noise_modality: float = 0.1  # chance a present modality is replaced by noise (labels unchanged)
+    word_dropout: float = 0.15  # chance each typed word is replaced by <unk>
     unsupported_share: float = 0.1  # share of training commands outside the action table
     tts_per_word: int = 450  # synthetic clips per command word
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)

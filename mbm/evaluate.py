@@ -259,7 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
     if args.results:
         write_results(result, args.results, argv)
-    if args.json:
+    print_result(result, args.json)
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    """One JSON object on stdout, or one ``key: value`` line per metric."""
+    if as_json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:

@@ -213,9 +213,8 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
 def main(argv: list[str] | None = None) -> None:
     """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json`` (also ``-m mbm.portrait_eval``)."""
     import argparse
-    import json
-    import sys
 
+    from mbm.evaluate import print_result
     from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
     from mbm.portrait_model import load_portrait_model
 
@@ -243,12 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     res = evaluate_portrait(model, gallery, a.data, enroll=a.enroll, fused=not a.no_fused)
     res.update(scenario="portrait", enroll=a.enroll, gallery=str(a.gallery))
-    if a.json:
-        json.dump(res, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        for k, v in res.items():
-            print(f"{k}: {v}")
+    print_result(res, a.json)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ from tqdm import tqdm
 from mbm.config import AudioConfig, ImageConfig, TrainConfig
 from mbm.data import augment
 from mbm.data.readers import DevicePhoto, SpeechClip
-from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image
+from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image, tokenize
 from mbm.scenarios.voice_control import (DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command)
 
 PHOTO_MARGIN = 8  # training photos are stored this many pixels larger than the model's size, for crops
+UNK_ID = 1  # vocabulary id of <unk> (see mbm.preprocess.build_vocab)
 
 
 @dataclass
@@ -84,12 +85,19 @@ class VoiceControlSampler:
         assert not missing, f"no training clips for words {missing}"
 
     def _text_ids(self, device: str, word: str) -> list[int]:
+        """Token ids of a typed command for (device, word); some words become <unk>, some texts noise.
+
+        Unknown words teach the model to read past phrasings it never saw; a text of random
+        words (labels unchanged) teaches the attention to look away from text that says nothing.
+        """
+        t = self.train
+        if self.rng.random() < t.noise_modality:
+            return [self.rng.randrange(2, len(self.vocab)) for _ in range(self.rng.randint(1, 6))]
         r = self.rng.random()
         names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
         cmd = make_typed_command(self.rng, device, word, names_device, names_word)
-        from mbm.preprocess import tokenize
-
-        return [self.index.get(t, 1) for t in tokenize(cmd.text)][:self.max_tokens]
+        ids = [self.index.get(tok, UNK_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
+        return [UNK_ID if self.rng.random() < t.word_dropout else i for i in ids]
 
     def _clip(self, word: int) -> int:
         """A clip of ``word``; real recordings are drawn more often than their share of the pool."""
