@@ -21,20 +21,28 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import gradio as gr
 from matplotlib.figure import Figure
 
+from mbm import viz
+from mbm.explain import explain_prediction
 from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.inference import VoiceControlPredictor, VoiceControlResult
 from mbm.portrait_inference import MAX_ENROL_PHOTOS, PortraitPredictor, PortraitResult
 from mbm.preprocess import InputError
+from mbm.report import export_report
+from mbm.robustness import predict_corrupted
 
 ROOT = Path(__file__).resolve().parent
 VOICE_CONTROL_EXAMPLES = ROOT / "assets" / "voice_control" / "examples.json"
 PORTRAIT_EXAMPLES = ROOT / "assets" / "portrait" / "examples.json"
+EVAL_RESULTS = ROOT / "assets" / "voice_control" / "eval_results.json"  # written by `mbm.evaluate --results`
+EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json "
+                "--results assets/voice_control/eval_results.json")
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
 CONCURRENCY = 2  # a free CPU Space has 2 cores; one prediction takes a fraction of a second
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
@@ -158,21 +166,97 @@ def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -
 
 # --- Voice control tab --------------------------------------------------------------------------
 
+def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0, text_typos=0.0,
+             use_audio=True, use_image=True, use_text=True) -> VoiceControlResult:
+    """One prediction through ``predict_corrupted`` (levels 0 and every input on = the plain prediction).
+
+    Library errors become a toast (and an AppError for API clients); warnings about an unusable
+    input become a warning toast.
+    """
+    try:
+        result = predict_corrupted(voice_control, audio=_file(audio), image=_file(image), text=text or None,
+                                   audio_noise=audio_noise or 0.0, image_blur=image_blur or 0.0,
+                                   image_occlusion=image_occlusion or 0.0, text_typos=text_typos or 0.0,
+                                   use_audio=bool(use_audio), use_image=bool(use_image), use_text=bool(use_text))
+    except ValueError as e:  # InputError included: nothing usable, every input switched off, a level outside 0..1
+        raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
+                       print_exception=False) from None
+    for warning in result.warnings:  # an input was unusable but others were: say so, keep the answer
+        gr.Warning(html.escape(warning, quote=False))
+    return result
+
+
+def _prediction_outputs(result: VoiceControlResult) -> tuple:
+    """The four outputs of ``/voice_control``: top-5 label, weights chart, status line, JSON."""
+    return (dict(result.top), modality_weights_figure(result.modality_weights, result.inputs.present),
+            voice_control_status(result), result.to_json())
+
+
 def predict_voice_control(audio=None, image=None, text=None):
     """Predict a device action from a spoken command, a photo of the device and/or a typed command.
 
     Any subset of the three inputs works. Returns the top-5 actions, a chart and a status line,
     and the full result as JSON (action, confidence, top, modality_weights, heard, sees, ...).
     """
-    try:
-        result = voice_control.predict(audio=_file(audio), image=_file(image), text=text or None)
-    except InputError as e:
-        raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
-                       print_exception=False) from None
-    for warning in result.warnings:  # an input was unusable but others were: say so, keep the answer
-        gr.Warning(html.escape(warning, quote=False))
-    return (dict(result.top), modality_weights_figure(result.modality_weights, result.inputs.present),
-            voice_control_status(result), result.to_json())
+    return _prediction_outputs(_predict(audio, image, text))
+
+
+def _no_nan(rows: list[list]) -> list[list]:
+    """Table rows with NaN cells (no measured effect) as empty cells."""
+    return [[None if isinstance(x, float) and math.isnan(x) else x for x in row] for row in rows]
+
+
+def _tokens(tokens: list[str] | None) -> list[tuple[str, str | None]] | None:
+    """The words the model read, as separate boxes for gr.HighlightedText."""
+    if tokens is None:
+        return None
+    return [p for k, t in enumerate(tokens) for p in ([(" ", None)] if k else []) + [(t, "token")]]
+
+
+def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                       text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The page's Run (and every robustness control): the prediction and its whole explanation."""
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    ex = explain_prediction(result)
+    view = ex["model_view"]
+    return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], ex["image_overlay"],
+            ex["text_highlights"], ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
+            None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1),  # 64 px: show it larger
+            view["mel_image"], _tokens(view["tokens"]), ex["json"])
+
+
+def rerun_voice_control(audio=None, image=None, text=None, *controls):
+    """A slider or switch moved: predict again with the new settings (nothing given yet: change nothing)."""
+    if audio is None and image is None and not (text or "").strip():
+        return tuple(gr.skip() for _ in range(15))
+    return voice_control_view(audio, image, text, *controls)
+
+
+def voice_control_explain(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                          text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The explanation of a prediction as JSON, after optional corruptions (levels 0..1) and switches.
+
+    Returns ``{"prediction": ..., "effects": {"weights", "confidence", "confidence_without", "drop",
+    "disagree", "disagreeing_pairs", "margins"}, "maps": {"image_grid", "text", "audio_frames"},
+    "created"}``; a map is null for an absent (or switched-off) input.
+    """
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    return explain_prediction(result)["json"]
+
+
+def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                         text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The report card of a prediction (same inputs as /voice_control_explain): [PNG, HTML, JSON] files.
+
+    The PNG is the aligned explanation figure, the HTML is self-contained (images inlined), the
+    JSON holds the raw numbers (what /voice_control_explain returns).
+    """
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    paths = export_report(result, tempfile.mkdtemp(prefix="mbm_report_"))
+    return [str(paths[k]) for k in ("png", "html", "json")]
 
 
 def voice_control_help() -> str:
@@ -186,7 +270,9 @@ Record a spoken command or upload a clip, give a photo of a device, and/or type 
 spoken *up* brightens a lamp, raises blinds or turns the music up, depending on the photo.
 
 **Any subset works.** The chart shows how much each input counted: the weights sum to 1, and an
-input you leave out gets exactly 0.
+input you leave out gets exactly 0. Below, **Explanation** shows where inside each input the model
+looked and whether the weights agree with what removing each input measurably does; the
+**robustness** controls switch inputs off or corrupt them and predict again at once.
 
 <small>Devices: {devices}. Spoken words: {words}. Only the loudest {seconds} s of a recording is
 used.</small>
@@ -194,7 +280,7 @@ used.</small>
 
 
 def voice_control_tab() -> None:
-    """The Voice control tab: inputs, outputs, examples and the ``/voice_control`` API event."""
+    """The Voice control tab: inputs, prediction, robustness controls, explanation, export, API events."""
     gr.Markdown(voice_control_help())
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -212,18 +298,168 @@ def voice_control_tab() -> None:
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
             weights = gr.Plot(label="Per-modality attention weights", format="png", elem_id="vc-weights")
             status = gr.Markdown(label="Status", elem_id="vc-status")
+            flag = gr.Markdown(elem_id="vc-flag")
+            with gr.Accordion("Live robustness: switch inputs off, corrupt them", open=True,
+                              elem_id="vc-robustness"):
+                with gr.Row():
+                    use_audio = gr.Checkbox(True, label="use audio", elem_id="vc-use-audio", min_width=100)
+                    use_image = gr.Checkbox(True, label="use image", elem_id="vc-use-image", min_width=100)
+                    use_text = gr.Checkbox(True, label="use text", elem_id="vc-use-text", min_width=100)
+                with gr.Row():
+                    audio_noise = gr.Slider(0, 1, 0, step=0.05, label="audio noise", elem_id="vc-audio-noise")
+                    text_typos = gr.Slider(0, 1, 0, step=0.05, label="text typos", elem_id="vc-text-typos")
+                with gr.Row():
+                    image_blur = gr.Slider(0, 1, 0, step=0.05, label="image blur", elem_id="vc-image-blur")
+                    image_occlusion = gr.Slider(0, 1, 0, step=0.05, label="image occlusion",
+                                                elem_id="vc-image-occlusion")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="vc-json")
-    inputs, outputs = [audio, image, text], [action, weights, status, details]
-    clear.add(inputs + outputs)
-    run.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False)
-    text.submit(predict_voice_control, inputs, outputs, api_visibility="undocumented", preprocess=False)
+
+    with gr.Accordion("Explanation", open=True, elem_id="vc-explanation"):
+        with gr.Tabs():
+            with gr.Tab("Where the model looked", id="vc-where"):
+                with gr.Row(equal_height=False):
+                    heatmap = gr.Image(label="Image attention over the crop the model saw", interactive=False,
+                                       format="png", height=300, scale=2, elem_id="vc-heatmap")
+                    with gr.Column(scale=5):
+                        audio_plot = gr.Plot(label="Audio attention over the waveform and log-mel", format="png",
+                                             elem_id="vc-audio-plot")
+                        highlights = gr.HighlightedText(label="Text attention per word (darker = more)",
+                                                        show_legend=False, show_inline_category=False,
+                                                        elem_id="vc-highlights")
+            with gr.Tab("Weights vs measured effect", id="vc-effects-tab"):
+                with gr.Row(equal_height=False):
+                    effects_plot = gr.Plot(label="Weights beside the confidence drop without each input",
+                                           show_label=False, format="png", scale=3, elem_id="vc-effects-plot")
+                    effects_table = gr.Dataframe(headers=["input", "weight", "p(action) without it", "drop"],
+                                                 interactive=False, scale=2, label="Measured effects",
+                                                 elem_id="vc-effects-table")
+            with gr.Tab("Aligned figure", id="vc-figure-tab"):
+                figure = gr.Plot(label="The whole explanation in one figure (as in the report card)",
+                                 format="png", elem_id="vc-figure")
+            with gr.Tab("What the model sees", id="vc-sees"):
+                with gr.Row(equal_height=False):
+                    seen_crop = gr.Image(label="Image: the crop the model saw", interactive=False, format="png",
+                                         height=200, scale=1, elem_id="vc-seen-crop")
+                    seen_mel = gr.Image(label="Audio: the log-mel it heard (low bands at the bottom)",
+                                        interactive=False, format="png", height=200, scale=2,
+                                        elem_id="vc-seen-mel")
+                seen_tokens = gr.HighlightedText(label="Text: the words it read", show_legend=False,
+                                                 show_inline_category=False, elem_id="vc-seen-tokens")
+            with gr.Tab("Export report card", id="vc-export-tab"):
+                gr.Markdown("The current prediction (with the settings above) as a report card for a slide "
+                            "deck: the aligned figure as **PNG**, a self-contained **HTML** page (images "
+                            "inlined) and the raw numbers as **JSON**.")
+                export = gr.Button("Export report card", elem_id="vc-export")
+                report_files = gr.File(label="Report card", file_count="multiple", interactive=False,
+                                       elem_id="vc-report")
+            with gr.Tab("Numbers (JSON)", id="vc-explain-json-tab"):
+                explain_json = gr.JSON(label="Explanation (what /voice_control_explain returns)",
+                                       elem_id="vc-explain-json")
+
+    inputs = [audio, image, text]
+    controls = [audio_noise, image_blur, image_occlusion, text_typos, use_audio, use_image, use_text]
+    outputs = [action, weights, status, details]
+    view_outputs = outputs + [flag, figure, heatmap, highlights, audio_plot, effects_plot, effects_table,
+                              seen_crop, seen_mel, seen_tokens, explain_json]
+    clear.add(inputs + view_outputs + [report_files])
+    view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
+                api_visibility="undocumented")
+    run.click(**view)
+    text.submit(**view)
+    rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
+    for slider in controls[:4]:
+        slider.release(**rerun)
+    for switch in controls[4:]:
+        switch.change(**rerun)
+    export.click(voice_control_report, inputs + controls, report_files, api_name="voice_control_report",
+                 preprocess=False)
+
+    # API-only endpoints (the page reaches the same functions through the events above).
+    with gr.Row(visible=False):
+        api_predict = gr.Button("predict", elem_id="vc-api-predict")
+        api_explain = gr.Button("explain", elem_id="vc-api-explain")
+    api_predict.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False)
+    api_explain.click(voice_control_explain, inputs + controls, explain_json, api_name="voice_control_explain",
+                      preprocess=False)
 
     rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
     if rows:
         with examples_column:
-            gr.Examples(rows, inputs, outputs, fn=predict_voice_control, cache_examples=False, run_on_click=True,
-                        example_labels=captions, label="Examples: click one to run it", examples_per_page=12)
+            examples = gr.Examples(rows, inputs, example_labels=captions, label="Examples: click one to run it",
+                                   examples_per_page=12)
+        examples.load_input_event.then(**dict(view, api_visibility="private"))
+
+
+# --- Evaluation tab -----------------------------------------------------------------------------
+
+def evaluation():
+    """The held-out evaluation of the shipped voice-control checkpoint (``eval_results.json``) as JSON.
+
+    Accuracy per modality subset, our fusion beside late fusion, confusion matrices, robustness
+    curves and the faithfulness metrics; ``{"error": ..., "command": ...}`` when the file is missing.
+    """
+    rel = EVAL_RESULTS.relative_to(ROOT)
+    try:
+        results = viz.load_eval_results(EVAL_RESULTS)
+    except (OSError, ValueError) as e:
+        return {"error": f"{rel} cannot be read: {e}", "command": EVAL_COMMAND}
+    if results is None:
+        return {"error": f"no evaluation results yet: {rel} is missing", "command": EVAL_COMMAND}
+    return results
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{float(x):.3f}"
+
+
+def evaluation_summary(results: dict) -> str:
+    """Where the numbers come from, and the headline comparison."""
+    if not isinstance(results, dict) or "error" in results:
+        error = (results or {}).get("error", "no evaluation results") if isinstance(results, dict) else \
+            "no evaluation results"
+        return (f"⚠️ {_plain(error)}.\n\nWrite it with (from the repository root):\n\n"
+                f"```\n{(results or {}).get('command') or EVAL_COMMAND}\n```")
+    r = results
+    return f"""
+Measured on the **{_plain(str(r.get('split', '?')))}** split ({r.get('n_clips', '?')} clips, {r.get('n_photos', '?')}
+photos: {r.get('n_pairs', '?')} audio + image pairs, {r.get('n_triples', '?')} triples with a typed command in
+unseen phrasings) with the shipped checkpoint, {_plain(str(r.get('created', '?')))}.
+
+**Our fusion {_fmt(r.get('action_accuracy'))}** vs late fusion (average of the audio-only and
+image-only predictions) **{_fmt(r.get('late_fusion_action_accuracy'))}** action accuracy on audio + image;
+with a typed command {_fmt(r.get('action_accuracy_with_text'))} vs {_fmt(r.get('late_fusion_action_accuracy_with_text'))}.
+Faithfulness: weight/effect Spearman {_fmt(r.get('weight_effect_spearman'))} (target ≥ 0.8),
+noised-weight drop {_fmt(r.get('noised_weight_drop'))} (target ≥ 0.5); definitions in `docs/explanations.md`.
+
+<small>The numbers come from `assets/voice_control/eval_results.json`, written by
+`{r.get('command') or EVAL_COMMAND}`.</small>
+"""
+
+
+def evaluation_view(results):
+    """The Evaluation tab from ``evaluation``'s JSON (a message and empty outputs without results)."""
+    ok = isinstance(results, dict) and "error" not in results
+    return (evaluation_summary(results), viz.accuracy_table(results) if ok else None,
+            viz.robustness_figure(results) if ok else None, viz.confusion_figure(results, "device") if ok else None,
+            viz.confusion_figure(results, "word") if ok else None)
+
+
+def evaluation_tab():
+    """The Evaluation tab; returns the event arguments that (re)load it, for its Tab's select event."""
+    summary = gr.Markdown("Loading the evaluation results…", elem_id="ev-summary")
+    with gr.Row(equal_height=False):
+        table = gr.Dataframe(headers=["what", "action accuracy"], interactive=False, scale=2,
+                             label="Accuracy per modality subset · our fusion vs late fusion", elem_id="ev-accuracy")
+        robustness = gr.Plot(label="Robustness curves", format="png", scale=3, elem_id="ev-robustness")
+    with gr.Row(equal_height=False):
+        confusion_device = gr.Plot(label="Device confusion", format="png", elem_id="ev-confusion-device")
+        confusion_word = gr.Plot(label="Word confusion", format="png", elem_id="ev-confusion-word")
+    with gr.Accordion("Raw results (what the API returns)", open=False):
+        results = gr.JSON(show_label=False, elem_id="ev-json")
+    return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),
+            dict(fn=evaluation_view, inputs=results,
+                 outputs=[summary, table, robustness, confusion_device, confusion_word], api_visibility="private"))
 
 
 # --- Portrait recognition tab -------------------------------------------------------------------
@@ -419,6 +655,9 @@ with gr.Blocks(title="mbm: multimodal fusion demo") as demo:
             voice_control_tab()
         with gr.Tab("Portrait recognition", id="portrait"):
             refresh_people, show_people = portrait_tab()
+        with gr.Tab("Evaluation", id="evaluation", elem_id="evaluation-tab") as evaluation_tab_:
+            load_evaluation, show_evaluation = evaluation_tab()
+    evaluation_tab_.select(**load_evaluation).then(**show_evaluation)  # read afresh: the file may be rewritten
     demo.load(**refresh_people).then(**show_people)  # the People list, as saved now
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)

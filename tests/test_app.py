@@ -106,3 +106,109 @@ def test_every_curated_example_loads():
     rows, captions = app.load_examples(app.VOICE_CONTROL_EXAMPLES)
     assert len(rows) == len(entries) == len(captions)
     assert captions == [e["caption"] for e in entries]
+
+
+# --- explanations, report card, evaluation (issue 4) ---------------------------------------------
+
+def explain(client, audio=None, image=None, text="", **settings):
+    """One /voice_control_explain call; ``settings``: the 4 levels and the 3 switches (defaults: plain)."""
+    args = dict(audio_noise=0.0, image_blur=0.0, image_occlusion=0.0, text_typos=0.0, use_audio=True,
+                use_image=True, use_text=True)
+    args.update(settings)
+    return client.predict(audio=handle_file(str(audio)) if audio else None,
+                          image=handle_file(str(image)) if image else None, text=text,
+                          api_name="/voice_control_explain", **args)
+
+
+def test_api_lists_the_explanation_endpoints(client):
+    info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    settings = ["audio_noise", "image_blur", "image_occlusion", "text_typos", "use_audio", "use_image", "use_text"]
+    for name in ("/voice_control_explain", "/voice_control_report"):
+        assert [p["parameter_name"] for p in info[name]["parameters"]] == ["audio", "image", "text", *settings]
+    assert info["/evaluation"]["parameters"] == []
+
+
+def test_explain_returns_weights_effects_flag_and_maps(client, generated_inputs):
+    ex = explain(client, generated_inputs["audio"], generated_inputs["image"], "dim the lamp")
+    check_result(ex["prediction"], MODALITIES)
+    effects = ex["effects"]
+    assert set(effects["weights"]) == set(effects["confidence_without"]) == set(effects["drop"]) == MODALITIES
+    assert isinstance(effects["disagree"], bool)
+    assert effects["disagree"] == bool(effects["disagreeing_pairs"])
+    for m, d in effects["drop"].items():
+        assert d == pytest.approx(effects["confidence"] - effects["confidence_without"][m], abs=2e-3)
+    maps = ex["maps"]
+    grid = maps["image_grid"]  # g x g, max 1
+    assert len(grid) == len(grid[0]) and len(grid) ** 2 == len(ex["prediction"]["token_weights"]["image"])
+    assert max(max(row) for row in grid) == pytest.approx(1.0)
+    assert [t for t, _ in maps["text"]] == ex["prediction"]["tokens"] == ["dim", "the", "lamp"]
+    assert max(w for _, w in maps["text"]) == pytest.approx(1.0)
+    assert len(maps["audio_frames"]) > len(ex["prediction"]["token_weights"]["audio"])  # per log-mel frame
+    assert max(maps["audio_frames"]) == pytest.approx(1.0)
+
+
+def test_explain_absent_or_switched_off_modality_has_no_map(client, generated_inputs):
+    ex = explain(client, image=generated_inputs["image"], text="lamp on")
+    assert ex["maps"]["audio_frames"] is None and ex["maps"]["image_grid"] is not None
+    assert ex["prediction"]["modality_weights"]["audio"] == 0.0
+    off = explain(client, generated_inputs["audio"], generated_inputs["image"], "lamp on", use_text=False)
+    assert off["maps"]["text"] is None and off["prediction"]["modality_weights"]["text"] == 0.0
+    assert set(off["effects"]["weights"]) == {"audio", "image"}
+
+
+def test_a_corruption_level_changes_the_result(client, generated_inputs):
+    clean = explain(client, generated_inputs["audio"], generated_inputs["image"])
+    noisy = explain(client, generated_inputs["audio"], generated_inputs["image"], audio_noise=1.0, image_blur=1.0)
+    assert noisy["prediction"]["token_weights"] != clean["prediction"]["token_weights"]
+    assert noisy["prediction"]["modality_weights"] != clean["prediction"]["modality_weights"]
+    assert any("noise" in n for n in noisy["prediction"]["notes"]), noisy["prediction"]["notes"]
+    with pytest.raises(AppError, match="between 0 and 1"):
+        explain(client, generated_inputs["audio"], audio_noise=2.0)
+    with pytest.raises(AppError, match="Nothing usable"):
+        explain(client, generated_inputs["audio"], use_audio=False)
+
+
+def test_report_returns_png_html_json(client, generated_inputs):
+    import json
+    from pathlib import Path
+
+    files = client.predict(audio=handle_file(str(generated_inputs["audio"])),
+                           image=handle_file(str(generated_inputs["image"])), text="dim the lamp",
+                           audio_noise=0.0, image_blur=0.3, image_occlusion=0.0, text_typos=0.0,
+                           use_audio=True, use_image=True, use_text=True, api_name="/voice_control_report")
+    paths = [Path(f) for f in files]
+    assert sorted(p.suffix for p in paths) == [".html", ".json", ".png"], files
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
+    png, page, numbers = (next(p for p in paths if p.suffix == s) for s in (".png", ".html", ".json"))
+    assert png.read_bytes().startswith(b"\x89PNG")
+    text = page.read_text(encoding="utf-8")
+    assert "<img src=\"data:image/png;base64," in text or "<img src='data:image/png;base64," in text
+    assert "http://" not in text and "https://" not in text  # self-contained
+    data = json.loads(numbers.read_text(encoding="utf-8"))
+    assert set(data) >= {"prediction", "effects", "maps"}
+    check_result(data["prediction"], MODALITIES)
+
+
+def test_evaluation_returns_the_shipped_results(client):
+    import json
+
+    import app
+
+    result = client.predict(api_name="/evaluation")
+    shipped = json.loads(app.EVAL_RESULTS.read_text(encoding="utf-8"))
+    assert result["action_accuracy"] == shipped["action_accuracy"]
+    assert {"late_fusion_action_accuracy", "action_accuracy_by_subset", "confusion", "robustness"} <= set(result)
+
+
+def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
+    import app
+
+    monkeypatch.setattr(app, "EVAL_RESULTS", app.ROOT / "assets" / "no_such_results.json")
+    results = app.evaluation()
+    assert "missing" in results["error"] and "mbm.evaluate" in results["command"]
+    summary, table, *figures = app.evaluation_view(results)
+    assert "missing" in summary and "python -m mbm.evaluate" in summary
+    assert table is None and figures == [None, None, None]
+    summary, table, *figures = app.evaluation_view(app.viz.load_eval_results(app.ROOT / "assets" / "voice_control"
+                                                                             / "eval_results.json"))
+    assert "late fusion" in summary and table and all(f is not None for f in figures)
