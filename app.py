@@ -221,7 +221,8 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
     ex = explain_prediction(result)
     view = ex["model_view"]
     return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], ex["image_overlay"],
-            ex["text_highlights"], ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
+            ex["text_highlights"] or [("no text given (or switched off): no map", None)],
+            ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
             None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1),  # 64 px: show it larger
             view["mel_image"], _tokens(view["tokens"]), ex["json"])
 
@@ -449,12 +450,13 @@ def evaluation_tab():
     """The Evaluation tab; returns the event arguments that (re)load it, for its Tab's select event."""
     summary = gr.Markdown("Loading the evaluation results…", elem_id="ev-summary")
     with gr.Row(equal_height=False):
-        table = gr.Dataframe(headers=["what", "action accuracy"], interactive=False, scale=2,
+        table = gr.Dataframe(headers=["what", "action accuracy"], interactive=False, scale=2, wrap=True,
+                             column_widths=["72%", "28%"],
                              label="Accuracy per modality subset · our fusion vs late fusion", elem_id="ev-accuracy")
-        robustness = gr.Plot(label="Robustness curves", format="png", scale=3, elem_id="ev-robustness")
+        robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3, elem_id="ev-robustness")
     with gr.Row(equal_height=False):
-        confusion_device = gr.Plot(label="Device confusion", format="png", elem_id="ev-confusion-device")
-        confusion_word = gr.Plot(label="Word confusion", format="png", elem_id="ev-confusion-word")
+        confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", elem_id="ev-confusion-device")
+        confusion_word = gr.Plot(label="Word confusion", show_label=False, format="png", elem_id="ev-confusion-word")
     with gr.Accordion("Raw results (what the API returns)", open=False):
         results = gr.JSON(show_label=False, elem_id="ev-json")
     return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),
