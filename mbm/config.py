@@ -50,6 +50,7 @@ class EncoderConfig:
     image_channels: tuple[int, ...] = (32, 48, 96)  # stem + CNN stages, each halves the resolution
     image_convs: int = 2  # 3x3 convolutions per image stage (after the stem)
     audio_channels: tuple[int, ...] = (32, 64, 64)  # CNN stages before the GRU
+    audio_band_norm: bool = False  # subtract each mel band's mean over time (speaker/channel robustness)
     vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
     dropout: float = 0.1
 

@@ -69,8 +69,11 @@ class AudioEncoder(nn.Module):
         freq_out = audio.n_mels // 2 ** len(cfg.audio_channels)
         self.proj = nn.Sequential(nn.Linear(chans[-1] * freq_out, cfg.dim), nn.Dropout(cfg.dropout))
         self.gru = nn.GRU(cfg.dim, cfg.dim // 2, batch_first=True, bidirectional=True)
+        self.band_norm = cfg.audio_band_norm
 
     def forward(self, mel: torch.Tensor) -> Tokens:
+        if self.band_norm:
+            mel = mel - mel.mean(dim=2, keepdim=True)  # (B, n_mels, F): per-band mean over time removed
         x = self.cnn(mel[:, None])  # (B, C, n_mels', F')
         x = x.flatten(1, 2).transpose(1, 2)  # (B, F', C * n_mels')
         x, _ = self.gru(self.proj(x))  # (B, F', D)

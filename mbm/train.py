@@ -43,7 +43,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig) -> Checkpoint:
+def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
+                        band_norm: bool = True) -> Checkpoint:
     seed_everything(train.seed)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
@@ -60,7 +61,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
 
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
-    cfg.encoder = EncoderConfig(vocab_size=len(vocab))
+    cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
@@ -126,12 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
-    ckpt = train_voice_control(args.data, out, args.tts_dir, train)
+    ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm)
     print(json.dumps(ckpt.metrics["heldout"], indent=1))
     print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

@@ -1,0 +1,87 @@
+"""Load test: concurrent gradio_client clients against a fresh ``python app.py`` on 127.0.0.1.
+
+    python -m mbm.loadtest --clients 20 --requests 50 --json
+
+Each client alternates voice-control and portrait requests (committed assets).
+Bounded in count (clients x requests) and time; loopback only. Prints errors,
+p50/p95 latency and throughput as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import numpy as np
+
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, running_app
+
+
+def run_load(clients: int, requests: int, deadline_s: float) -> dict:
+    from gradio_client import Client, handle_file
+
+    audio, image = handle_file(str(ASSETS / "up.wav")), handle_file(str(ASSETS / "lamp.jpg"))
+    face = handle_file(str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"))
+    latencies: dict[str, list[float]] = {"voice_control": [], "portrait": []}
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    with running_app() as (_, url, cold_start):
+        stop_at = time.perf_counter() + deadline_s
+
+        def client_loop(k: int) -> None:
+            client = Client(url, verbose=False)
+            for i in range(requests):
+                if time.perf_counter() > stop_at:
+                    return
+                scenario = "voice_control" if (i + k) % 2 == 0 else "portrait"
+                t = time.perf_counter()
+                try:
+                    if scenario == "voice_control":
+                        client.predict(audio, image, "", api_name="/voice_control")
+                    else:
+                        client.predict(face, None, "", api_name="/portrait")
+                    with lock:
+                        latencies[scenario].append((time.perf_counter() - t) * 1000)
+                except Exception as e:  # every failure is counted and reported, never hidden
+                    with lock:
+                        errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:120]}")
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.perf_counter() - start
+
+    done = sum(len(v) for v in latencies.values())
+    every = np.array([x for v in latencies.values() for x in v]) if done else np.zeros(1)
+    result = {"clients": clients, "requests_per_client": requests, "completed": done, "errors": len(errors),
+              "error_samples": errors[:5], "wall_s": round(wall, 1), "throughput_rps": round(done / wall, 2),
+              "p50_ms": round(float(np.median(every)), 1), "p95_ms": round(float(np.percentile(every, 95)), 1),
+              "cold_start_s": round(cold_start, 2)}
+    for scenario, values in latencies.items():
+        if values:
+            result[f"{scenario}_p50_ms"] = round(float(np.median(values)), 1)
+            result[f"{scenario}_p95_ms"] = round(float(np.percentile(values, 95)), 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=50, help="requests per client")
+    parser.add_argument("--deadline", type=float, default=600.0, help="stop sending after this many seconds")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not (1 <= args.clients <= 64 and 1 <= args.requests <= 500):
+        parser.error("keep the load bounded: 1-64 clients, 1-500 requests each")
+    result = run_load(args.clients, args.requests, args.deadline)
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()
