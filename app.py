@@ -267,7 +267,7 @@ def voice_control_help() -> str:
     seconds = f"{voice_control.cfg.audio.clip_seconds:g}"
     return f"""
 Record a spoken command or upload a clip, give a photo of a device, and/or type a command
-(*dim the lamp*, *channel 5*), then press **Run**. The model fuses whatever you give it: the same
+(*turn off the fan*, *open the blinds*), then press **Run**. The model fuses whatever you give it: the same
 spoken *up* brightens a lamp, raises blinds or turns the music up, depending on the photo.
 
 **Any subset works.** The chart shows how much each input counted: the weights sum to 1, and an
