@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+import torch
 from matplotlib.figure import Figure
 
 from mbm import viz
@@ -45,6 +46,9 @@ EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../share
                 "--results assets/voice_control/eval_results.json")
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
 CONCURRENCY = 2  # a free CPU Space has 2 cores; one prediction takes a fraction of a second
+# One torch thread per request: with two requests at once on two cores, more threads fight over them
+# (python -m mbm.loadtest; the README's Speed section). MBM_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("MBM_THREADS", "1")))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
 voice_control = VoiceControlPredictor.from_checkpoint()  # checkpoints/voice_control.pt
