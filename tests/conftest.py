@@ -259,3 +259,18 @@ def app_url(tmp_path_factory, app_gallery_dir):
 def launch_app():
     """``launch_app(log_dir, **env) -> context manager yielding a URL``: another ``python app.py``."""
     return running_app
+
+
+@pytest.fixture
+def two_faces_png(tmp_path) -> Path:
+    """Two committed Yale faces side by side in one photo (several-faces cases)."""
+    from PIL import Image
+
+    faces = ROOT / "assets" / "portrait" / "faces" / "yale"
+    a = Image.open(faces / "subject01.sad.png").convert("RGB")
+    b = Image.open(faces / "subject11.happy.png").convert("RGB")
+    both = Image.new("RGB", (a.width + b.width, a.height))
+    both.paste(a, (0, 0))
+    both.paste(b, (a.width, 0))
+    both.save(tmp_path / "two.png")
+    return tmp_path / "two.png"

@@ -127,19 +127,7 @@ def test_enrol_recognise_restart_remove(client, app_gallery_dir, launch_app, tmp
     assert "s18" not in people(client)
 
 
-def two_faces(tmp_path) -> Path:
-    from PIL import Image
-
-    a = Image.open(ASSETS / "faces/yale/subject01.sad.png").convert("RGB")
-    b = Image.open(ASSETS / "faces/yale/subject11.happy.png").convert("RGB")
-    c = Image.new("RGB", (a.width + b.width, a.height))
-    c.paste(a, (0, 0))
-    c.paste(b, (a.width, 0))
-    c.save(tmp_path / "two.png")
-    return tmp_path / "two.png"
-
-
-def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_path, generated_inputs):
+def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_path, generated_inputs, two_faces_png):
     with pytest.raises(AppError, match="give a face photo, a voice clip or a profile text"):
         recognise(client)
     with pytest.raises(AppError, match="no face found"):
@@ -157,7 +145,7 @@ def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_
     with pytest.raises(AppError, match="photo 1: no face found"):
         enroll(client, "Nobody Yet", [generated_inputs["image"]])
     with pytest.raises(AppError, match="photo 1 shows 2 faces"):
-        enroll(client, "Group Photo", [two_faces(tmp_path)])
+        enroll(client, "Group Photo", [two_faces_png])
     with pytest.raises(AppError, match="nobody called 'Nobody Here' is enrolled"):
         client.predict(name="Nobody Here", api_name="/remove_person")
     with pytest.raises(AppError, match="choose or type the name"):
@@ -168,8 +156,8 @@ def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_
     assert recognise(client, face=CLEAR_S1)["identity"] == "s1"
 
 
-def test_several_faces_warn_and_use_the_largest(client, tmp_path):
-    result = recognise(client, face=two_faces(tmp_path))
+def test_several_faces_warn_and_use_the_largest(client, two_faces_png):
+    result = recognise(client, face=two_faces_png)
     assert any("2 faces" in n for n in result["notes"]), result["notes"]
 
 

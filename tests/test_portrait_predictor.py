@@ -80,23 +80,11 @@ def test_bad_inputs_give_clear_errors(shipped, tmp_path):
         shipped.predict(voice=(16000, np.zeros(16000, np.float32)))
 
 
-def two_faces(tmp_path) -> Path:
-    from PIL import Image
-
-    a = Image.open(ASSETS / "faces/yale/subject01.sad.png").convert("RGB")
-    b = Image.open(ASSETS / "faces/yale/subject11.happy.png").convert("RGB")
-    c = Image.new("RGB", (a.width + b.width, a.height))
-    c.paste(a, (0, 0))
-    c.paste(b, (a.width, 0))
-    c.save(tmp_path / "two.png")
-    return tmp_path / "two.png"
-
-
-def test_several_faces(shipped, tmp_path):
-    r = shipped.predict(face=two_faces(tmp_path))
+def test_several_faces(shipped, two_faces_png):
+    r = shipped.predict(face=two_faces_png)
     assert any("2 faces" in n for n in r.notes)  # the largest is used, and the user is told
     with pytest.raises(InputError, match="2 faces"):
-        shipped.enrol("Group Photo", [two_faces(tmp_path)])
+        shipped.enrol("Group Photo", [two_faces_png])
     assert "Group Photo" not in [p["name"] for p in shipped.list_people()]
 
 
