@@ -96,6 +96,16 @@ def browser(playwright, microphone_wav):
         browser.close()
 
 
+def record(page, audio_component, ms: int) -> None:
+    """Record ``ms`` of the fake microphone into a gr.Audio and wait until the server has the file."""
+    audio_component.locator("button.record-button").click()
+    page.wait_for_timeout(ms)
+    audio_component.locator("button.stop-button").click()
+    # The recording has been uploaded to the server once its download link points at a file there.
+    expect(audio_component.locator("a[data-testid=download-link]")).to_have_attribute(
+        "href", re.compile(r"/gradio_api/file="), timeout=30_000)
+
+
 def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_inputs, microphone_wav):
     # What the shipped model hears in the WAV file itself: the browser's recording of it must agree
     # (this checks the recording path, whatever the accuracy of the checkpoint).
@@ -116,12 +126,7 @@ def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_
         image.locator("input[type=file]").set_input_files(str(device_photo(generated_inputs["image"])))
         expect(image.locator("img").first).to_be_visible(timeout=30_000)
 
-        audio.locator("button.record-button").click()
-        page.wait_for_timeout(2200)  # ~2 s of the fake microphone
-        audio.locator("button.stop-button").click()
-        # The recording has been uploaded to the server once its download link points at a file there.
-        expect(audio.locator("a[data-testid=download-link]")).to_have_attribute(
-            "href", re.compile(r"/gradio_api/file="), timeout=30_000)
+        record(page, audio, 2200)
 
         page.locator("#vc-run").click()
         status = page.locator("#vc-status")
@@ -303,11 +308,7 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         # 1. s1's face + s1's (composed) voice from the fake microphone + part of s1's profile.
         face.locator("input[type=file]").set_input_files(str(PORTRAIT / "examples" / "s1_clear.png"))
         expect(face.locator("img").first).to_be_visible(timeout=30_000)
-        voice.locator("button.record-button").click()
-        page.wait_for_timeout(2500)  # ~2.5 s of the fake microphone
-        voice.locator("button.stop-button").click()
-        expect(voice.locator("a[data-testid=download-link]")).to_have_attribute(
-            "href", re.compile(r"/gradio_api/file="), timeout=30_000)
+        record(page, voice, 2500)
         page.locator("#pt-text textarea").fill("short, has long hair, works at the clinic")
         text = run_portrait(page)
         expect(page.locator("#pt-crop img")).to_be_visible(timeout=30_000)
