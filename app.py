@@ -15,7 +15,9 @@ The predictors load once, at import, from the shipped checkpoints (and the portr
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import io
 import json
 import math
 import os
@@ -25,11 +27,13 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import torch
-from matplotlib.figure import Figure
+from PIL import Image as PILImage
 
 from mbm import viz
 from mbm.explain import explain_prediction
+from mbm.face_workers import FaceWorkerPool
 from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.inference import VoiceControlPredictor, VoiceControlResult
@@ -37,6 +41,7 @@ from mbm.portrait_inference import MAX_ENROL_PHOTOS, PortraitPredictor, Portrait
 from mbm.preprocess import InputError
 from mbm.report import export_report
 from mbm.robustness import predict_corrupted
+from mbm.storage import atomic_write
 
 ROOT = Path(__file__).resolve().parent
 VOICE_CONTROL_EXAMPLES = ROOT / "assets" / "voice_control" / "examples.json"
@@ -44,16 +49,22 @@ PORTRAIT_EXAMPLES = ROOT / "assets" / "portrait" / "examples.json"
 EVAL_RESULTS = ROOT / "assets" / "voice_control" / "eval_results.json"  # written by `mbm.evaluate --results`
 EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json "
                 "--results assets/voice_control/eval_results.json")
+OUTPUT_IMAGES = Path(tempfile.gettempdir()) / "mbm_output_images"  # see _image_file
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
-CONCURRENCY = 2  # a free CPU Space has 2 cores; one prediction takes a fraction of a second
-# One torch thread per request: with two requests at once on two cores, more threads fight over them
+# Requests of each kind run at once (MBM_CONCURRENCY overrides). 4 beat 2 under
+# `python -m mbm.loadtest` (p95 1.5 vs 1.8 s): portraits wait on the face workers, voice requests need not.
+CONCURRENCY = int(os.environ.get("MBM_CONCURRENCY", "4"))
+# One torch thread per request: with several requests at once on two cores, more threads fight over them
 # (python -m mbm.loadtest; the README's Speed section). MBM_THREADS overrides.
 torch.set_num_threads(int(os.environ.get("MBM_THREADS", "1")))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
+# dlib's face descriptor holds the GIL, so it runs in worker processes (mbm.face_workers); 0 = in this process.
+FACE_WORKERS = int(os.environ.get("MBM_FACE_WORKERS", "2"))
+
 voice_control = VoiceControlPredictor.from_checkpoint()  # checkpoints/voice_control.pt
 # checkpoints/portrait.pt; the gallery persists in $MBM_GALLERY_DIR (default ~/.cache/mbm/portrait_gallery)
-portrait = PortraitPredictor.from_checkpoint()
+portrait = PortraitPredictor.from_checkpoint(faces=FaceWorkerPool(FACE_WORKERS) if FACE_WORKERS > 0 else None)
 
 
 # --- Presentation helpers (no model logic) ------------------------------------------------------
@@ -67,28 +78,37 @@ def _share(w: float) -> str:
     return f"{w:.{2 if w >= 0.01 or w <= 0 else 1 - math.floor(math.log10(w))}f}"
 
 
-def modality_weights_figure(weights: dict[str, float], present: list[str],
-                            colours: dict[str, str] = MODALITY_COLOURS) -> Figure:
-    """Horizontal bar chart of per-modality attention weights (absent inputs are labelled so).
+def modality_weights_chart(weights: dict[str, float], present: list[str],
+                           colours: dict[str, str] = MODALITY_COLOURS) -> str:
+    """Horizontal bar chart of per-modality attention weights as inline SVG (absent inputs labelled so).
 
     The bars are named and ordered by ``weights``' keys (audio/image/text, or face/voice/profile),
-    coloured by ``colours`` (grey for a name it lacks).
+    coloured by ``colours`` (grey for a name it lacks). SVG text costs microseconds to build, where a
+    matplotlib PNG costs ~80 ms of CPU per request (``python -m mbm.loadtest``; README, Speed).
     """
-    fig = Figure(figsize=(5.0, 2.2), dpi=100, layout="constrained")  # not pyplot: no global state
-    ax = fig.add_subplot()
-    names = list(weights)
-    values = [weights[m] for m in names]
-    bars = ax.barh(names, values, color=[colours.get(m, "#888888") for m in names])
-    ax.bar_label(bars, labels=[_share(v) if m in present else "absent (0)" for m, v in zip(names, values)],
-                 padding=4)
-    ax.set_xlim(0, 1.15)
-    ax.set_xticks([0, 0.25, 0.5, 0.75, 1.0])
-    ax.invert_yaxis()  # first modality on top
-    ax.set_xlabel("share of the fused representation (sums to 1)")
-    ax.set_title("How much each input counted", fontsize=11)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    return fig
+    label_w, bar_w, row_h, top = 70, 300, 30, 30  # px: name column, full-scale bar, row pitch, title band
+    rows = []
+    for k, (name, w) in enumerate(weights.items()):
+        y = top + k * row_h
+        length = max(0.0, min(1.0, float(w))) * bar_w
+        text = _share(w) if name in present else "absent (0)"
+        rows.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{row_h - 8}" '
+            f'fill="{html.escape(colours.get(name, "#888888"))}"/>'
+            f'<text x="{label_w + length + 6:.1f}" y="{y + 15}">{text}</text>')
+    height = top + len(weights) * row_h + 22
+    axis_y = top + len(weights) * row_h
+    ticks = "".join(f'<line x1="{label_w + t * bar_w}" y1="{top}" x2="{label_w + t * bar_w}" y2="{axis_y}" '
+                    f'stroke="#ddd"/>' for t in (0, 0.25, 0.5, 0.75, 1.0))
+    summary = ", ".join(f"{n} {_share(w) if n in present else 'absent'}" for n, w in weights.items())
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + bar_w + 60} {height}" '
+            f'width="100%" style="max-width:440px;font:13px sans-serif" '
+            f'aria-label="attention weights: {html.escape(summary)}">'
+            f'<text x="{label_w}" y="18" font-weight="bold">How much each input counted</text>{ticks}'
+            + "".join(rows)
+            + f'<text x="{label_w}" y="{height - 6}" fill="#555" font-size="11">share of the fused '
+              f'representation (sums to 1)</text></svg>')
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
@@ -192,7 +212,7 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
 
 def _prediction_outputs(result: VoiceControlResult) -> tuple:
     """The four outputs of ``/voice_control``: top-5 label, weights chart, status line, JSON."""
-    return (dict(result.top), modality_weights_figure(result.modality_weights, result.inputs.present),
+    return (dict(result.top), modality_weights_chart(result.modality_weights, result.inputs.present),
             voice_control_status(result), result.to_json())
 
 
@@ -217,6 +237,24 @@ def _tokens(tokens: list[str] | None) -> list[tuple[str, str | None]] | None:
     return [p for k, t in enumerate(tokens) for p in ([(" ", None)] if k else []) + [(t, "token")]]
 
 
+def _image_file(image) -> str | None:
+    """An output image (H, W, 3) uint8 as a PNG file named by its content, written atomically.
+
+    Gradio saves an array output by rewriting one file per content in place, so two identical
+    answers at once can serve a half-written file (``python -m mbm.loadtest`` saw truncated
+    downloads); a path written atomically is copied into its cache atomically instead.
+    """
+    if image is None:
+        return None
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = OUTPUT_IMAGES / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.is_file():
+        atomic_write(path, lambda f: f.write(data), fsync=False)
+    return str(path)
+
+
 def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
                        text_typos=0.0, use_audio=True, use_image=True, use_text=True):
     """The page's Run (and every robustness control): the prediction and its whole explanation."""
@@ -224,11 +262,11 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
                       use_audio, use_image, use_text)
     ex = explain_prediction(result)
     view = ex["model_view"]
-    return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], ex["image_overlay"],
+    return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], _image_file(ex["image_overlay"]),
             ex["text_highlights"] or [("no text given (or switched off): no map", None)],
             ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
-            None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1),  # 64 px: show it larger
-            view["mel_image"], _tokens(view["tokens"]), ex["json"])
+            _image_file(None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1)),  # 64 px: larger
+            _image_file(view["mel_image"]), _tokens(view["tokens"]), ex["json"])
 
 
 def rerun_voice_control(audio=None, image=None, text=None, *controls):
@@ -301,7 +339,7 @@ def voice_control_tab() -> None:
             examples_column = gr.Column()  # filled below, once the outputs exist
         with gr.Column():
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
-            weights = gr.Plot(label="Per-modality attention weights", format="png", elem_id="vc-weights")
+            weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
             status = gr.Markdown(label="Status", elem_id="vc-status")
             flag = gr.Markdown(elem_id="vc-flag")
             with gr.Accordion("Live robustness: switch inputs off, corrupt them", open=True,
@@ -516,8 +554,8 @@ def predict_portrait(face=None, voice=None, text=None):
         gr.Warning(html.escape(note, quote=False))
     present = [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
     label = dict(result.confidences) if result.identity != "unknown" else "unknown"
-    return (label, modality_weights_figure(result.modality_weights, present, PORTRAIT_COLOURS),
-            result.face_crop, portrait_status(result, present), result.to_json())
+    return (label, modality_weights_chart(result.modality_weights, present, PORTRAIT_COLOURS),
+            _image_file(result.face_crop), portrait_status(result, present), result.to_json())
 
 
 def enroll(name=None, photos=None, voice=None, profile=None):
@@ -600,8 +638,7 @@ def portrait_tab():
         with gr.Column():
             identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", elem_id="pt-identity")
             with gr.Row(equal_height=False):
-                weights = gr.Plot(label="Per-modality attention weights", show_label=False, format="png",
-                                  elem_id="pt-weights", scale=3)
+                weights = gr.HTML(label="Per-modality attention weights", elem_id="pt-weights", scale=3)
                 crop = gr.Image(label="Face used", interactive=False, height=170, scale=1, elem_id="pt-crop")
             status = gr.Markdown(label="Status", elem_id="pt-status")
             with gr.Accordion("Full result (what the API returns)", open=False):

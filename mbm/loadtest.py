@@ -4,22 +4,39 @@
 
 Each client alternates voice-control and portrait requests (committed assets).
 Bounded in count (clients x requests) and time; loopback only. Prints errors,
-p50/p95 latency and throughput as one JSON object.
+p50/p95 latency and throughput as one JSON object, plus the CPU time the app
+process (with its face workers) and this client process spent per request: with every client waiting
+on its answer (no pause between requests), latency is about
+clients x CPU per request / cores, so these say where the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, running_app
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree, running_app
 
 
-def run_load(clients: int, requests: int, deadline_s: float) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by a process and its descendants (e.g. face workers)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = False) -> dict:
     from gradio_client import Client, handle_file
 
     audio, image = handle_file(str(ASSETS / "up.wav")), handle_file(str(ASSETS / "lamp.jpg"))
@@ -28,11 +45,14 @@ def run_load(clients: int, requests: int, deadline_s: float) -> dict:
     errors: list[str] = []
     lock = threading.Lock()
 
-    with running_app() as (_, url, cold_start):
+    with running_app() as (proc, url, cold_start):
         stop_at = time.perf_counter() + deadline_s
 
         def client_loop(k: int) -> None:
-            client = Client(url, verbose=False)
+            # ssl_verify=False: the URL is plain HTTP on loopback, so nothing is ever verified, but
+            # gradio_client would still load the CA bundle for each of its HTTP calls (~100 ms CPU
+            # per predict on this machine, more than the app spends answering it).
+            client = Client(url, verbose=False, ssl_verify=ssl_verify)
             for i in range(requests):
                 if time.perf_counter() > stop_at:
                     return
@@ -50,19 +70,23 @@ def run_load(clients: int, requests: int, deadline_s: float) -> dict:
                         errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:120]}")
 
         start = time.perf_counter()
+        server_cpu0, client_cpu0 = _cpu_seconds(proc.pid), time.process_time()
         threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
         for th in threads:
             th.start()
         for th in threads:
             th.join()
         wall = time.perf_counter() - start
+        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
 
     done = sum(len(v) for v in latencies.values())
     every = np.array([x for v in latencies.values() for x in v]) if done else np.zeros(1)
-    result = {"clients": clients, "requests_per_client": requests, "completed": done, "errors": len(errors),
+    result = {"clients": clients, "requests_per_client": requests, "client_ssl_verify": ssl_verify, "completed": done, "errors": len(errors),
               "error_samples": errors[:5], "wall_s": round(wall, 1), "throughput_rps": round(done / wall, 2),
               "p50_ms": round(float(np.median(every)), 1), "p95_ms": round(float(np.percentile(every, 95)), 1),
-              "cold_start_s": round(cold_start, 2)}
+              "cold_start_s": round(cold_start, 2),
+              "server_cpu_ms_per_request": round(server_cpu * 1000 / max(done, 1), 1),
+              "client_cpu_ms_per_request": round(client_cpu * 1000 / max(done, 1), 1), "cores": os.cpu_count()}
     for scenario, values in latencies.items():
         if values:
             result[f"{scenario}_p50_ms"] = round(float(np.median(values)), 1)
@@ -75,11 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=50, help="requests per client")
     parser.add_argument("--deadline", type=float, default=600.0, help="stop sending after this many seconds")
+    parser.add_argument("--ssl-verify", action="store_true",
+                        help="let gradio_client load the CA bundle per call, as by default (costs client CPU)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 500):
         parser.error("keep the load bounded: 1-64 clients, 1-500 requests each")
-    result = run_load(args.clients, args.requests, args.deadline)
+    result = run_load(args.clients, args.requests, args.deadline, ssl_verify=args.ssl_verify)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 

@@ -54,20 +54,24 @@ def _rgb(source) -> np.ndarray:
 
 
 class PortraitPredictor:
-    def __init__(self, model, gallery: Gallery, gallery_path: Path | None):
+    def __init__(self, model, gallery: Gallery, gallery_path: Path | None, faces=None):
+        """``faces``: the face model, a :class:`mbm.face_features.FaceEmbedder` (default, in this
+        process) or a :class:`mbm.face_workers.FaceWorkerPool` (in worker processes)."""
         self.model = model
+        self.faces = faces if faces is not None else face_embedder()
         self.gallery = gallery
         self.gallery_path = gallery_path  # None: in memory only
         self._lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, gallery_folder: str | Path | None = "env",
-                        shipped_gallery: str | Path = SHIPPED_GALLERY) -> "PortraitPredictor":
+                        shipped_gallery: str | Path = SHIPPED_GALLERY, faces=None) -> "PortraitPredictor":
         """Load the model and the gallery.
 
         Args:
             gallery_folder: the persistent folder ("env": ``$MBM_GALLERY_DIR`` or its default; None: the
                 shipped gallery in memory, nothing written).
+            faces: the face model (see ``__init__``); default: dlib in this process.
         """
         model, _ = load_portrait_model(checkpoint)
         folder = gallery_dir() if gallery_folder == "env" else (Path(gallery_folder) if gallery_folder else None)
@@ -75,7 +79,7 @@ class PortraitPredictor:
             gallery = Gallery.load(folder)
         else:
             gallery = Gallery.load(shipped_gallery) if Path(shipped_gallery).is_file() else Gallery()
-        return cls(model, gallery, folder)
+        return cls(model, gallery, folder, faces)
 
     # --- recognition ---------------------------------------------------------------------------
 
@@ -94,7 +98,7 @@ class PortraitPredictor:
         q = Queries()
         crop = None
         if face is not None:
-            feat = face_embedder()(_rgb(face), require_face=True)
+            feat = self.faces(_rgb(face), require_face=True)
             q.face = torch.from_numpy(feat.embedding)[None]
             q.face_quality = torch.tensor([feat.sharpness / 10])
             crop = feat.crop
@@ -141,7 +145,7 @@ class PortraitPredictor:
             raise InputError("enrolment needs 1 to 5 photos of the person's face")
         if len(photos) > MAX_ENROL_PHOTOS:
             raise InputError(f"give at most {MAX_ENROL_PHOTOS} photos")
-        fe = face_embedder()
+        fe = self.faces
         chips = []
         for k, photo in enumerate(photos, 1):
             try:

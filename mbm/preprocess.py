@@ -25,15 +25,12 @@ import numpy as np
 import torch
 
 from mbm.config import AudioConfig, ImageConfig, TextConfig
+from mbm.errors import InputError  # re-exported: every input check raises it
 
 MAX_AUDIO_SECONDS = 30.0  # longer recordings are cut here before the loudest window is searched
 MIN_IMAGE_SIDE = 8  # pixels; smaller images carry nothing the model can see
 MAX_TEXT_CHARS = 1000
 PAD, UNK = "<pad>", "<unk>"
-
-
-class InputError(ValueError):
-    """An input the model cannot use; the message says why and what to do."""
 
 
 # --- Audio -------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import IO, Callable
 
 
-def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = True) -> Path:
+def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = True, fsync: bool = True) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``.
 
     The rename (``os.replace``) is atomic on POSIX file systems, so readers see the
-    old file or the new one, whatever happens in between.
+    old file or the new one, whatever happens in between. ``fsync=False`` skips the
+    flush to disk (for throwaway files, where only readers' atomicity matters).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -21,7 +22,8 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = T
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -35,7 +35,11 @@ def call(client, audio=None, image=None, text=""):
     # The label shows the same action and top-5 as the JSON.
     assert label["label"] == result["action"]
     assert [c["label"] for c in label["confidences"]] == [t["label"] for t in result["top"]]
-    assert plot is not None and isinstance(status, str) and result["action"] in status
+    assert isinstance(status, str) and result["action"] in status
+    # The chart is an SVG whose description lists the same weights as the JSON.
+    assert plot.startswith("<svg") and plot.endswith("</svg>"), plot[:80]
+    for m, w in result["modality_weights"].items():
+        assert (f"{m} {w:.2f}" if w > 0.01 else m) in plot, (m, w, plot)
     return result
 
 
@@ -212,3 +216,20 @@ def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
     summary, table, *figures = app.evaluation_view(app.viz.load_eval_results(app.ROOT / "assets" / "voice_control"
                                                                              / "eval_results.json"))
     assert "late fusion" in summary and table and all(f is not None for f in figures)
+
+
+def test_weights_chart_draws_one_bar_per_modality_in_proportion():
+    import xml.etree.ElementTree as ET
+
+    import app
+
+    svg = app.modality_weights_chart({"audio": 0.6, "image": 0.4, "text": 0.0}, present=["audio", "image"])
+    root = ET.fromstring(svg)  # well-formed XML
+    ns = "{http://www.w3.org/2000/svg}"
+    widths = [float(r.get("width")) for r in root.iter(f"{ns}rect")]
+    assert len(widths) == 3 and widths[2] == 0.0
+    assert math.isclose(widths[0] / widths[1], 0.6 / 0.4, rel_tol=1e-3)
+    labels = [t.text for t in root.iter(f"{ns}text")]
+    assert "absent (0)" in labels and "0.60" in labels and "0.40" in labels
+    # A name from outside (e.g. an enrolled person's modality label) cannot inject markup.
+    assert "<b>" not in app.modality_weights_chart({"<b>x</b>": 1.0}, present=["<b>x</b>"])

@@ -131,7 +131,7 @@ def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_
         page.locator("#vc-run").click()
         status = page.locator("#vc-status")
         expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
-        expect(page.locator("#vc-weights img")).to_be_visible(timeout=30_000)
+        expect(page.locator("#vc-weights svg")).to_be_visible(timeout=30_000)
         action_text = page.locator("#vc-action").inner_text()
         text = status.inner_text()
         page.screenshot(path=str(shot), full_page=True)
@@ -286,7 +286,7 @@ def run_portrait(page):
     page.locator("#pt-run").click()
     status = page.locator("#pt-status")
     expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
-    expect(page.locator("#pt-weights img")).to_be_visible(timeout=30_000)
+    expect(page.locator("#pt-weights svg")).to_be_visible(timeout=30_000)
     return status.inner_text()
 
 
