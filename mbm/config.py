@@ -58,6 +58,9 @@ class EncoderConfig:
 @dataclass
 class FusionConfig:
     heads: int = 4  # heads of the cross-modal attention layer
+    # "tokens": one softmax over every token, a modality's weight = its tokens' share (grows with its
+    # token count); "modality": pool inside each modality first, then a softmax over the modalities.
+    pooling: str = "tokens"
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
@@ -110,7 +113,11 @@ class TrainConfig:
     text_keep: float = 0.3  # text is optional in the scenario, so it is present less often
     noise_modality: float = 0.1  # chance a present modality is replaced by noise (labels unchanged)
     word_dropout: float = 0.15  # chance each typed word is replaced by <unk>
+    heavy_dropout_share: float = 0.0  # share of texts whose word-dropout rate is drawn from 0..1 instead
     unsupported_share: float = 0.1  # share of training commands outside the action table
     tts_per_word: int = 450  # synthetic clips per command word
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
+    rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
+    rank_margin: float = 0.2  # wanted log-weight gap in that loss
+    mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion

@@ -45,9 +45,9 @@ class MultimodalModel(nn.Module):
             for name, n in sorted(cfg.heads.items())
         })
 
-    def forward_features(self, inputs: dict[str, torch.Tensor],
-                         present: dict[str, torch.Tensor] | None = None):
-        """Encode the given modalities and fuse them; returns the FusionOutput."""
+    def encode(self, inputs: dict[str, torch.Tensor],
+               present: dict[str, torch.Tensor] | None = None) -> dict[str, Tokens]:
+        """Run the encoder of each given modality; ``present[m]`` (B,) masks out absent samples."""
         unknown = set(inputs) - set(self.modalities)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {self.modalities}")
@@ -59,7 +59,12 @@ class MultimodalModel(nn.Module):
             if present is not None and m in present:
                 out = Tokens(out.tokens, out.mask & present[m].bool()[:, None])  # (B, T_m)
             tokens[m] = out
-        return self.fusion(tokens)
+        return tokens
+
+    def forward_features(self, inputs: dict[str, torch.Tensor],
+                         present: dict[str, torch.Tensor] | None = None):
+        """Encode the given modalities and fuse them; returns the FusionOutput."""
+        return self.fusion(self.encode(inputs, present))
 
     def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(fused) for name, head in self.heads.items()}

@@ -23,13 +23,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.config import EncoderConfig, ModelConfig, TrainConfig
+from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, load_photo_pool
 from mbm.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
+from mbm.removal_loss import removal_rank_loss
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
 
@@ -44,7 +45,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
-                        band_norm: bool = True) -> Checkpoint:
+                        band_norm: bool = True, pooling: str = "tokens") -> Checkpoint:
     seed_everything(train.seed)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
@@ -62,11 +63,13 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
     cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
+    cfg.fusion = FusionConfig(pooling=pooling)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
 
-    model = MultimodalModel(cfg)
+    # channels_last: the convolutions run ~30% faster on CPU (same numbers, another memory layout).
+    model = MultimodalModel(cfg).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
     index = torch.tensor(action_index_matrix())
@@ -86,13 +89,23 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         else:
             # Fusion: every modality present or not per sample (modality dropout), some replaced by noise.
             inputs, present, targets = sampler.sample(train.batch_size)
-            output = model(inputs, present)
-            loss_device = F.cross_entropy(output.logits["device"], targets["device"], label_smoothing=0.05)
-            loss_word = F.cross_entropy(output.logits["word"], targets["word"], label_smoothing=0.05)
-            p_action = action_probs(output.logits["device"].softmax(-1), output.logits["word"].softmax(-1), index)
-            truth = index[targets["device"], targets["word"]]
-            loss_action = F.nll_loss(p_action.clamp_min(1e-8).log(), truth)
+            tokens = model.encode(inputs, present)
+            fusion = model.fusion(tokens)
+            logits = model.forward_head(fusion.fused)
+            loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
+            loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
+            truth = index[targets["device"], targets["word"]]  # (B,) action ids
+
+            def true_action_prob(head_logits: dict[str, torch.Tensor]) -> torch.Tensor:
+                p = action_probs(head_logits["device"].softmax(-1), head_logits["word"].softmax(-1), index)
+                return p.gather(1, truth[:, None])[:, 0]
+
+            loss_action = -true_action_prob(logits).clamp_min(1e-8).log().mean()
             loss = loss_device + loss_word + 0.5 * loss_action
+            if train.rank_weight > 0:
+                # The modality whose removal hurts most must carry the largest weight (mbm.removal_loss).
+                loss = loss + train.rank_weight * removal_rank_loss(model, tokens, fusion.modality_weights,
+                                                                    true_action_prob, margin=train.rank_margin)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -126,14 +139,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--rank-weight", type=float, default=TrainConfig.rank_weight,
+                        help="weight of the loss tying modality weights to removal effects (0 = off)")
+    parser.add_argument("--rank-margin", type=float, default=TrainConfig.rank_margin,
+                        help="wanted log-weight gap between a more and a less useful modality")
+    parser.add_argument("--pooling", choices=("tokens", "modality"), default="tokens",
+                        help="fusion pooling (mbm.fusion): one softmax over all tokens, or per modality")
+    parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
+                        help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
+    parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
+                        help="share of typed texts with a word-dropout rate drawn from 0..1")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+    train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                        rank_weight=args.rank_weight, mel_warp=args.mel_warp,
+                        heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
-    ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm)
+    ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,
+                               pooling=args.pooling)
     print(json.dumps(ckpt.metrics["heldout"], indent=1))
     print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

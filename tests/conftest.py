@@ -23,17 +23,19 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from mbm.config import EncoderConfig, ImageConfig, ModelConfig  # noqa: E402
+from mbm.config import EncoderConfig, FusionConfig, ImageConfig, ModelConfig  # noqa: E402
 
 TINY_IMAGE_SIZE = 32  # 3 CNN stages halve it 3 times -> a 4x4 grid = 16 image tokens
 TINY_HEADS = {"device": 7, "word": 20}
 
 
-def tiny_model_config(vocab_size: int = 20, heads: dict[str, int] | None = None) -> ModelConfig:
+def tiny_model_config(vocab_size: int = 20, heads: dict[str, int] | None = None,
+                      pooling: str = "tokens") -> ModelConfig:
     """A ~10K-parameter model with the real preprocessing (16 kHz, 40 mels, 1 s) and 32 px images."""
     return ModelConfig(heads=dict(heads or TINY_HEADS),
                        encoder=EncoderConfig(dim=16, image_channels=(8, 8, 8), audio_channels=(8, 8, 8),
                                              vocab_size=vocab_size),
+                       fusion=FusionConfig(pooling=pooling),
                        image=ImageConfig(size=TINY_IMAGE_SIZE))
 
 
@@ -43,13 +45,13 @@ def tiny_config():
     return tiny_model_config
 
 
-@pytest.fixture
-def tiny_model():
-    """A seeded tiny MultimodalModel in train mode."""
+@pytest.fixture(params=["tokens", "modality"])
+def tiny_model(request):
+    """A seeded tiny MultimodalModel in train mode, once per fusion pooling (mbm.fusion)."""
     from mbm.model import MultimodalModel
 
     torch.manual_seed(0)
-    return MultimodalModel(tiny_model_config())
+    return MultimodalModel(tiny_model_config(pooling=request.param))
 
 
 @pytest.fixture

@@ -290,3 +290,19 @@ def test_evaluate_prints_one_json_object_with_the_required_keys(tmp_path, voice_
                 "action_accuracy_image_only"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["n_clips"] == n_sc + n_fsdd and result["n_photos"] == n_photos
+
+
+def test_mel_warp_stretches_the_frequency_axis_only():
+    from mbm.data.augment import warp_mel
+
+    g = torch.Generator().manual_seed(0)
+    mel = torch.arange(40.0)[None, :, None].expand(4, 40, 101).contiguous()  # band index as the value
+    assert torch.equal(warp_mel(mel, g, 0.0), mel)
+    warped = warp_mel(mel, g, 0.2)
+    assert warped.shape == mel.shape
+    assert torch.allclose(warped, warped[:, :, :1].expand_as(warped), atol=1e-4)  # frames alike: timing kept
+    column = warped[:, :, 0]
+    assert (column.diff(dim=1) >= -1e-5).all()  # still increasing along the bands
+    assert not torch.allclose(column, mel[:, :, 0])  # but stretched
+    ratio = column[:, 1:20] / torch.arange(1.0, 20.0)  # output band f reads band f / factor
+    assert ((ratio > 1 / 1.2 - 1e-3) & (ratio < 1 / 0.8 + 1e-3)).all()

@@ -62,3 +62,56 @@ def test_portrait_faithfulness_on_gallery_prototypes():
     assert out["weight_effect_spearman"] is None or -1 <= out["weight_effect_spearman"] <= 1
     assert set(out["noised_weight_drop_by_modality"]) == {"voice", "face", "profile"}
     assert isinstance(out["noised_weight_drop"], float)
+
+
+class _PresenceModel(torch.nn.Module):
+    """A stand-in model whose fused vector is which modalities are present (to test the ranking loss)."""
+
+    class _Fusion(torch.nn.Module):
+        modalities = ("audio", "image", "text")
+
+        def forward(self, tokens):
+            from mbm.fusion import FusionOutput
+
+            fused = torch.stack([tokens[m].mask.any(1).float() for m in self.modalities], 1)  # (B, 3)
+            return FusionOutput(fused, fused / fused.sum(1, keepdim=True), {})
+
+    def __init__(self):
+        super().__init__()
+        self.fusion = self._Fusion()
+
+    def forward_head(self, fused):
+        return {"presence": fused}
+
+
+def _tokens(present):
+    from mbm.encoders import Tokens
+
+    return {m: Tokens(torch.zeros(len(present), 2, 4), torch.tensor([[p[k]] * 2 for p in present]))
+            for k, m in enumerate(("audio", "image", "text"))}
+
+
+def _true_prob(logits):
+    # Removing audio costs most, then image, then text: p = 0.2 + 0.5 audio + 0.2 image + 0.05 text.
+    return logits["presence"] @ torch.tensor([0.5, 0.2, 0.05]) + 0.2
+
+
+def test_removal_rank_loss_is_low_when_weights_follow_removal_effects():
+    from mbm.removal_loss import removal_rank_loss
+
+    model, tokens = _PresenceModel(), _tokens([(True, True, True)] * 4)
+    follows = torch.tensor([[0.7, 0.2, 0.1]] * 4, requires_grad=True)  # audio > image > text, as the effects
+    reversed_ = torch.tensor([[0.1, 0.2, 0.7]] * 4, requires_grad=True)
+    low, high = (removal_rank_loss(model, tokens, w, _true_prob) for w in (follows, reversed_))
+    assert low.item() == 0.0 and high.item() > 1.5  # pairs in order by the margin cost nothing
+    high.backward()
+    assert reversed_.grad[:, 0].lt(0).all() and reversed_.grad[:, 2].gt(0).all()  # raise audio, lower text
+
+
+def test_removal_rank_loss_ignores_samples_with_one_modality():
+    from mbm.removal_loss import removal_rank_loss
+
+    model, tokens = _PresenceModel(), _tokens([(True, False, False), (False, False, True)])
+    w = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
+    loss = removal_rank_loss(model, tokens, w, _true_prob)
+    assert loss.item() == 0.0 and loss.requires_grad

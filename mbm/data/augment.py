@@ -91,6 +91,23 @@ def spec_augment(mel: torch.Tensor, g: torch.Generator, freq_mask: int = 6, time
     return out
 
 
+def warp_mel(mel: torch.Tensor, g: torch.Generator, max_warp: float) -> torch.Tensor:
+    """(B, n_mels, F) -> same, each clip's mel axis stretched by a factor in [1 - max_warp, 1 + max_warp].
+
+    Output band f reads band f / factor (linear interpolation, edge bands repeated): a
+    stand-in for another speaker's vocal tract length, without changing the timing.
+    """
+    if max_warp <= 0:
+        return mel
+    b, nm, nf = mel.shape
+    factor = 1 + max_warp * (2 * _rand(g, b) - 1)  # (B,)
+    y = torch.linspace(-1, 1, nm)[None, :] + 1  # (1, n_mels) in 0..2
+    y_src = y / factor[:, None] - 1  # (B, n_mels), align_corners=True coordinates
+    x = torch.linspace(-1, 1, nf)
+    grid = torch.stack(torch.broadcast_tensors(x[None, None, :], y_src[:, :, None]), dim=-1)  # (B, n_mels, F, 2)
+    return F.grid_sample(mel[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
+
+
 def augment_images(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     """(B, 3, H, W) uint8-valued floats (H, W >= size) -> (B, 3, size, size) augmented, still 0..255."""
     b, _, h, w = images.shape

@@ -97,7 +97,12 @@ class VoiceControlSampler:
         names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
         cmd = make_typed_command(self.rng, device, word, names_device, names_word)
         ids = [self.index.get(tok, UNK_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
-        return [UNK_ID if self.rng.random() < t.word_dropout else i for i in ids]
+        # Some texts lose many words (as phrasings the model never saw do): text then helps less, and
+        # the removal loss (mbm.removal_loss) teaches the attention to weigh it less.
+        rate = t.word_dropout
+        if t.heavy_dropout_share > 0 and self.rng.random() < t.heavy_dropout_share:
+            rate = self.rng.random()
+        return [UNK_ID if self.rng.random() < rate else i for i in ids]
 
     def _clip(self, word: int) -> int:
         """A clip of ``word``; real recordings are drawn more often than their share of the pool."""
@@ -116,7 +121,7 @@ class VoiceControlSampler:
         words = torch.randint(len(WORDS), (batch_size,), generator=self.g)
         if modality == "audio":
             waves = augment.augment_audio(self.audio.waves[[self._clip(int(w)) for w in words]], self.g)
-            inputs = {"audio": augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)}
+            inputs = {"audio": self._mel(waves)}
         elif modality == "image":
             ids = [self.rng.choice(self.photos_by_device[int(d)]) for d in devices]
             images = augment.augment_images(self.photos.pixels[ids].float(), self.image_cfg.size, self.g)
@@ -125,6 +130,11 @@ class VoiceControlSampler:
             inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])
                                          for d, w in zip(devices, words)])}
         return inputs, {"device": devices, "word": words}
+
+    def _mel(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, N) augmented waveforms -> (B, n_mels, F) log-mels, warped and SpecAugmented."""
+        mel = augment.warp_mel(log_mel(waves, self.audio_cfg), self.g, self.train.mel_warp)
+        return augment.spec_augment(mel, self.g)
 
     @staticmethod
     def _pad(texts: list[list[int]]) -> torch.Tensor:
@@ -165,7 +175,6 @@ class VoiceControlSampler:
             waves[noise_audio] = torch.randn(int(noise_audio.sum()), waves.shape[1], generator=self.g) * 0.1
         if noise_image.any():
             images[noise_image] = torch.rand(int(noise_image.sum()), *images.shape[1:], generator=self.g) * 255
-        mel = augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)  # (B, n_mels, F)
-        inputs = {"audio": mel, "image": normalise_pixels(images), "text": self._pad(texts)}
+        inputs = {"audio": self._mel(waves), "image": normalise_pixels(images), "text": self._pad(texts)}
         targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
         return inputs, present, targets
