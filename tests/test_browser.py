@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -106,20 +107,36 @@ def record(page, audio_component, ms: int) -> None:
         "href", re.compile(r"/gradio_api/file="), timeout=30_000)
 
 
+@contextmanager
+def microphone_page(browser, app_url: str, shots: list[Path], height: int, failure: str):
+    """A page on the app with the (fake) microphone allowed; old ``shots`` removed first.
+
+    If the test fails before the first of ``shots`` is saved, a full-page screenshot goes to
+    ``ARTIFACTS / failure``; the browser context is always closed.
+    """
+    ARTIFACTS.mkdir(exist_ok=True)
+    for shot in shots:
+        shot.unlink(missing_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": height})
+    context.grant_permissions(["microphone"], origin=app_url.rstrip("/"))
+    page = context.new_page()
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        yield page
+    finally:
+        if not shots[0].exists():
+            page.screenshot(path=str(ARTIFACTS / failure), full_page=True)
+        context.close()
+
+
 def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_inputs, microphone_wav):
     # What the shipped model hears in the WAV file itself: the browser's recording of it must agree
     # (this checks the recording path, whatever the accuracy of the checkpoint).
     from mbm.inference import VoiceControlPredictor
 
     heard_in_file = VoiceControlPredictor.from_checkpoint().predict(audio=str(microphone_wav)).heard[0]
-    ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "voice_control.png"
-    shot.unlink(missing_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.grant_permissions(["microphone"], origin=app_url.rstrip("/"))
-    page = context.new_page()
-    try:
-        page.goto(app_url, wait_until="domcontentloaded")
+    with microphone_page(browser, app_url, [shot], height=1000, failure="voice_control_failure.png") as page:
         audio, image = page.locator("#vc-audio"), page.locator("#vc-image")
         expect(audio.locator("button.record-button")).to_be_visible(timeout=60_000)
 
@@ -151,10 +168,6 @@ def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_
         assert heard and heard.group(1) == heard_in_file, (
             f"the model hears {heard_in_file!r} in {microphone_wav.name} but {heard and heard.group(1)!r} "
             f"in the browser's recording of it: {text!r}")
-    finally:
-        if not shot.exists():
-            page.screenshot(path=str(ARTIFACTS / "voice_control_failure.png"), full_page=True)
-        context.close()
 
 
 def test_clicking_an_example_runs_it(browser, app_url):
@@ -291,15 +304,8 @@ def run_portrait(page):
 
 
 def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url):
-    ARTIFACTS.mkdir(exist_ok=True)
     shots = [ARTIFACTS / "portrait.png", ARTIFACTS / "portrait_enrol.png"]
-    for shot in shots:
-        shot.unlink(missing_ok=True)
-    context = portrait_browser.new_context(viewport={"width": 1280, "height": 1100})
-    context.grant_permissions(["microphone"], origin=app_url.rstrip("/"))
-    page = context.new_page()
-    try:
-        page.goto(app_url, wait_until="domcontentloaded")
+    with microphone_page(portrait_browser, app_url, shots, height=1100, failure="portrait_failure.png") as page:
         page.get_by_role("tab", name="Portrait recognition").click(timeout=60_000)
         face, voice = page.locator("#pt-face"), page.locator("#pt-voice")
         expect(page.locator("#pt-help")).to_contain_text("identities are composed", ignore_case=True)
@@ -340,10 +346,6 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         page.screenshot(path=str(shots[1]), full_page=True)
         assert text.startswith(name), f"the enrolled person was not recognised: {text!r}"
         assert parse_portrait_weights(text) == {"face": 1.0, "voice": 0.0, "profile": 0.0}, text
-    finally:
-        if not shots[0].exists():
-            page.screenshot(path=str(ARTIFACTS / "portrait_failure.png"), full_page=True)
-        context.close()
 
 
 def test_clicking_a_portrait_example_runs_it(portrait_browser, app_url):
