@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# The face model lives in its own module (no torch), so worker processes can load it alone; re-exported.
+from mbm.face_features import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: F401
+                               package_file, sharpness)
 from mbm.preprocess import InputError, read_audio, tokenize
 
 VOICE_DIM = 256
@@ -27,11 +30,6 @@ PROFILE_DIM = 256
 VOICE_RATE = 16000
 VOICE_FRAMES = 160  # frames per partial window (1.6 s), as the encoder was trained
 MAX_VOICE_SECONDS = 8.0
-
-# The face model lives in its own module (no torch), so worker processes can load it alone.
-from mbm.face_features import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: E402,F401
-                               package_file, sharpness)
-
 
 # --- Voice -----------------------------------------------------------------------------------------
 
