@@ -51,16 +51,32 @@ EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../share
                 "--results assets/voice_control/eval_results.json")
 OUTPUT_IMAGES = Path(tempfile.gettempdir()) / "mbm_output_images"  # see _image_file
 MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment; a clear error (not a traceback) for a bad value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise SystemExit(f"{name}={raw!r}: expected a whole number >= {minimum}")
+    return value
+
+
 # Requests of each kind run at once (MBM_CONCURRENCY overrides). 4 beat 2 under
 # `python -m mbm.loadtest` (p95 1.5 vs 1.8 s): portraits wait on the face workers, voice requests need not.
-CONCURRENCY = int(os.environ.get("MBM_CONCURRENCY", "4"))
+CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
 # (python -m mbm.loadtest; the README's Speed section). MBM_THREADS overrides.
-torch.set_num_threads(int(os.environ.get("MBM_THREADS", "1")))
+torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
 # dlib's face descriptor holds the GIL, so it runs in worker processes (mbm.face_workers); 0 = in this process.
-FACE_WORKERS = int(os.environ.get("MBM_FACE_WORKERS", "2"))
+FACE_WORKERS = env_int("MBM_FACE_WORKERS", 2, minimum=0)
 
 voice_control = VoiceControlPredictor.from_checkpoint()  # checkpoints/voice_control.pt
 # checkpoints/portrait.pt; the gallery persists in $MBM_GALLERY_DIR (default ~/.cache/mbm/portrait_gallery)
@@ -707,5 +723,5 @@ demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                server_port=env_int("GRADIO_SERVER_PORT", 7860, minimum=1),
                 max_file_size=MAX_FILE_SIZE)

@@ -233,3 +233,21 @@ def test_weights_chart_draws_one_bar_per_modality_in_proportion():
     assert "absent (0)" in labels and "0.60" in labels and "0.40" in labels
     # A name from outside (e.g. an enrolled person's modality label) cannot inject markup.
     assert "<b>" not in app.modality_weights_chart({"<b>x</b>": 1.0}, present=["<b>x</b>"])
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1"])
+def test_a_bad_numeric_setting_is_a_clear_error(monkeypatch, value):
+    import app
+
+    monkeypatch.setenv("MBM_CONCURRENCY", value)
+    with pytest.raises(SystemExit, match=r"MBM_CONCURRENCY=.*expected a whole number >= 1"):
+        app.env_int("MBM_CONCURRENCY", 4, minimum=1)
+
+
+def test_numeric_settings_default_and_parse(monkeypatch):
+    import app
+
+    monkeypatch.delenv("MBM_FACE_WORKERS", raising=False)
+    assert app.env_int("MBM_FACE_WORKERS", 2, minimum=0) == 2
+    monkeypatch.setenv("MBM_FACE_WORKERS", " 0 ")
+    assert app.env_int("MBM_FACE_WORKERS", 2, minimum=0) == 0  # 0: the face model runs in the app process
