@@ -33,7 +33,6 @@ from PIL import Image as PILImage
 
 from mbm import viz
 from mbm.explain import explain_prediction
-from mbm.face_workers import FaceWorkerPool
 from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.inference import VoiceControlPredictor, VoiceControlResult
@@ -75,12 +74,9 @@ CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
-# dlib's face descriptor holds the GIL, so it runs in worker processes (mbm.face_workers); 0 = in this process.
-FACE_WORKERS = env_int("MBM_FACE_WORKERS", 2, minimum=0)
-
 voice_control = VoiceControlPredictor.from_checkpoint()  # checkpoints/voice_control.pt
 # checkpoints/portrait.pt; the gallery persists in $MBM_GALLERY_DIR (default ~/.cache/mbm/portrait_gallery)
-portrait = PortraitPredictor.from_checkpoint(faces=FaceWorkerPool(FACE_WORKERS) if FACE_WORKERS > 0 else None)
+portrait = PortraitPredictor.from_checkpoint()
 
 
 # --- Presentation helpers (no model logic) ------------------------------------------------------

@@ -46,7 +46,7 @@ def bench_model(repeats: int) -> dict:
 
     predictor = VoiceControlPredictor.from_checkpoint()
     prep = predictor.prepare(audio=str(ASSETS / "up.wav"), image=str(ASSETS / "lamp.jpg"), text="turn it up")
-    inputs, _ = predictor.batch(prep, [tuple(prep.present)])
+    inputs = predictor.batch(prep)
     times = []
     with torch.inference_mode():
         for i in range(repeats + 5):

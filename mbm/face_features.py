@@ -5,8 +5,9 @@ face-recognition model (128-d descriptor), from the registry packages
 ``dlib-bin`` and ``face-recognition-models`` (models by Davis King, CC0). The
 68-point landmark model in the same package is never loaded (non-commercial).
 
-This module imports neither torch nor the rest of mbm's models, so that worker
-processes (:mod:`mbm.face_workers`) that only compute face descriptors stay small.
+Detection and alignment run in dlib (about 5 ms a photo). The descriptor network
+runs in torch (:mod:`mbm.dlib_resnet`, the same weights read from dlib's file):
+about 9 ms instead of dlib's 75 ms, and torch releases the GIL while it computes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from mbm.dlib_resnet import load_dlib_face_net
 from mbm.errors import InputError
 
 FACE_DIM = 128
@@ -45,7 +48,7 @@ class FaceFeature:
 
 
 class FaceEmbedder:
-    """dlib detection -> 5-point alignment -> 150x150 chip -> ResNet descriptor."""
+    """dlib detection -> 5-point alignment -> 150x150 chip -> ResNet descriptor (torch)."""
 
     def __init__(self):
         import dlib
@@ -54,8 +57,8 @@ class FaceEmbedder:
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(package_file(
             "face_recognition_models", "models", "shape_predictor_5_face_landmarks.dat")))
-        self.net = dlib.face_recognition_model_v1(str(package_file(
-            "face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat")))
+        self.net = load_dlib_face_net(package_file(
+            "face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat"))
 
     def chip(self, rgb: np.ndarray, require_face: bool = False) -> tuple[np.ndarray, bool, int]:
         """(H, W, 3) uint8 -> (aligned chip, detected, number of faces).
@@ -90,8 +93,8 @@ class FaceEmbedder:
         """(N, 150, 150, 3) chips -> (N, 128) L2-normalised descriptors."""
         if not chips:
             return np.zeros((0, FACE_DIM), np.float32)
-        out = np.asarray(self.net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips]),
-                         dtype=np.float32)
+        with torch.inference_mode():
+            out = self.net(torch.from_numpy(np.stack(chips))).numpy()
         return out / np.linalg.norm(out, axis=1, keepdims=True).clip(1e-8)
 
     def __call__(self, rgb: np.ndarray, require_face: bool = False) -> FaceFeature:

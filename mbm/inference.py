@@ -141,18 +141,16 @@ class Predictor:
                              "of the device, or a typed command.")
         return prepared
 
-    def batch(self, prepared: PreparedInputs, subsets: list[tuple[str, ...]]):
-        """One batch holding the same inputs under several modality subsets (one row each)."""
-        n = len(subsets)
+    def batch(self, prepared: PreparedInputs) -> dict[str, torch.Tensor]:
+        """The prepared inputs as a batch of one."""
         inputs: dict[str, torch.Tensor] = {}
         if prepared.audio is not None:
-            inputs["audio"] = prepared.audio.mel[None].expand(n, -1, -1)  # (n, n_mels, F)
+            inputs["audio"] = prepared.audio.mel[None]  # (1, n_mels, F)
         if prepared.image is not None:
-            inputs["image"] = prepared.image.pixels[None].expand(n, -1, -1, -1)  # (n, 3, S, S)
+            inputs["image"] = prepared.image.pixels[None]  # (1, 3, S, S)
         if prepared.text is not None:
-            inputs["text"] = prepared.text.ids[None].expand(n, -1)  # (n, L)
-        present = {m: torch.tensor([m in s for s in subsets]) for m in inputs}
-        return inputs, present
+            inputs["text"] = prepared.text.ids[None]  # (1, L)
+        return inputs
 
 
 class VoiceControlPredictor(Predictor):
@@ -182,7 +180,7 @@ class VoiceControlPredictor(Predictor):
         subsets = [present] + [(m,) for m in present]
         if len(present) > 1:
             subsets += [tuple(x for x in present if x != m) for m in present]
-        out = self.model(*self.batch(prep, subsets))
+        out = self.model.forward_subsets(self.batch(prep), subsets)
         p_device = out.logits["device"].softmax(-1)  # (rows, n_devices)
         p_word = out.logits["word"].softmax(-1)  # (rows, n_words)
         p_action = action_probs(p_device, p_word, self.action_index)  # (rows, n_actions)

@@ -73,3 +73,17 @@ class MultimodalModel(nn.Module):
                 present: dict[str, torch.Tensor] | None = None) -> ModelOutput:
         f = self.forward_features(inputs, present)
         return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)
+
+    def forward_subsets(self, inputs: dict[str, torch.Tensor], subsets: list[tuple[str, ...]]) -> ModelOutput:
+        """One sample (batch 1) under several modality subsets, one output row per subset.
+
+        Each encoder runs once; its tokens are repeated for every row and masked out of the
+        rows whose subset leaves that modality out, so only fusion and heads run per row.
+        """
+        n = len(subsets)
+        tokens = {}
+        for m, enc in self.encode(inputs).items():  # (1, T_m, D) each
+            keep = torch.tensor([m in s for s in subsets])  # (n,)
+            tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1) & keep[:, None])
+        f = self.fusion(tokens)
+        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)

@@ -54,24 +54,21 @@ def _rgb(source) -> np.ndarray:
 
 
 class PortraitPredictor:
-    def __init__(self, model, gallery: Gallery, gallery_path: Path | None, faces=None):
-        """``faces``: the face model, a :class:`mbm.face_features.FaceEmbedder` (default, in this
-        process) or a :class:`mbm.face_workers.FaceWorkerPool` (in worker processes)."""
+    def __init__(self, model, gallery: Gallery, gallery_path: Path | None):
         self.model = model
-        self.faces = faces if faces is not None else face_embedder()
+        self.faces = face_embedder()
         self.gallery = gallery
         self.gallery_path = gallery_path  # None: in memory only
         self._lock = threading.Lock()
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, gallery_folder: str | Path | None = "env",
-                        shipped_gallery: str | Path = SHIPPED_GALLERY, faces=None) -> "PortraitPredictor":
+                        shipped_gallery: str | Path = SHIPPED_GALLERY) -> "PortraitPredictor":
         """Load the model and the gallery.
 
         Args:
             gallery_folder: the persistent folder ("env": ``$MBM_GALLERY_DIR`` or its default; None: the
                 shipped gallery in memory, nothing written).
-            faces: the face model (see ``__init__``); default: dlib in this process.
         """
         model, _ = load_portrait_model(checkpoint)
         folder = gallery_dir() if gallery_folder == "env" else (Path(gallery_folder) if gallery_folder else None)
@@ -79,7 +76,7 @@ class PortraitPredictor:
             gallery = Gallery.load(folder)
         else:
             gallery = Gallery.load(shipped_gallery) if Path(shipped_gallery).is_file() else Gallery()
-        return cls(model, gallery, folder, faces)
+        return cls(model, gallery, folder)
 
     # --- recognition ---------------------------------------------------------------------------
 

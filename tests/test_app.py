@@ -247,7 +247,10 @@ def test_a_bad_numeric_setting_is_a_clear_error(monkeypatch, value):
 def test_numeric_settings_default_and_parse(monkeypatch):
     import app
 
-    monkeypatch.delenv("MBM_FACE_WORKERS", raising=False)
-    assert app.env_int("MBM_FACE_WORKERS", 2, minimum=0) == 2
-    monkeypatch.setenv("MBM_FACE_WORKERS", " 0 ")
-    assert app.env_int("MBM_FACE_WORKERS", 2, minimum=0) == 0  # 0: the face model runs in the app process
+    monkeypatch.delenv("MBM_THREADS", raising=False)
+    assert app.env_int("MBM_THREADS", 1, minimum=1) == 1
+    monkeypatch.setenv("MBM_THREADS", " 3 ")
+    assert app.env_int("MBM_THREADS", 1, minimum=1) == 3
+    monkeypatch.setenv("MBM_THREADS", "0")
+    with pytest.raises(SystemExit, match="MBM_THREADS=.0.: expected a whole number >= 1"):
+        app.env_int("MBM_THREADS", 1, minimum=1)
