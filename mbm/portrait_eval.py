@@ -37,49 +37,19 @@ def load_rgb(path) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
-def _face_chunk(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors + quality for a list of photo paths (runs in a worker process too)."""
+def face_features(photos: list[FacePhoto]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 128) descriptors and (N,) quality (sharpness / 10) for photos, in order."""
     from mbm.portrait_features import sharpness
 
     fe = face_embedder()
     chips, quality = [], []
-    for path in paths:
-        chip, _, _ = fe.chip(load_rgb(path))
+    for photo in photos:
+        chip, _, _ = fe.chip(load_rgb(str(photo.path)))
         chips.append(chip)
         quality.append(sharpness(chip) / 10)
     emb = np.concatenate([fe.embed_chips(chips[i:i + 32]) for i in range(0, len(chips), 32)]) if chips \
         else np.zeros((0, 128), np.float32)
     return emb, np.asarray(quality, np.float32)
-
-
-def face_features(photos: list[FacePhoto], workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 128) descriptors and (N,) quality (sharpness / 10) for photos, in order.
-
-    dlib's ResNet runs on one core; with many photos the work is split over ``workers``
-    processes (default ``$MBM_WORKERS`` or 1: on our shared 2-core machine two workers were
-    slower than one, 15 s vs 10 s for 120 photos, while another job was training).
-    """
-    import os
-
-    paths = [str(p.path) for p in photos]
-    if workers is None:
-        workers = int(os.environ.get("MBM_WORKERS", 1))
-    if workers <= 1 or len(paths) < 64:
-        return _face_chunk(paths)
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    chunks = [paths[i::workers] for i in range(workers)]  # interleaved: similar work per worker
-    try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            parts = list(ex.map(_face_chunk, chunks))
-    except Exception:  # no way to start workers here (e.g. an interactive __main__): do it in-process
-        return _face_chunk(paths)
-    emb = np.zeros((len(paths), 128), np.float32)
-    qual = np.zeros(len(paths), np.float32)
-    for i, (e, q) in enumerate(parts):
-        emb[i::workers], qual[i::workers] = e, q
-    return emb, qual
 
 
 def _readable(path) -> bool:
