@@ -66,8 +66,8 @@ def env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
-# Requests of each kind run at once (MBM_CONCURRENCY overrides). 4 beat 2 under
-# `python -m mbm.loadtest` (p95 1.5 vs 1.8 s): portraits wait on the face workers, voice requests need not.
+# Requests of each kind run at once (MBM_CONCURRENCY overrides). Under `python -m mbm.loadtest`
+# p95 was 0.84 s with 4, 1.11 s with 2 and 0.76 s with 8 (within this machine's spread of 4).
 CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
 # (python -m mbm.loadtest; the README's Speed section). MBM_THREADS overrides.

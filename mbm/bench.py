@@ -67,7 +67,7 @@ def bench_model(repeats: int) -> dict:
 
 
 def bench_portrait(repeats: int) -> dict:
-    """The portrait predictor's full predict: face descriptor (pretrained dlib ResNet), voice, fusion."""
+    """The portrait predictor's full predict: face descriptor (pretrained dlib ResNet, run by torch), voice, fusion."""
     from mbm.portrait_inference import PortraitPredictor
 
     predictor = PortraitPredictor.from_checkpoint(gallery_folder=None)  # the shipped gallery, read-only
@@ -89,7 +89,7 @@ def _free_port() -> int:
 
 
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc), e.g. the app and its face workers."""
+    """``pid`` and all its descendants (Linux /proc): the app and any process it started (e.g. FFmpeg)."""
     pids, k = [pid], 0
     while k < len(pids):
         for task in Path(f"/proc/{pids[k]}/task").glob("*"):
@@ -104,7 +104,7 @@ def process_tree(pid: int) -> list[int]:
 def _peak_rss_mb(pid: int) -> float:
     """Peak resident memory (VmHWM) of a process plus each of its descendants, in MB (Linux).
 
-    A sum of per-process peaks: an upper bound on what the app with its workers held at once.
+    A sum of per-process peaks: an upper bound on what the app and its children held at once.
     """
     total_kb = 0
     for p in process_tree(pid):

@@ -5,7 +5,7 @@
 Each client alternates voice-control and portrait requests (committed assets).
 Bounded in count (clients x requests) and time; loopback only. Prints errors,
 p50/p95 latency and throughput as one JSON object, plus the CPU time the app
-process (with its face workers) and this client process spent per request: with every client waiting
+process (with any children) and this client process spent per request: with every client waiting
 on its answer (no pause between requests), latency is about
 clients x CPU per request / cores, so these say where the time goes.
 """
@@ -25,7 +25,7 @@ from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree, running_app
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by a process and its descendants (e.g. face workers)."""
+    """User + system CPU seconds used so far by a process and its descendants (e.g. FFmpeg)."""
     total = 0
     for p in process_tree(pid):
         try:

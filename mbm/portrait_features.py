@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-# The face model lives in its own module (no torch), so worker processes can load it alone; re-exported.
+# The face model lives in its own module (mbm.face_features); re-exported.
 from mbm.face_features import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: F401
                                package_file, sharpness)
 from mbm.preprocess import InputError, read_audio, tokenize
