@@ -120,5 +120,4 @@ class TrainConfig:
     rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
     rank_margin: float = 0.2  # wanted log-weight gap in that loss
     mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
-    ema_decay: float = 0.0  # >0: ship an exponential moving average of the weights (and BN statistics)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion

@@ -73,11 +73,6 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
     index = torch.tensor(action_index_matrix())
-    # Optional weight averaging: the shipped weights are an exponential moving average over the last
-    # ~1/(1 - decay) steps, which smooths the end of training (BatchNorm statistics averaged alike).
-    ema = (torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(train.ema_decay), use_buffers=True)
-        if train.ema_decay > 0 else None)
     model.train()
     warmup_steps = int(train.warmup_share * train.steps)
     bar = tqdm(range(train.steps), desc="train")
@@ -116,14 +111,12 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if ema is not None:
-            ema.update_parameters(model)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
 
     ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
-                      state_dict=(ema.module if ema is not None else model).state_dict())
+                      state_dict=model.state_dict())
     model.eval()
     ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos),
                     "train_config": vars(train), "data": str(data_dir)}
@@ -156,8 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
     parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
                         help="share of typed texts with a word-dropout rate drawn from 0..1")
-    parser.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
-                        help="ship a moving average of the weights with this decay per step (0 = off)")
+    parser.add_argument("--real-share", type=float, default=TrainConfig.real_share,
+                        help="chance a training clip is a real recording of its word rather than synthetic")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
@@ -165,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
-                        ema_decay=args.ema_decay)
+                        real_share=args.real_share)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

@@ -118,6 +118,20 @@ def test_masking_via_present_equals_leaving_the_modality_out(tiny_model, tiny_in
                 assert torch.allclose(masked.logits[name], missing.logits[name], atol=ATOL), subset
 
 
+def test_forward_subsets_equals_running_each_subset_alone(tiny_model, tiny_inputs):
+    """The predictor's shortcut (encoders once, fusion per subset) gives what separate runs give."""
+    tiny_model.eval()
+    one = {m: x[1:2] for m, x in tiny_inputs.items()}  # a single sample
+    with torch.no_grad():
+        out = tiny_model.forward_subsets(one, SUBSETS)
+        check_weights(out, [set(s) for s in SUBSETS])
+        for row, subset in enumerate(SUBSETS):
+            alone = tiny_model(subset_inputs(one, subset))
+            assert torch.allclose(out.modality_weights[row], alone.modality_weights[0], atol=ATOL), subset
+            for name in alone.logits:
+                assert torch.allclose(out.logits[name][row], alone.logits[name][0], atol=ATOL), subset
+
+
 def test_text_padding_gets_zero_token_weight_and_all_padding_text_is_absent(tiny_model, tiny_inputs):
     tiny_model.eval()
     inputs = dict(tiny_inputs, text=torch.tensor([[3, 4, 5, 6], [7, 0, 0, 0], [0, 0, 0, 0]]))
