@@ -5,15 +5,15 @@ The portrait scenario's face descriptor is dlib's ``dlib_face_recognition_resnet
 about 75 ms a face on one core here and holds the GIL the whole time; the same network in
 torch takes about 9 ms and releases the GIL, so the app can answer other requests meanwhile.
 
-The file is read directly: dlib serialises the loss, then each layer, input side first, as its name
-followed by its settings and a parameter tensor of little-endian float32. Only the
-layers this network uses are understood; anything else is a clear error, and the
-sequence must form the network described in dlib's ``dnn_face_recognition_ex.cpp``:
+The file is read directly: dlib serialises the loss, then each layer, input side first,
+as its name followed by its settings and a parameter tensor of little-endian float32.
+Only the layer kinds this network uses are read, and their sequence must form the
+network described in dlib's ``dnn_face_recognition_ex.cpp`` (else a clear error):
 
     input 150x150 RGB -> con 7x7/2 (32) -> affine -> relu -> max_pool 3x3/2
     -> 14 residual blocks [con 3x3/s -> affine -> relu -> con 3x3 -> affine (+ shortcut) -> relu]
-       (32 x3, 64 x4, 128 x3, 256 x3, 256 x1; the first block of each width after 32
-        strides by 2 and its shortcut is a 2x2 average pool)
+       (32 x3, 64 x4, 128 x3, 256 x3, 256 x1; the first block of each group but the
+        first strides by 2, and its shortcut is a 2x2 average pool)
     -> global average pool -> fc 256 -> 128 (no bias)
 
 ``affine`` is a frozen batch norm (per-channel scale and shift); it is folded into the
