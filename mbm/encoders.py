@@ -20,6 +20,14 @@ class Tokens(NamedTuple):
     tokens: torch.Tensor  # (B, T, D)
     mask: torch.Tensor  # (B, T) bool, True where a token is real
 
+    def rows(self, index: torch.Tensor) -> "Tokens":
+        """The samples at ``index`` (K,) -> Tokens (K, T, D) + mask (K, T)."""
+        return Tokens(self.tokens[index], self.mask[index])
+
+    def keep_rows(self, keep: torch.Tensor) -> "Tokens":
+        """The same tokens with every row where ``keep`` (B,) is False marked absent (no real token)."""
+        return Tokens(self.tokens, self.mask & keep.bool()[:, None])
+
 
 def conv_block(c_in: int, c_out: int, pool: tuple[int, int] | int = 2, convs: int = 1) -> nn.Sequential:
     """``convs`` x (Conv3x3 -> BatchNorm -> ReLU), then MaxPool."""

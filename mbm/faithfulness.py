@@ -85,8 +85,7 @@ def fuse(model, tokens: dict[str, Tokens], rows: dict[str, torch.Tensor], index:
     n = next(iter(rows.values())).shape[0]
     pa, mw, pd, pw = [], [], [], []
     for s in range(0, n, batch_size):
-        sel = {m: Tokens(tokens[m].tokens[rows[m][s:s + batch_size]], tokens[m].mask[rows[m][s:s + batch_size]])
-               for m in subset}
+        sel = {m: tokens[m].rows(rows[m][s:s + batch_size]) for m in subset}
         f = model.fusion(sel)
         logits = model.forward_head(f.fused)
         p_dev, p_word = logits["device"].softmax(-1), logits["word"].softmax(-1)
@@ -113,8 +112,7 @@ def pair_outputs(model, tok: dict[str, Tokens], ci: torch.Tensor, pj: torch.Tens
         parts: dict[str, list[torch.Tensor]] = {"device": [], "word": [], "modality_weights": []}
         n = next(iter(rows.values())).shape[0]
         for s in range(0, n, batch_size):
-            sel = {m: Tokens(tok[m].tokens[r[s:s + batch_size]], tok[m].mask[r[s:s + batch_size]])
-                   for m, r in rows.items()}
+            sel = {m: tok[m].rows(r[s:s + batch_size]) for m, r in rows.items()}
             f = model.fusion(sel)
             for head, logits in model.forward_head(f.fused).items():
                 parts[head].append(logits.softmax(-1))
@@ -321,7 +319,7 @@ def robustness_curves(model, ckpt, tok, waves, shown, texts, rows, truth, index)
                 enc.append(None)  # no word left that the model knows: the text says nothing
         text_tok = encode(model, "text", _pad_ids(enc))
         gone = torch.tensor([e is None for e in enc])
-        text_tok = Tokens(text_tok.tokens, text_tok.mask & ~gone[:, None])
+        text_tok = text_tok.keep_rows(~gone)
         typos.append(acc("text", text_tok, torch.arange(len(texts)), MODALITIES))
     curves["audio_noise"] = {"accuracy": audio, "inputs": "audio+image",
                              "snr_db": [None if lv == 0 else 40.0 - 50.0 * lv for lv in LEVELS]}

@@ -57,7 +57,7 @@ class MultimodalModel(nn.Module):
                 continue
             out = self.encoders[m](inputs[m])
             if present is not None and m in present:
-                out = Tokens(out.tokens, out.mask & present[m].bool()[:, None])  # (B, T_m)
+                out = out.keep_rows(present[m])  # (B, T_m)
             tokens[m] = out
         return tokens
 
@@ -84,6 +84,6 @@ class MultimodalModel(nn.Module):
         tokens = {}
         for m, enc in self.encode(inputs).items():  # (1, T_m, D) each
             keep = torch.tensor([m in s for s in subsets])  # (n,)
-            tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1) & keep[:, None])
+            tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1)).keep_rows(keep)
         f = self.fusion(tokens)
         return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)

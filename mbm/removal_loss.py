@@ -66,7 +66,7 @@ def removal_rank_loss(model, tokens: dict[str, torch.Tensor | Tokens], modality_
                 # Remove m only where something else remains (the other samples are not ranked).
                 drop = present[:, k] & rankable
                 sel = dict(detached)
-                sel[m] = Tokens(detached[m].tokens, detached[m].mask & ~drop[:, None])
+                sel[m] = detached[m].keep_rows(~drop)
                 p = true_prob(model.forward_head(model.fusion(sel).fused)).clamp(1e-6, 1 - 1e-6)
                 log_odds_without[:, k] = torch.where(present[:, k], p.log() - (-p).log1p(), log_odds_without[:, k])
     finally:
