@@ -24,7 +24,7 @@ import torch
 from mbm.data.faces import FacePhoto, by_identity, list_face_photos
 from mbm.gallery import Gallery
 from mbm.portrait_engine import Queries, fuse, gallery_tensors
-from mbm.portrait_features import embed_profile, embed_voices, face_embedder, voice_waveform
+from mbm.portrait_features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
 from mbm.portrait_model import PortraitModel
 from mbm.preprocess import InputError
 from mbm.scenarios.portrait import enrol_and_query_clips, list_voice_clips, profile_hint
@@ -39,8 +39,6 @@ def load_rgb(path) -> np.ndarray:
 
 def face_features(photos: list[FacePhoto]) -> tuple[np.ndarray, np.ndarray]:
     """(N, 128) descriptors and (N,) quality (sharpness / 10) for photos, in order."""
-    from mbm.portrait_features import sharpness
-
     fe = face_embedder()
     chips, quality = [], []
     for photo in photos:
