@@ -154,6 +154,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
+    for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share)):
+        if not 0 <= value <= 1:
+            parser.error(f"{flag} is a share: expected 0..1, got {value}")
+    for flag, value in (("--rank-weight", args.rank_weight), ("--rank-margin", args.rank_margin)):
+        if value < 0:
+            parser.error(f"{flag} must be >= 0, got {value}")
+    if not 0 <= args.mel_warp < 1:
+        parser.error(f"--mel-warp is a relative stretch: expected 0 <= value < 1, got {args.mel_warp}")
     torch.set_num_threads(args.threads)
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
