@@ -59,8 +59,11 @@ class EncoderConfig:
 class FusionConfig:
     heads: int = 4  # heads of the cross-modal attention layer
     # "tokens": one softmax over every token, a modality's weight = its tokens' share (grows with its
-    # token count); "modality": pool inside each modality first, then a softmax over the modalities.
+    # token count); "modality": pool inside each modality first, then a softmax over the modalities;
+    # "joint": as "modality", scored by one gate over all modalities; "evidence": that gate also sees
+    # how much a quick prediction loses without each modality (see mbm.fusion).
     pooling: str = "tokens"
+    gate_reads_vectors: bool = True  # joint/evidence gate: False = it sees only evidence and presence
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
@@ -119,5 +122,7 @@ class TrainConfig:
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
     rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
     rank_margin: float = 0.2  # wanted log-weight gap in that loss
+    effect_weight: float = 0.0  # weight of mbm.removal_loss.removal_effect_loss (weights = softmax(effects))
+    effect_temperature: float = 0.2  # temperature of that loss's target
     mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion

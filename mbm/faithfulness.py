@@ -22,7 +22,8 @@ Definitions (all over the triples, every modality present, unless said otherwise
   the ranks, ties given their average rank. Samples whose w or d are all equal
   (correlation undefined) are skipped (``weight_effect_spearman_n`` counts the rest).
   The metric is the mean of the per-sample scores; 1 = the weights always order the
-  modalities exactly as their measured effects do.
+  modalities exactly as their measured effects do. ``weight_effect_spearman_by_text_names``
+  gives the same mean over the triples whose text names only the device, only the word, or both.
 - ``noised_weight_drop``: for each modality m, W_m = mean weight of m over the
   triples, W'_m = the same with m's input replaced by noise (audio: white noise
   through the same log-mel; image: uniform random pixels; text: random vocabulary
@@ -126,19 +127,28 @@ def pair_outputs(model, tok: dict[str, Tokens], ci: torch.Tensor, pj: torch.Tens
 
 # --- inputs -----------------------------------------------------------------------------------------
 
+TEXT_NAMES = {(True, True): "both", (True, False): "device", (False, True): "word"}
+
+
 def typed_commands(pairs_truth: list[tuple[str, str]], vocab: list[str], text_cfg, seed: int = TEXT_SEED):
-    """A held-out-phrasing typed command per (device, word); returns (texts, ids (N, L), usable (N,) bool)."""
+    """A held-out-phrasing typed command per (device, word).
+
+    Returns:
+        ``(texts, ids (N, L), usable (N,) bool, names)``; ``names[k]`` says what text k names:
+        ``"device"``, ``"word"`` or ``"both"``.
+    """
     rng = random.Random(seed)
-    texts, encoded = [], []
+    texts, encoded, named = [], [], []
     for device, word in pairs_truth:
         names = rng.choice(((True, True), (True, False), (False, True)))
         cmd = make_typed_command(rng, device, word, names_device=names[0], names_word=names[1], held_out=True)
         texts.append(cmd.text)
+        named.append(TEXT_NAMES[names])
         try:
             encoded.append(encode_text(cmd.text, vocab, text_cfg))
         except InputError:
             encoded.append(None)
-    return texts, _pad_ids(encoded), torch.tensor([e is not None for e in encoded])
+    return texts, _pad_ids(encoded), torch.tensor([e is not None for e in encoded]), named
 
 
 def _pad_ids(encoded) -> torch.Tensor:
@@ -160,6 +170,18 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     if ra.std() == 0 or rb.std() == 0:
         return None
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _spearman_per_sample(weights: torch.Tensor, drops: torch.Tensor) -> list[float | None]:
+    """(N, M) weights and (N, M) drops -> the Spearman correlation of each sample (None where undefined)."""
+    return [_spearman(w.numpy(), d.numpy()) for w, d in zip(weights, drops)]
+
+
+def _mean_spearman(per_sample: list[float | None]) -> dict:
+    """``{"weight_effect_spearman": mean of the defined ones (None if none), "weight_effect_spearman_n": count}``."""
+    rhos = [r for r in per_sample if r is not None]
+    return {"weight_effect_spearman": round(float(np.mean(rhos)), 4) if rhos else None,
+            "weight_effect_spearman_n": len(rhos)}
 
 
 def _accuracy(p: torch.Tensor, truth: torch.Tensor) -> float:
@@ -208,10 +230,11 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
 
     # triples: the first pair of each clip, plus a held-out-phrasing typed command
     first = sorted({int(i): k for k, (i, _) in reversed(list(enumerate(pairs)))}.values())
-    texts, ids, usable = typed_commands([pair_truth[k] for k in first], ckpt.vocab, cfg.text)
+    texts, ids, usable, named = typed_commands([pair_truth[k] for k in first], ckpt.vocab, cfg.text)
     keep = torch.nonzero(usable).flatten()
     tri = torch.tensor(first, dtype=torch.long)[keep]
     texts = [texts[k] for k in keep.tolist()]
+    named = [named[k] for k in keep.tolist()]
     tok["text"] = encode(model, "text", ids[keep])
     rows_tri = {"audio": ci[tri], "image": pj[tri], "text": torch.arange(len(tri))}
     truth_tri = truth[tri]
@@ -243,9 +266,11 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     p_true = p_all.gather(1, truth_tri[:, None])[:, 0]  # (N,)
     drops = torch.stack([p_true - probs[tuple(x for x in MODALITIES if x != m)][0].gather(1, truth_tri[:, None])[:, 0]
                          for m in MODALITIES], 1)  # (N, 3) in MODALITIES order
-    rhos = [r for r in (_spearman(w.numpy(), d.numpy()) for w, d in zip(w_all, drops)) if r is not None]
-    out["weight_effect_spearman"] = round(float(np.mean(rhos)), 4) if rhos else None
-    out["weight_effect_spearman_n"] = len(rhos)
+    per_sample = _spearman_per_sample(w_all, drops)
+    out.update(_mean_spearman(per_sample))
+    # the same mean over the triples whose typed text names only the device, only the word, or both
+    out["weight_effect_spearman_by_text_names"] = {
+        group: _mean_spearman([r for r, g in zip(per_sample, named) if g == group]) for group in TEXT_NAMES.values()}
     out["mean_drop_p_true_without"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
     # the same order question on the means (the issue's wording): rank of mean weight vs rank of mean drop
     out["weight_effect_spearman_of_means"] = _spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
@@ -374,9 +399,7 @@ def faithfulness_portrait(model, gallery, q, truth: list[str], seed: int = NOISE
 
     p_all, w_all = run()
     drops = torch.stack([p_all - run(drop=m)[0] for m in MODALITIES], 1)  # (N, 3)
-    rhos = [r for r in (_spearman(w.numpy(), d.numpy()) for w, d in zip(w_all, drops)) if r is not None]
-    out["weight_effect_spearman"] = round(float(np.mean(rhos)), 4) if rhos else None
-    out["weight_effect_spearman_n"] = len(rhos)
+    out.update(_mean_spearman(_spearman_per_sample(w_all, drops)))
     out["mean_drop_p_true_without"] = {PORTRAIT_NAMES[m]: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
     gen = torch.Generator().manual_seed(seed)
     rel = {}

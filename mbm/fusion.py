@@ -3,7 +3,7 @@
 All modalities' tokens are concatenated into one sequence. A cross-modal
 attention layer lets every token attend to the tokens of every present modality
 (how the modalities and the tokens inside them relate). A learned query then
-pools the tokens, in one of two ways (``FusionConfig.pooling``):
+pools the tokens, in one of three ways (``FusionConfig.pooling``):
 
 ``"tokens"`` (one softmax over every present token):
 
@@ -17,13 +17,29 @@ pools the tokens, in one of two ways (``FusionConfig.pooling``):
     modality weights = softmax over the present modalities of score(v_m)   (absent -> exactly 0)
     fused = sum_m modality weight(m) * v_m
 
+``"joint"`` (as ``"modality"``, but the modalities are weighed together):
+
+    scores = gate([v_audio, v_image, v_text, which are present])   (one small MLP over all of them)
+    modality weights = softmax over the present modalities of scores   (absent -> exactly 0)
+
+``"evidence"`` (as ``"joint"``, and the gate also sees each modality's measured evidence):
+
+    base       = heads(mean of the present v_m)                 (no gradient)
+    base_-m    = heads(mean of v_n over the present n != m)
+    evidence_m = per head, base[top class] - base_-m[top class]  (how much the quick prediction
+                 loses without m; 0 when m is the only input)
+    scores = gate([v_m (gradient stopped), evidence_m for every present m])
+
 The second makes a modality's weight a judgement of its pooled content, not of how
 many tokens it has (a long text of unknown words would otherwise outweigh a clip).
+The third lets a modality's weight depend on what the others carry: a photo matters
+less when the typed text already names the device. The fourth hands the gate a
+direct measurement of that: the weights can follow what removing an input does.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -41,7 +57,8 @@ class FusionOutput(NamedTuple):
 class AttentionFusion(nn.Module):
     """Cross-modal attention layer + single-query attention pooling that keeps its weights."""
 
-    def __init__(self, modalities: tuple[str, ...], enc: EncoderConfig, cfg: FusionConfig):
+    def __init__(self, modalities: tuple[str, ...], enc: EncoderConfig, cfg: FusionConfig, n_heads: int = 0):
+        """``n_heads``: number of classification heads (the evidence gate gets one number per head)."""
         super().__init__()
         self.modalities = tuple(modalities)
         d = enc.dim
@@ -58,10 +75,23 @@ class AttentionFusion(nn.Module):
         self.value = nn.Linear(d, d)
         self.scale = d ** -0.5
         self.pooling = cfg.pooling
+        m = len(modalities)
         if cfg.pooling == "modality":
             self.modality_score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))  # pooled v_m -> score
+        elif cfg.pooling in ("joint", "evidence"):
+            self.n_evidence = n_heads if cfg.pooling == "evidence" else 0  # one number per head
+            if cfg.pooling == "evidence" and not n_heads:
+                raise ValueError("evidence pooling needs the number of heads")
+            self.gate_norm = nn.LayerNorm(d)
+            # every modality's pooled vector and evidence (zeros if absent) + presence flags -> a score each
+            self.modality_gate = nn.Sequential(nn.Linear(m * (d + self.n_evidence + 1), d), nn.GELU(),
+                                               nn.Linear(d, m))
         elif cfg.pooling != "tokens":
-            raise ValueError(f"unknown fusion pooling {cfg.pooling!r}; expected 'tokens' or 'modality'")
+            raise ValueError(f"unknown fusion pooling {cfg.pooling!r}; "
+                             "expected 'tokens', 'modality', 'joint' or 'evidence'")
+        # Set by the model for evidence pooling: fused (N, D) -> {head: class probabilities (N, C)}.
+        self.gate_reads_vectors = cfg.gate_reads_vectors
+        self.probe: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
 
     def forward(self, inputs: dict[str, Tokens]) -> FusionOutput:
         """Fuse the encoders' outputs.
@@ -69,6 +99,14 @@ class AttentionFusion(nn.Module):
         Args:
             inputs: modality -> Tokens; a missing key or a fully masked row is an absent modality.
         """
+        if self.pooling == "tokens":
+            return self._pool_tokens(*self._attend(inputs))
+        pooled, has, token_weights, present = self._pool_inside_modalities(*self._attend(inputs))
+        evidence = self._evidence(pooled, has) if self.pooling == "evidence" else None
+        return self._weigh_modalities(pooled, has, token_weights, present, evidence)
+
+    def _attend(self, inputs: dict[str, Tokens]):
+        """Cross-modal attention -> (pooling scores (B, T), values (B, T, D), mask (B, T), present, lengths)."""
         present = [m for m in self.modalities if m in inputs]
         assert present, "at least one modality must be given"
         x = torch.cat([inputs[m].tokens + self.modality_embed[self.modalities.index(m)] for m in present], 1)
@@ -86,13 +124,15 @@ class AttentionFusion(nn.Module):
         # Attention pooling with one learned query: the weights are the explanation.
         scores = (self.key(h) @ self.query) * self.scale  # (B, T)
         values = self.value(h)  # (B, T, D)
-        if self.pooling == "modality":
-            return self._pool_per_modality(scores, values, mask, present, lengths)
+        return scores, values, mask, present, lengths
+
+    def _pool_tokens(self, scores, values, mask, present, lengths) -> FusionOutput:
+        """One softmax over every present token; a modality's weight is its tokens' share."""
         weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)  # (B, T), rows sum to 1
         fused = torch.einsum("bt,btd->bd", weights, values)  # (B, D)
 
-        batch = x.shape[0]
-        modality_weights = x.new_zeros(batch, len(self.modalities))
+        batch = scores.shape[0]
+        modality_weights = scores.new_zeros(batch, len(self.modalities))
         token_weights: dict[str, torch.Tensor] = {}
         for m, part in zip(present, weights.split(lengths, dim=1)):
             mass = part.sum(1)  # (B,)
@@ -100,9 +140,8 @@ class AttentionFusion(nn.Module):
             token_weights[m] = part / mass.clamp_min(1e-12)[:, None]  # (B, T_m)
         return FusionOutput(fused, modality_weights, token_weights)
 
-    def _pool_per_modality(self, scores, values, mask, present, lengths) -> FusionOutput:
-        """Softmax inside each modality, then a softmax over the present modalities' pooled vectors."""
-        batch = scores.shape[0]
+    def _pool_inside_modalities(self, scores, values, mask, present, lengths):
+        """Softmax inside each modality -> (pooled v_m (B, P, D), has (B, P), token weights, present)."""
         pooled, has, token_weights = [], [], {}
         for m, s, v, k in zip(present, scores.split(lengths, 1), values.split(lengths, 1), mask.split(lengths, 1)):
             any_token = k.any(1)  # (B,) False: m absent for this sample
@@ -112,11 +151,68 @@ class AttentionFusion(nn.Module):
             token_weights[m] = w
             pooled.append(torch.einsum("bt,btd->bd", w, v))  # (B, D)
             has.append(any_token)
-        pooled_all = torch.stack(pooled, 1)  # (B, P, D), P = present modalities
-        mod_scores = self.modality_score(pooled_all).squeeze(-1)  # (B, P)
-        mod_w = mod_scores.masked_fill(~torch.stack(has, 1), float("-inf")).softmax(1)  # (B, P)
+        return torch.stack(pooled, 1), torch.stack(has, 1), token_weights, present  # P = present modalities
+
+    def _weigh_modalities(self, pooled_all, has, token_weights, present, evidence=None) -> FusionOutput:
+        """A softmax over the present modalities' pooled vectors (B, P, D) -> the fused vector and weights."""
+        batch = pooled_all.shape[0]
+        if self.pooling in ("joint", "evidence"):
+            mod_scores = self._joint_scores(pooled_all, has, present, evidence)  # (B, P)
+        else:
+            mod_scores = self.modality_score(pooled_all).squeeze(-1)  # (B, P)
+        mod_w = mod_scores.masked_fill(~has, float("-inf")).softmax(1)  # (B, P)
         fused = torch.einsum("bp,bpd->bd", mod_w, pooled_all)  # (B, D)
-        modality_weights = scores.new_zeros(batch, len(self.modalities))
+        modality_weights = pooled_all.new_zeros(batch, len(self.modalities))
         for j, m in enumerate(present):
             modality_weights[:, self.modalities.index(m)] = mod_w[:, j]
         return FusionOutput(fused, modality_weights, token_weights)
+
+    def _joint_scores(self, pooled: torch.Tensor, has: torch.Tensor, present: list[str],
+                      evidence: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, P, D) pooled vectors of the present modalities, (B, P) which rows have them,
+        optional (B, P, H) evidence -> (B, P) scores."""
+        batch, d = pooled.shape[0], pooled.shape[2]
+        slots = pooled.new_zeros(batch, len(self.modalities), d + self.n_evidence)  # (B, M, D + H), 0 if absent
+        flags = pooled.new_zeros(batch, len(self.modalities))  # (B, M)
+        cols = [self.modalities.index(m) for m in present]
+        # The evidence gate reads the pooled vectors without sending gradient back into them: the
+        # explanation losses train the gate only, never the encoders.
+        vectors = self.gate_norm(pooled.detach() if self.pooling == "evidence" else pooled)
+        if not self.gate_reads_vectors:
+            vectors = torch.zeros_like(vectors)
+        parts = vectors if evidence is None else torch.cat([vectors, evidence], 2)
+        slots[:, cols] = parts * has[:, :, None]
+        flags[:, cols] = has.to(pooled.dtype)
+        scores = self.modality_gate(torch.cat([slots.flatten(1), flags], 1))  # (B, M)
+        return scores[:, cols]
+
+    @torch.no_grad()
+    def _evidence(self, pooled: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+        """(B, P, H): per present modality and head, what the quick prediction's top class loses without it.
+
+        The quick prediction is the heads on the plain mean of the pooled vectors (B, P, D);
+        "without m" leaves v_m out of that mean (where something else remains; 0 where m is
+        the only input or absent). The cross-modal attention is not re-run, so what m passed
+        to the other modalities' vectors stays in: a cheap, partial measurement.
+        """
+        assert self.probe is not None, "evidence pooling needs fusion.probe (set by MultimodalModel)"
+
+        def quick(pooled_: torch.Tensor, has_: torch.Tensor) -> dict[str, torch.Tensor]:
+            mean = (pooled_ * has_[:, :, None]).sum(1) / has_.sum(1, keepdim=True).clamp_min(1)  # (B, D)
+            return self.probe(mean)
+
+        full = quick(pooled, has)
+        heads = sorted(full)
+        top = {h: full[h].argmax(1, keepdim=True) for h in heads}  # (B, 1) per head
+        evidence = pooled.new_zeros(*has.shape, len(heads))  # (B, P, H)
+        for j in range(has.shape[1]):
+            others = torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1)  # (B,) something left without m
+            if not bool(others.any()):
+                continue
+            has_without = has.clone()
+            has_without[:, j] &= ~others  # v_m left out of the mean wherever something else remains
+            rest = quick(pooled, has_without)
+            for k, h in enumerate(heads):
+                lost = full[h].gather(1, top[h])[:, 0] - rest[h].gather(1, top[h])[:, 0]  # (B,)
+                evidence[:, j, k] = lost * (others & has[:, j])
+        return evidence

@@ -38,12 +38,13 @@ class MultimodalModel(nn.Module):
             "image": ImageEncoder(cfg.encoder, cfg.image),
             "text": TextEncoder(cfg.encoder),
         })
-        self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion)
+        self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion, n_heads=len(cfg.heads))
         d = cfg.encoder.dim
         self.heads = nn.ModuleDict({
             name: nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.encoder.dropout), nn.Linear(d, n))
             for name, n in sorted(cfg.heads.items())
         })
+        self.fusion.probe = self.head_probabilities  # for evidence pooling (mbm.fusion)
 
     def encode(self, inputs: dict[str, torch.Tensor],
                present: dict[str, torch.Tensor] | None = None) -> dict[str, Tokens]:
@@ -68,6 +69,17 @@ class MultimodalModel(nn.Module):
 
     def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(fused) for name, head in self.heads.items()}
+
+    def head_probabilities(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each head's class probabilities for (N, D) fused vectors, without dropout (used as a probe)."""
+        out = {}
+        for name, head in self.heads.items():
+            x = fused
+            for layer in head:
+                if not isinstance(layer, nn.Dropout):
+                    x = layer(x)
+            out[name] = x.softmax(-1)
+        return out
 
     def forward(self, inputs: dict[str, torch.Tensor],
                 present: dict[str, torch.Tensor] | None = None) -> ModelOutput:

@@ -30,7 +30,7 @@ from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, lo
 from mbm.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
-from mbm.removal_loss import removal_rank_loss
+from mbm.removal_loss import removal_effect_loss, removal_rank_loss
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
 
@@ -45,7 +45,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
-                        band_norm: bool = True, pooling: str = "tokens") -> Checkpoint:
+                        band_norm: bool = True, pooling: str = "tokens", gate_reads_vectors: bool = True) -> Checkpoint:
     seed_everything(train.seed)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
@@ -63,7 +63,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
     cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
-    cfg.fusion = FusionConfig(pooling=pooling)
+    cfg.fusion = FusionConfig(pooling=pooling, gate_reads_vectors=gate_reads_vectors)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
@@ -106,6 +106,10 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                 # The modality whose removal hurts most must carry the largest weight (mbm.removal_loss).
                 loss = loss + train.rank_weight * removal_rank_loss(model, tokens, fusion.modality_weights,
                                                                     true_action_prob, margin=train.rank_margin)
+            if train.effect_weight > 0:
+                # The modality weights should follow the measured effect of removing each input.
+                loss = loss + train.effect_weight * removal_effect_loss(
+                    model, tokens, fusion.modality_weights, true_action_prob, temperature=train.effect_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -143,8 +147,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the loss tying modality weights to removal effects (0 = off)")
     parser.add_argument("--rank-margin", type=float, default=TrainConfig.rank_margin,
                         help="wanted log-weight gap between a more and a less useful modality")
-    parser.add_argument("--pooling", choices=("tokens", "modality"), default="tokens",
-                        help="fusion pooling (mbm.fusion): one softmax over all tokens, or per modality")
+    parser.add_argument("--effect-weight", type=float, default=TrainConfig.effect_weight,
+                        help="weight of the loss asking the modality weights to be softmax(removal effect / T)")
+    parser.add_argument("--effect-temperature", type=float, default=TrainConfig.effect_temperature,
+                        help="T of that loss")
+    parser.add_argument("--pooling", choices=("tokens", "modality", "joint", "evidence"), default="tokens",
+                        help="fusion pooling (mbm.fusion): one softmax over all tokens, per modality, "
+                             "per modality weighed jointly, or jointly from each input's measured evidence")
+    parser.add_argument("--gate-evidence-only", action="store_true",
+                        help="joint / evidence pooling: the gate sees only the evidence, not the pooled vectors")
     parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
                         help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
     parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
@@ -157,7 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share)):
         if not 0 <= value <= 1:
             parser.error(f"{flag} is a share: expected 0..1, got {value}")
-    for flag, value in (("--rank-weight", args.rank_weight), ("--rank-margin", args.rank_margin)):
+    if args.effect_temperature <= 0:
+        parser.error(f"--effect-temperature must be > 0, got {args.effect_temperature}")
+    for flag, value in (("--rank-weight", args.rank_weight), ("--rank-margin", args.rank_margin),
+                        ("--effect-weight", args.effect_weight)):
         if value < 0:
             parser.error(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.mel_warp < 1:
@@ -166,11 +180,12 @@ def main(argv: list[str] | None = None) -> None:
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
-                        real_share=args.real_share)
+                        real_share=args.real_share, effect_weight=args.effect_weight,
+                        effect_temperature=args.effect_temperature)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,
-                               pooling=args.pooling)
+                               pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only)
     print(json.dumps(ckpt.metrics["heldout"], indent=1))
     print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

@@ -31,6 +31,11 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
         torch.set_num_threads(threads)
     out = json.loads(capsys.readouterr().out.strip())
     assert -1.0 <= out["weight_effect_spearman"] <= 1.0 and out["weight_effect_spearman_n"] > 0
+    groups = out["weight_effect_spearman_by_text_names"]  # the same mean, split by what the text names
+    assert set(groups) == {"device", "word", "both"}
+    assert sum(g["weight_effect_spearman_n"] for g in groups.values()) == out["weight_effect_spearman_n"]
+    assert all(g["weight_effect_spearman"] is None or -1.0 <= g["weight_effect_spearman"] <= 1.0
+               for g in groups.values())
     assert isinstance(out["noised_weight_drop"], float)
     assert 0.0 <= out["late_fusion_action_accuracy"] <= 1.0
     assert set(out["action_accuracy_by_subset"]) == {"audio", "image", "text", "audio+image", "audio+text",
@@ -115,3 +120,34 @@ def test_removal_rank_loss_ignores_samples_with_one_modality():
     w = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
     loss = removal_rank_loss(model, tokens, w, _true_prob)
     assert loss.item() == 0.0 and loss.requires_grad
+
+
+def test_removal_effect_loss_is_lowest_at_softmax_of_the_effects():
+    from mbm.removal_loss import removal_effect_loss
+
+    model, tokens = _PresenceModel(), _tokens([(True, True, True)] * 4)
+    target = (torch.tensor([0.5, 0.2, 0.05]) / 0.2).softmax(0)  # the drops of _true_prob, over T = 0.2
+    at_target = target.repeat(4, 1)
+    scores = target.flip(0).log().repeat(4, 1).requires_grad_()  # weights = softmax(scores), reversed order
+    low, high = (removal_effect_loss(model, tokens, w, _true_prob, temperature=0.2)
+                 for w in (at_target, scores.softmax(1)))
+    entropy = -(target * target.log()).sum()
+    assert abs(low.item() - entropy.item()) < 1e-5 and high.item() > low.item() + 0.5
+    high.backward()
+    assert scores.grad[:, 0].lt(0).all() and scores.grad[:, 2].gt(0).all()  # raise audio, lower text
+
+
+def test_removal_effect_loss_targets_only_present_modalities():
+    from mbm.removal_loss import removal_effect_loss
+
+    model = _PresenceModel()
+    # audio + text: removing audio costs 0.5, removing text 0.05; image absent gets no target
+    tokens = _tokens([(True, False, True), (True, False, False)])
+    w = torch.tensor([[0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], requires_grad=True)
+    loss = removal_effect_loss(model, tokens, w, _true_prob, temperature=0.2)
+    q = (torch.tensor([0.5, 0.05]) / 0.2).softmax(0)
+    expected = -(q * torch.tensor([0.5, 0.5]).log()).sum()  # the one-modality sample is left out
+    assert abs(loss.item() - expected.item()) < 1e-5
+    single = removal_effect_loss(model, _tokens([(True, False, False)]), w[1:], _true_prob)
+    assert single.item() == 0.0 and single.requires_grad
+

@@ -234,3 +234,31 @@ def test_seeded_models_are_identical(tiny_config):
     b = MultimodalModel(tiny_config())
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_config, tiny_inputs):
+    """Evidence pooling (mbm.fusion): per input and head, the top class's probability lost without it."""
+    torch.manual_seed(0)
+    model = MultimodalModel(tiny_config(pooling="evidence")).eval()
+    fusion = model.fusion
+    with torch.no_grad():
+        tokens = model.encode(tiny_inputs, {"image": torch.tensor([True, True, False]),
+                                            "text": torch.tensor([True, False, False])})
+        pooled, has, _, present = fusion._pool_inside_modalities(*fusion._attend(tokens))
+        evidence = fusion._evidence(pooled, has)  # (B, P, H)
+
+        def quick(row, leave_out=None):  # heads on the mean of the row's pooled vectors
+            keep = has[row].clone()
+            if leave_out is not None:
+                keep[present.index(leave_out)] = False
+            return model.head_probabilities(pooled[row][keep].mean(0, keepdim=True))
+
+        full, rest = quick(0), quick(0, leave_out="image")  # row 0 has all three inputs
+
+    assert evidence.shape == (3, 3, len(full))
+    for k, head in enumerate(sorted(full)):
+        top = full[head].argmax()
+        expected = full[head][0, top] - rest[head][0, top]
+        assert evidence[0, present.index("image"), k].item() == pytest.approx(expected.item(), abs=1e-5)
+    assert torch.all(evidence[1, present.index("text")] == 0)  # row 1 has no text
+    assert torch.all(evidence[2] == 0)  # row 2 has audio only: nothing to leave out

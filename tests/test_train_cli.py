@@ -13,6 +13,8 @@ from mbm.train import main
     ("--heavy-dropout-share", "2", "--heavy-dropout-share is a share: expected 0..1"),
     ("--rank-weight", "-1", "--rank-weight must be >= 0"),
     ("--rank-margin", "-0.2", "--rank-margin must be >= 0"),
+    ("--effect-weight", "-1", "--effect-weight must be >= 0"),
+    ("--effect-temperature", "0", "--effect-temperature must be > 0"),
     ("--mel-warp", "1", "--mel-warp is a relative stretch"),
     ("--mel-warp", "abc", "invalid float value"),
 ])
