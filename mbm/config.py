@@ -64,6 +64,7 @@ class FusionConfig:
     # how much a quick prediction loses without each modality (see mbm.fusion).
     pooling: str = "tokens"
     gate_reads_vectors: bool = True  # joint/evidence gate: False = it sees only evidence and presence
+    evidence_reattend: bool = False  # evidence: re-run the cross-modal attention without each modality
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 

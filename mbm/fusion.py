@@ -91,6 +91,7 @@ class AttentionFusion(nn.Module):
                              "expected 'tokens', 'modality', 'joint' or 'evidence'")
         # Set by the model for evidence pooling: fused (N, D) -> {head: class probabilities (N, C)}.
         self.gate_reads_vectors = cfg.gate_reads_vectors
+        self.reattend = cfg.evidence_reattend
         self.probe: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
 
     def forward(self, inputs: dict[str, Tokens]) -> FusionOutput:
@@ -102,7 +103,7 @@ class AttentionFusion(nn.Module):
         if self.pooling == "tokens":
             return self._pool_tokens(*self._attend(inputs))
         pooled, has, token_weights, present = self._pool_inside_modalities(*self._attend(inputs))
-        evidence = self._evidence(pooled, has) if self.pooling == "evidence" else None
+        evidence = self._evidence(pooled, has, inputs, present) if self.pooling == "evidence" else None
         return self._weigh_modalities(pooled, has, token_weights, present, evidence)
 
     def _attend(self, inputs: dict[str, Tokens]):
@@ -187,13 +188,16 @@ class AttentionFusion(nn.Module):
         return scores[:, cols]
 
     @torch.no_grad()
-    def _evidence(self, pooled: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    def _evidence(self, pooled: torch.Tensor, has: torch.Tensor, inputs: dict[str, Tokens] | None = None,
+                  present: list[str] | None = None) -> torch.Tensor:
         """(B, P, H): per present modality and head, what the quick prediction's top class loses without it.
 
         The quick prediction is the heads on the plain mean of the pooled vectors (B, P, D);
         "without m" leaves v_m out of that mean (where something else remains; 0 where m is
         the only input or absent). The cross-modal attention is not re-run, so what m passed
-        to the other modalities' vectors stays in: a cheap, partial measurement.
+        to the other modalities' vectors stays in: a cheap, partial measurement. With
+        ``FusionConfig.evidence_reattend`` (and ``inputs``, ``present`` given) it is re-run
+        without m instead: the exact leave-one-out, one more attention pass per modality.
         """
         assert self.probe is not None, "evidence pooling needs fusion.probe (set by MultimodalModel)"
 
@@ -209,9 +213,15 @@ class AttentionFusion(nn.Module):
             others = torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1)  # (B,) something left without m
             if not bool(others.any()):
                 continue
-            has_without = has.clone()
-            has_without[:, j] &= ~others  # v_m left out of the mean wherever something else remains
-            rest = quick(pooled, has_without)
+            if self.reattend and inputs is not None:  # the exact leave-one-out: attention re-run without m
+                m = present[j]
+                without = {**inputs, m: inputs[m].keep_rows(~others)}  # m removed wherever something remains
+                pooled_w, has_w, _, _ = self._pool_inside_modalities(*self._attend(without))
+                rest = quick(pooled_w, has_w)
+            else:
+                has_without = has.clone()
+                has_without[:, j] &= ~others  # v_m left out of the mean wherever something else remains
+                rest = quick(pooled, has_without)
             for k, h in enumerate(heads):
                 lost = full[h].gather(1, top[h])[:, 0] - rest[h].gather(1, top[h])[:, 0]  # (B,)
                 evidence[:, j, k] = lost * (others & has[:, j])

@@ -45,7 +45,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
-                        band_norm: bool = True, pooling: str = "tokens", gate_reads_vectors: bool = True) -> Checkpoint:
+                        band_norm: bool = True, pooling: str = "tokens", gate_reads_vectors: bool = True,
+                        evidence_reattend: bool = False) -> Checkpoint:
     seed_everything(train.seed)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
@@ -63,7 +64,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
     cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
-    cfg.fusion = FusionConfig(pooling=pooling, gate_reads_vectors=gate_reads_vectors)
+    cfg.fusion = FusionConfig(pooling=pooling, gate_reads_vectors=gate_reads_vectors,
+                              evidence_reattend=evidence_reattend)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
@@ -156,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                              "per modality weighed jointly, or jointly from each input's measured evidence")
     parser.add_argument("--gate-evidence-only", action="store_true",
                         help="joint / evidence pooling: the gate sees only the evidence, not the pooled vectors")
+    parser.add_argument("--evidence-reattend", action="store_true",
+                        help="evidence pooling: re-run the cross-modal attention without each input (exact, slower)")
     parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
                         help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
     parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,
-                               pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only)
+                               pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only,
+                               evidence_reattend=args.evidence_reattend)
     print(json.dumps(ckpt.metrics["heldout"], indent=1))
     print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

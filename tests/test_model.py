@@ -236,24 +236,30 @@ def test_seeded_models_are_identical(tiny_config):
         assert torch.equal(x, y), name
 
 
-def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_config, tiny_inputs):
+@pytest.mark.parametrize("reattend", [False, True])
+def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_config, tiny_inputs, reattend):
     """Evidence pooling (mbm.fusion): per input and head, the top class's probability lost without it."""
+    cfg = tiny_config(pooling="evidence")
+    cfg.fusion.evidence_reattend = reattend
     torch.manual_seed(0)
-    model = MultimodalModel(tiny_config(pooling="evidence")).eval()
+    model = MultimodalModel(cfg).eval()
     fusion = model.fusion
     with torch.no_grad():
         tokens = model.encode(tiny_inputs, {"image": torch.tensor([True, True, False]),
                                             "text": torch.tensor([True, False, False])})
         pooled, has, _, present = fusion._pool_inside_modalities(*fusion._attend(tokens))
-        evidence = fusion._evidence(pooled, has)  # (B, P, H)
+        evidence = fusion._evidence(pooled, has, tokens, present)  # (B, P, H)
 
-        def quick(row, leave_out=None):  # heads on the mean of the row's pooled vectors
-            keep = has[row].clone()
+        def quick(toks, row, leave_out=None):  # heads on the mean of the row's pooled vectors
+            pooled_, has_, _, _ = fusion._pool_inside_modalities(*fusion._attend(toks))
+            keep = has_[row].clone()
             if leave_out is not None:
                 keep[present.index(leave_out)] = False
-            return model.head_probabilities(pooled[row][keep].mean(0, keepdim=True))
+            return model.head_probabilities(pooled_[row][keep].mean(0, keepdim=True))
 
-        full, rest = quick(0), quick(0, leave_out="image")  # row 0 has all three inputs
+        full = quick(tokens, 0)  # row 0 has all three inputs
+        without_image = {**tokens, "image": tokens["image"].keep_rows(torch.zeros(3, dtype=torch.bool))}
+        rest = quick(without_image, 0) if reattend else quick(tokens, 0, leave_out="image")
 
     assert evidence.shape == (3, 3, len(full))
     for k, head in enumerate(sorted(full)):
