@@ -68,6 +68,18 @@ class FusionConfig:
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
+    def validate(self) -> None:
+        """Raise ValueError for a pooling that does not exist or a gate option its pooling does not use."""
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown fusion pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}")
+        if not self.gate_reads_vectors and self.pooling != "evidence":
+            raise ValueError("a gate that sees only the evidence needs evidence pooling")
+        if self.evidence_reattend and self.pooling != "evidence":
+            raise ValueError("re-running the attention for the evidence needs evidence pooling")
+
+
+POOLINGS = ("tokens", "modality", "joint", "evidence")  # FusionConfig.pooling, see mbm.fusion
+
 
 @dataclass
 class ModelConfig:

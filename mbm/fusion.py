@@ -74,7 +74,10 @@ class AttentionFusion(nn.Module):
         self.key = nn.Linear(d, d)
         self.value = nn.Linear(d, d)
         self.scale = d ** -0.5
+        cfg.validate()
         self.pooling = cfg.pooling
+        self.gate_reads_vectors = cfg.gate_reads_vectors
+        self.reattend = cfg.evidence_reattend
         m = len(modalities)
         if cfg.pooling == "modality":
             self.modality_score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))  # pooled v_m -> score
@@ -86,12 +89,7 @@ class AttentionFusion(nn.Module):
             # every modality's pooled vector and evidence (zeros if absent) + presence flags -> a score each
             self.modality_gate = nn.Sequential(nn.Linear(m * (d + self.n_evidence + 1), d), nn.GELU(),
                                                nn.Linear(d, m))
-        elif cfg.pooling != "tokens":
-            raise ValueError(f"unknown fusion pooling {cfg.pooling!r}; "
-                             "expected 'tokens', 'modality', 'joint' or 'evidence'")
         # Set by the model for evidence pooling: fused (N, D) -> {head: class probabilities (N, C)}.
-        self.gate_reads_vectors = cfg.gate_reads_vectors
-        self.reattend = cfg.evidence_reattend
         self.probe: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
 
     def forward(self, inputs: dict[str, Tokens]) -> FusionOutput:
@@ -178,9 +176,10 @@ class AttentionFusion(nn.Module):
         cols = [self.modalities.index(m) for m in present]
         # The evidence gate reads the pooled vectors without sending gradient back into them: the
         # explanation losses train the gate only, never the encoders.
-        vectors = self.gate_norm(pooled.detach() if self.pooling == "evidence" else pooled)
-        if not self.gate_reads_vectors:
-            vectors = torch.zeros_like(vectors)
+        if self.gate_reads_vectors:
+            vectors = self.gate_norm(pooled.detach() if self.pooling == "evidence" else pooled)
+        else:  # zeros in their place: the gate's layout is the same either way
+            vectors = pooled.new_zeros(pooled.shape)
         parts = vectors if evidence is None else torch.cat([vectors, evidence], 2)
         slots[:, cols] = parts * has[:, :, None]
         flags[:, cols] = has.to(pooled.dtype)
@@ -188,16 +187,16 @@ class AttentionFusion(nn.Module):
         return scores[:, cols]
 
     @torch.no_grad()
-    def _evidence(self, pooled: torch.Tensor, has: torch.Tensor, inputs: dict[str, Tokens] | None = None,
-                  present: list[str] | None = None) -> torch.Tensor:
+    def _evidence(self, pooled: torch.Tensor, has: torch.Tensor, inputs: dict[str, Tokens],
+                  present: list[str]) -> torch.Tensor:
         """(B, P, H): per present modality and head, what the quick prediction's top class loses without it.
 
         The quick prediction is the heads on the plain mean of the pooled vectors (B, P, D);
         "without m" leaves v_m out of that mean (where something else remains; 0 where m is
         the only input or absent). The cross-modal attention is not re-run, so what m passed
         to the other modalities' vectors stays in: a cheap, partial measurement. With
-        ``FusionConfig.evidence_reattend`` (and ``inputs``, ``present`` given) it is re-run
-        without m instead: the exact leave-one-out, one more attention pass per modality.
+        ``FusionConfig.evidence_reattend`` the attention over ``inputs`` (the present modalities
+        ``present``) is re-run without m instead: the exact leave-one-out, one more pass per modality.
         """
         assert self.probe is not None, "evidence pooling needs fusion.probe (set by MultimodalModel)"
 
@@ -213,7 +212,7 @@ class AttentionFusion(nn.Module):
             others = torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1)  # (B,) something left without m
             if not bool(others.any()):
                 continue
-            if self.reattend and inputs is not None:  # the exact leave-one-out: attention re-run without m
+            if self.reattend:  # the exact leave-one-out: attention re-run without m
                 m = present[j]
                 without = {**inputs, m: inputs[m].keep_rows(~others)}  # m removed wherever something remains
                 pooled_w, has_w, _, _ = self._pool_inside_modalities(*self._attend(without))

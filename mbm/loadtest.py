@@ -82,7 +82,8 @@ def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = 
     done = sum(len(v) for v in latencies.values())
     every = np.array([x for v in latencies.values() for x in v]) if done else np.zeros(1)
     result = {"clients": clients, "requests_per_client": requests, "client_ssl_verify": ssl_verify,
-              "completed": done, "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1), "throughput_rps": round(done / wall, 2),
+              "completed": done, "errors": len(errors), "error_samples": errors[:5], "wall_s": round(wall, 1),
+              "throughput_rps": round(done / wall, 2),
               "p50_ms": round(float(np.median(every)), 1), "p95_ms": round(float(np.percentile(every, 95)), 1),
               "cold_start_s": round(cold_start, 2),
               "server_cpu_ms_per_request": round(server_cpu * 1000 / max(done, 1), 1),

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
+from mbm.config import POOLINGS, EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, load_photo_pool
@@ -45,8 +45,7 @@ def seed_everything(seed: int) -> None:
 
 
 def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
-                        band_norm: bool = True, pooling: str = "tokens", gate_reads_vectors: bool = True,
-                        evidence_reattend: bool = False) -> Checkpoint:
+                        band_norm: bool = True, fusion_cfg: FusionConfig | None = None) -> Checkpoint:
     seed_everything(train.seed)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
@@ -64,8 +63,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
     cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
-    cfg.fusion = FusionConfig(pooling=pooling, gate_reads_vectors=gate_reads_vectors,
-                              evidence_reattend=evidence_reattend)
+    cfg.fusion = fusion_cfg or FusionConfig()
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
@@ -153,11 +151,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="weight of the loss asking the modality weights to be softmax(removal effect / T)")
     parser.add_argument("--effect-temperature", type=float, default=TrainConfig.effect_temperature,
                         help="T of that loss")
-    parser.add_argument("--pooling", choices=("tokens", "modality", "joint", "evidence"), default="tokens",
+    parser.add_argument("--pooling", choices=POOLINGS, default="tokens",
                         help="fusion pooling (mbm.fusion): one softmax over all tokens, per modality, "
                              "per modality weighed jointly, or jointly from each input's measured evidence")
     parser.add_argument("--gate-evidence-only", action="store_true",
-                        help="joint / evidence pooling: the gate sees only the evidence, not the pooled vectors")
+                        help="evidence pooling: the gate sees only the evidence, not the pooled vectors")
     parser.add_argument("--evidence-reattend", action="store_true",
                         help="evidence pooling: re-run the cross-modal attention without each input (exact, slower)")
     parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
@@ -180,6 +178,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.mel_warp < 1:
         parser.error(f"--mel-warp is a relative stretch: expected 0 <= value < 1, got {args.mel_warp}")
+    fusion_cfg = FusionConfig(pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only,
+                              evidence_reattend=args.evidence_reattend)
+    try:
+        fusion_cfg.validate()
+    except ValueError as e:
+        parser.error(f"{e} (--pooling evidence)")
     torch.set_num_threads(args.threads)
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
@@ -189,8 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,
-                               pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only,
-                               evidence_reattend=args.evidence_reattend)
+                               fusion_cfg=fusion_cfg)
     print(json.dumps(ckpt.metrics["heldout"], indent=1))
     print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
 

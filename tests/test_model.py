@@ -268,3 +268,16 @@ def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_con
         assert evidence[0, present.index("image"), k].item() == pytest.approx(expected.item(), abs=1e-5)
     assert torch.all(evidence[1, present.index("text")] == 0)  # row 1 has no text
     assert torch.all(evidence[2] == 0)  # row 2 has audio only: nothing to leave out
+
+
+@pytest.mark.parametrize("fusion, message", [
+    ({"pooling": "nonsense"}, "unknown fusion pooling"),
+    ({"pooling": "joint", "gate_reads_vectors": False}, "needs evidence pooling"),
+    ({"pooling": "tokens", "evidence_reattend": True}, "needs evidence pooling"),
+])
+def test_fusion_options_that_mean_nothing_are_refused(tiny_config, fusion, message):
+    cfg = tiny_config()
+    for key, value in fusion.items():
+        setattr(cfg.fusion, key, value)
+    with pytest.raises(ValueError, match=message):
+        MultimodalModel(cfg)

@@ -1,4 +1,4 @@
-"""The training command refuses out-of-range options with a one-line usage error, before any work."""
+"""The training command refuses out-of-range or meaningless options with a one-line usage error, before any work."""
 
 from __future__ import annotations
 
@@ -7,19 +7,24 @@ import pytest
 from mbm.train import main
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--real-share", "1.5", "--real-share is a share: expected 0..1"),
-    ("--real-share", "-0.1", "--real-share is a share: expected 0..1"),
-    ("--heavy-dropout-share", "2", "--heavy-dropout-share is a share: expected 0..1"),
-    ("--rank-weight", "-1", "--rank-weight must be >= 0"),
-    ("--rank-margin", "-0.2", "--rank-margin must be >= 0"),
-    ("--effect-weight", "-1", "--effect-weight must be >= 0"),
-    ("--effect-temperature", "0", "--effect-temperature must be > 0"),
-    ("--mel-warp", "1", "--mel-warp is a relative stretch"),
-    ("--mel-warp", "abc", "invalid float value"),
+@pytest.mark.parametrize("flags, message", [
+    (["--real-share", "1.5"], "--real-share is a share: expected 0..1"),
+    (["--real-share", "-0.1"], "--real-share is a share: expected 0..1"),
+    (["--heavy-dropout-share", "2"], "--heavy-dropout-share is a share: expected 0..1"),
+    (["--rank-weight", "-1"], "--rank-weight must be >= 0"),
+    (["--rank-margin", "-0.2"], "--rank-margin must be >= 0"),
+    (["--effect-weight", "-1"], "--effect-weight must be >= 0"),
+    (["--effect-temperature", "0"], "--effect-temperature must be > 0"),
+    (["--mel-warp", "1"], "--mel-warp is a relative stretch"),
+    (["--mel-warp", "abc"], "invalid float value"),
+    # gate options only evidence pooling uses
+    (["--gate-evidence-only"], "needs evidence pooling (--pooling evidence)"),
+    (["--pooling", "joint", "--gate-evidence-only"], "needs evidence pooling"),
+    (["--evidence-reattend"], "re-running the attention for the evidence needs evidence pooling"),
+    (["--pooling", "nonsense"], "invalid choice"),
 ])
-def test_out_of_range_training_options_are_usage_errors(tmp_path, capsys, flag, value, message):
+def test_bad_training_options_are_usage_errors(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--scenario", "voice_control", "--data", str(tmp_path), flag, value])
+        main(["--scenario", "voice_control", "--data", str(tmp_path), *flags])
     assert exit_info.value.code == 2  # argparse's usage error, not a traceback
     assert message in capsys.readouterr().err
