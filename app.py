@@ -485,7 +485,8 @@ unseen phrasings) with the shipped checkpoint, {_plain(str(r.get('created', '?')
 image-only predictions) **{_fmt(r.get('late_fusion_action_accuracy'))}** action accuracy on audio + image;
 with a typed command {_fmt(r.get('action_accuracy_with_text'))} vs {_fmt(r.get('late_fusion_action_accuracy_with_text'))}.
 Faithfulness: weight/effect Spearman {_fmt(r.get('weight_effect_spearman'))} (target ≥ 0.8),
-noised-weight drop {_fmt(r.get('noised_weight_drop'))} (target ≥ 0.5); definitions in `docs/explanations.md`.
+noised-weight drop {_fmt(r.get('noised_weight_drop'))} (target ≥ 0.5; with kinds of noise training never used
+{_fmt(r.get('noised_weight_drop_unseen_noise'))}); definitions in `docs/explanations.md`.
 
 <small>The numbers come from `assets/voice_control/eval_results.json`, written by
 `{r.get('command') or EVAL_COMMAND}`.</small>

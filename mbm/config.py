@@ -137,5 +137,6 @@ class TrainConfig:
     rank_margin: float = 0.2  # wanted log-weight gap in that loss
     effect_weight: float = 0.0  # weight of mbm.removal_loss.removal_effect_loss (weights = softmax(effects))
     effect_temperature: float = 0.2  # temperature of that loss's target
+    noised_weight: float = 0.0  # weight of removal_loss.noised_input_weight_loss (noise gets ~0 weight)
     mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion

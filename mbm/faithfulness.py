@@ -28,7 +28,10 @@ Definitions (all over the triples, every modality present, unless said otherwise
   triples, W'_m = the same with m's input replaced by noise (audio: white noise
   through the same log-mel; image: uniform random pixels; text: random vocabulary
   words, same length), the other two clean. Relative drop (W_m - W'_m) / W_m,
-  averaged over the three modalities (each also reported).
+  averaged over the three modalities (each also reported). Training replaces inputs
+  by these same kinds of noise, so ``noised_weight_drop_unseen_noise`` repeats the
+  measure with kinds it never saw: pink (1/f) noise, smooth random colour blobs, and
+  a text of words it cannot read (every word ``<unk>``, same length).
 - ``late_fusion_action_accuracy``: over the audio + image pairs, the action
   argmax of the average of the audio-only and the image-only action distributions
   (each p(action) = sum p(device) p(word) of that single-modality run); compare with
@@ -54,7 +57,7 @@ import torch
 
 from mbm.config import MODALITIES
 from mbm.encoders import Tokens
-from mbm.preprocess import InputError, encode_text, log_mel, normalise_pixels
+from mbm.preprocess import UNK, InputError, encode_text, log_mel, normalise_pixels
 from mbm.data.augment import add_noise, snr_for_level
 from mbm.robustness import blur_image, occlude_image, typo_text
 from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs, make_typed_command
@@ -275,33 +278,59 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     # the same order question on the means (the issue's wording): rank of mean weight vs rank of mean drop
     out["weight_effect_spearman_of_means"] = _spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
 
-    # weights when a modality is replaced by noise
+    # weights when a modality is replaced by noise: the kind training also used, then kinds it never saw
     g = torch.Generator().manual_seed(NOISE_SEED)
     n_noise = 64
-    noise_in = {
+    trained_noise = {
         "audio": log_mel(torch.randn(n_noise, waves.shape[1], generator=g) * 0.1, cfg.audio),
         "image": normalise_pixels(torch.rand(n_noise, *pixels.shape[1:], generator=g) * 255),
         "text": _random_text(ids[keep], len(ckpt.vocab), g),
     }
-    rel = {}
-    for k, m in enumerate(MODALITIES):
-        noisy = dict(tok)
-        noisy[m] = encode(model, m, noise_in[m])
-        rows = dict(rows_tri)
-        rows[m] = torch.arange(len(tri)) % noisy[m].tokens.shape[0]
-        _, w_noise, _ = fuse(model, noisy, rows, index, MODALITIES)
-        clean, noised = float(w_all[:, k].mean()), float(w_noise[:, k].mean())
-        rel[m] = {"clean": round(clean, 4), "noised": round(noised, 4),
-                  "relative_drop": round((clean - noised) / clean, 4) if clean > 0 else None}
-    drops_rel = [v["relative_drop"] for v in rel.values() if v["relative_drop"] is not None]
-    out["noised_weight_drop"] = round(float(np.mean(drops_rel)), 4) if drops_rel else None
-    out["noised_weight_drop_by_modality"] = rel
+    unseen_noise = {
+        "audio": log_mel(_pink_noise(n_noise, waves.shape[1], g), cfg.audio),
+        "image": normalise_pixels(_colour_blobs(n_noise, pixels.shape[-1], g)),
+        "text": torch.where(ids[keep] != 0, ckpt.vocab.index(UNK), 0),  # a text of words it cannot read
+    }
+    for key, noise_in in (("noised_weight_drop", trained_noise), ("noised_weight_drop_unseen_noise", unseen_noise)):
+        rel = _weight_drop_under_noise(model, tok, rows_tri, index, w_all, noise_in)
+        drops_rel = [v["relative_drop"] for v in rel.values() if v["relative_drop"] is not None]
+        out[key] = round(float(np.mean(drops_rel)), 4) if drops_rel else None
+        out[f"{key}_by_modality"] = rel
 
     if curves:
         sel = torch.linspace(0, len(tri) - 1, min(CURVE_SAMPLES, len(tri))).round().long()
         out["robustness"] = robustness_curves(model, ckpt, tok, waves, shown, [texts[k] for k in sel.tolist()],
                                               {m: r[sel] for m, r in rows_tri.items()}, truth_tri[sel], index)
     return out
+
+
+def _weight_drop_under_noise(model, tok: dict[str, Tokens], rows: dict[str, torch.Tensor], index: torch.Tensor,
+                             w_clean: torch.Tensor, noise_in: dict[str, torch.Tensor]) -> dict:
+    """Per modality: mean weight clean, mean weight with that input replaced by ``noise_in``, relative drop."""
+    rel = {}
+    for k, m in enumerate(MODALITIES):
+        noisy = dict(tok)
+        noisy[m] = encode(model, m, noise_in[m])
+        noisy_rows = dict(rows)
+        noisy_rows[m] = torch.arange(len(w_clean)) % noisy[m].tokens.shape[0]  # noise samples reused cyclically
+        _, w_noise, _ = fuse(model, noisy, noisy_rows, index, MODALITIES)
+        clean, noised = float(w_clean[:, k].mean()), float(w_noise[:, k].mean())
+        rel[m] = {"clean": round(clean, 4), "noised": round(noised, 4),
+                  "relative_drop": round((clean - noised) / clean, 4) if clean > 0 else None}
+    return rel
+
+
+def _pink_noise(n: int, samples: int, g: torch.Generator) -> torch.Tensor:
+    """(n, samples) 1/f noise (training only ever replaces audio by white noise)."""
+    spec = torch.fft.rfft(torch.randn(n, samples, generator=g))
+    freqs = torch.arange(spec.shape[1]).clamp_min(1).float()
+    return torch.fft.irfft(spec / freqs.sqrt(), n=samples) * 0.1
+
+
+def _colour_blobs(n: int, size: int, g: torch.Generator) -> torch.Tensor:
+    """(n, 3, size, size) smooth random colour fields in 0..255 (training only uses per-pixel noise)."""
+    coarse = torch.rand(n, 3, 4, 4, generator=g) * 255
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
 
 
 def _random_text(ids: torch.Tensor, vocab_size: int, g: torch.Generator) -> torch.Tensor:

@@ -19,6 +19,11 @@ so the loss also teaches the attention to look away from it (``removal_rank_loss
 ``removal_effect_loss`` asks for the same with one listwise target per sample: the
 weights should be ``softmax(drop / T)`` of the measured drops in p(true). Both use
 ``true_prob_without_each`` for the measurement.
+
+``noised_input_weight_loss`` needs no measurement: an input that training replaced by
+noise (labels unchanged) carries nothing, so its weight should be near 0. The task loss
+alone lets the fusion ignore such an input through its values while still weighing it;
+this loss asks the weight itself to say so.
 """
 
 from __future__ import annotations
@@ -85,6 +90,20 @@ def removal_effect_loss(model, tokens: dict[str, Tokens], modality_weights: torc
     target = effect.masked_fill(~present, float("-inf")).softmax(1)  # (B, M), 0 where absent
     log_w = modality_weights.clamp_min(1e-6).log()
     return -(target * log_w).sum(1)[rankable].mean()
+
+
+def noised_input_weight_loss(modality_weights: torch.Tensor, noised: dict[str, torch.Tensor],
+                             modalities: tuple[str, ...]) -> torch.Tensor:
+    """Mean modality weight of the inputs that were replaced by noise; 0 when none were.
+
+    Args:
+        modality_weights: (B, M) fusion weights, in ``modalities`` order.
+        noised: modality -> (B,) bool, True where that input is present but is noise.
+    """
+    mask = torch.stack([noised[m] for m in modalities], 1)  # (B, M)
+    if not mask.any():
+        return modality_weights.sum() * 0.0  # keeps the graph (and the dtype) for the caller's sum
+    return modality_weights[mask].mean()
 
 
 def true_prob_without_each(model, tokens: dict[str, Tokens],

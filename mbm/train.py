@@ -30,7 +30,7 @@ from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, lo
 from mbm.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
-from mbm.removal_loss import removal_effect_loss, removal_rank_loss
+from mbm.removal_loss import noised_input_weight_loss, removal_effect_loss, removal_rank_loss
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
 
@@ -88,7 +88,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
             loss_device, loss_word = losses.get("device", loss), losses.get("word", loss)
         else:
             # Fusion: every modality present or not per sample (modality dropout), some replaced by noise.
-            inputs, present, targets = sampler.sample(train.batch_size)
+            inputs, present, targets, noised = sampler.sample(train.batch_size)
             tokens = model.encode(inputs, present)
             fusion = model.fusion(tokens)
             logits = model.forward_head(fusion.fused)
@@ -110,6 +110,10 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                 # The modality weights should follow the measured effect of removing each input.
                 loss = loss + train.effect_weight * removal_effect_loss(
                     model, tokens, fusion.modality_weights, true_action_prob, temperature=train.effect_temperature)
+            if train.noised_weight > 0:
+                # An input replaced by noise tells nothing: its weight should say so.
+                loss = loss + train.noised_weight * noised_input_weight_loss(fusion.modality_weights, noised,
+                                                                             model.modalities)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -164,16 +168,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of typed texts with a word-dropout rate drawn from 0..1")
     parser.add_argument("--real-share", type=float, default=TrainConfig.real_share,
                         help="chance a training clip is a real recording of its word rather than synthetic")
+    parser.add_argument("--noise-modality", type=float, default=TrainConfig.noise_modality,
+                        help="chance a present input is replaced by noise in fusion batches (labels unchanged)")
+    parser.add_argument("--noised-weight", type=float, default=TrainConfig.noised_weight,
+                        help="weight of the loss asking inputs replaced by noise for ~0 modality weight (0 = off)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
-    for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share)):
+    for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share),
+                        ("--noise-modality", args.noise_modality)):
         if not 0 <= value <= 1:
             parser.error(f"{flag} is a share: expected 0..1, got {value}")
     if args.effect_temperature <= 0:
         parser.error(f"--effect-temperature must be > 0, got {args.effect_temperature}")
     for flag, value in (("--rank-weight", args.rank_weight), ("--rank-margin", args.rank_margin),
-                        ("--effect-weight", args.effect_weight)):
+                        ("--effect-weight", args.effect_weight), ("--noised-weight", args.noised_weight)):
         if value < 0:
             parser.error(f"{flag} must be >= 0, got {value}")
     if not 0 <= args.mel_warp < 1:
@@ -189,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
                         real_share=args.real_share, effect_weight=args.effect_weight,
-                        effect_temperature=args.effect_temperature)
+                        effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
+                        noised_weight=args.noised_weight)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

@@ -428,5 +428,6 @@ def accuracy_table(results: dict) -> list[list]:
             ["late fusion: audio + image + typed text", r.get("late_fusion_action_accuracy_with_text")]]
     rows += [[f"subset: {k}", v] for k, v in (r.get("action_accuracy_by_subset") or {}).items()]
     rows += [["weight_effect_spearman", r.get("weight_effect_spearman")],
-             ["noised_weight_drop", r.get("noised_weight_drop")]]
+             ["noised_weight_drop", r.get("noised_weight_drop")],
+             ["noised_weight_drop_unseen_noise", r.get("noised_weight_drop_unseen_noise")]]
     return [[k, None if v is None else round(float(v), 4)] for k, v in rows]

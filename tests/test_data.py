@@ -239,7 +239,7 @@ def test_sampler_batches_fit_the_model(tiny_config):
     from mbm.model import MultimodalModel
 
     sampler, cfg = _sampler(tiny_config)
-    inputs, present, targets = sampler.sample(8)
+    inputs, present, targets, noised = sampler.sample(8)
     assert inputs["audio"].shape == (8, cfg.audio.n_mels, cfg.audio.num_frames)
     assert inputs["image"].shape == (8, 3, cfg.image.size, cfg.image.size)
     assert inputs["text"].shape[0] == 8 and inputs["text"].shape[1] <= cfg.text.max_tokens
@@ -258,10 +258,21 @@ def test_sampler_batches_fit_the_model(tiny_config):
 def test_sampler_is_seeded(tiny_config):
     a, _ = _sampler(tiny_config, seed=1)
     b, _ = _sampler(tiny_config, seed=1)
-    xa, pa, ta = a.sample(4)
-    xb, pb, tb = b.sample(4)
+    xa, pa, ta, na = a.sample(4)
+    xb, pb, tb, nb = b.sample(4)
     assert all(torch.equal(xa[m], xb[m]) for m in xa)
     assert all(torch.equal(pa[m], pb[m]) for m in pa) and torch.equal(ta["word"], tb["word"])
+    assert all(torch.equal(na[m], nb[m]) for m in na)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_sampler_says_which_present_inputs_are_noise(tiny_config, rate):
+    sampler, cfg = _sampler(tiny_config)
+    sampler.train = TrainConfig(noise_modality=rate)
+    inputs, present, targets, noised = sampler.sample(16)
+    for m in present:
+        assert torch.equal(noised[m], present[m] if rate == 1.0 else torch.zeros(16, dtype=torch.bool))
+    assert all(present[m].any() for m in present)  # the check above was not vacuous
 
 
 def test_sampler_refuses_a_word_without_clips(tiny_config):

@@ -36,7 +36,11 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
     assert sum(g["weight_effect_spearman_n"] for g in groups.values()) == out["weight_effect_spearman_n"]
     assert all(g["weight_effect_spearman"] is None or -1.0 <= g["weight_effect_spearman"] <= 1.0
                for g in groups.values())
-    assert isinstance(out["noised_weight_drop"], float)
+    for key in ("noised_weight_drop", "noised_weight_drop_unseen_noise"):
+        per = [v["relative_drop"] for v in out[f"{key}_by_modality"].values()]
+        assert set(out[f"{key}_by_modality"]) == {"audio", "image", "text"}
+        assert abs(out[key] - np.mean(per)) < 1e-3  # the mean over the three modalities
+    assert out["noised_weight_drop_by_modality"] != out["noised_weight_drop_unseen_noise_by_modality"]
     assert 0.0 <= out["late_fusion_action_accuracy"] <= 1.0
     assert set(out["action_accuracy_by_subset"]) == {"audio", "image", "text", "audio+image", "audio+text",
                                                      "image+text", "audio+image+text"}
@@ -151,3 +155,32 @@ def test_removal_effect_loss_targets_only_present_modalities():
     single = removal_effect_loss(model, _tokens([(True, False, False)]), w[1:], _true_prob)
     assert single.item() == 0.0 and single.requires_grad
 
+
+
+def test_noised_input_weight_loss_is_the_mean_weight_of_noised_inputs_and_lowers_it():
+    from mbm.removal_loss import noised_input_weight_loss
+
+    modalities = ("audio", "image", "text")
+    w = torch.tensor([[0.2, 0.5, 0.3], [0.6, 0.4, 0.0]], requires_grad=True)
+    noised = {"audio": torch.tensor([True, False]), "image": torch.tensor([False, True]),
+              "text": torch.tensor([False, False])}
+    loss = noised_input_weight_loss(w, noised, modalities)
+    assert abs(loss.item() - (0.2 + 0.4) / 2) < 1e-6
+    loss.backward()
+    # only the noised entries are pushed down
+    assert torch.equal(w.grad, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]))
+    none = noised_input_weight_loss(w, {m: torch.zeros(2, dtype=torch.bool) for m in modalities}, modalities)
+    assert none.item() == 0.0 and none.requires_grad
+
+
+def test_unseen_noise_kinds_differ_from_the_training_noise():
+    from mbm.faithfulness import _colour_blobs, _pink_noise
+
+    g = torch.Generator().manual_seed(0)
+    power = torch.fft.rfft(_pink_noise(8, 16000, g)).abs().pow(2).mean(0)  # (8001,)
+    assert power[10:100].mean() > 20 * power[4000:8000].mean()  # 1/f: far more low than high frequency
+    blobs = _colour_blobs(4, 64, g)
+    assert blobs.shape == (4, 3, 64, 64) and 0 <= float(blobs.min()) and float(blobs.max()) <= 255
+    step = (blobs[..., 1:] - blobs[..., :-1]).abs().mean()
+    white = torch.rand(4, 3, 64, 64, generator=g) * 255
+    assert step < 0.1 * (white[..., 1:] - white[..., :-1]).abs().mean()  # smooth, unlike per-pixel noise

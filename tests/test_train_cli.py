@@ -10,10 +10,12 @@ from mbm.train import main
 @pytest.mark.parametrize("flags, message", [
     (["--real-share", "1.5"], "--real-share is a share: expected 0..1"),
     (["--real-share", "-0.1"], "--real-share is a share: expected 0..1"),
+    (["--noise-modality", "1.2"], "--noise-modality is a share: expected 0..1"),
     (["--heavy-dropout-share", "2"], "--heavy-dropout-share is a share: expected 0..1"),
     (["--rank-weight", "-1"], "--rank-weight must be >= 0"),
     (["--rank-margin", "-0.2"], "--rank-margin must be >= 0"),
     (["--effect-weight", "-1"], "--effect-weight must be >= 0"),
+    (["--noised-weight", "-1"], "--noised-weight must be >= 0"),
     (["--effect-temperature", "0"], "--effect-temperature must be > 0"),
     (["--mel-warp", "1"], "--mel-warp is a relative stretch"),
     (["--mel-warp", "abc"], "invalid float value"),

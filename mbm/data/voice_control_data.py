@@ -84,15 +84,16 @@ class VoiceControlSampler:
         missing = [WORDS[w] for w, ids in enumerate(self.clips_by_word) if not ids]
         assert not missing, f"no training clips for words {missing}"
 
-    def _text_ids(self, device: str, word: str) -> list[int]:
-        """Token ids of a typed command for (device, word); some words become <unk>, some texts noise.
+    def _text_ids(self, device: str, word: str) -> tuple[list[int], bool]:
+        """Token ids of a typed command for (device, word), and whether they are noise instead.
 
-        Unknown words teach the model to read past phrasings it never saw; a text of random
-        words (labels unchanged) teaches the attention to look away from text that says nothing.
+        Some words become <unk>: that teaches the model to read past phrasings it never saw.
+        Some texts are random words (labels unchanged): that teaches the attention to look
+        away from text that says nothing.
         """
         t = self.train
         if self.rng.random() < t.noise_modality:
-            return [self.rng.randrange(2, len(self.vocab)) for _ in range(self.rng.randint(1, 6))]
+            return [self.rng.randrange(2, len(self.vocab)) for _ in range(self.rng.randint(1, 6))], True
         r = self.rng.random()
         names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
         cmd = make_typed_command(self.rng, device, word, names_device, names_word)
@@ -102,7 +103,7 @@ class VoiceControlSampler:
         rate = t.word_dropout
         if t.heavy_dropout_share > 0 and self.rng.random() < t.heavy_dropout_share:
             rate = self.rng.random()
-        return [UNK_ID if self.rng.random() < rate else i for i in ids]
+        return [UNK_ID if self.rng.random() < rate else i for i in ids], False
 
     def _clip(self, word: int) -> int:
         """A clip of ``word``; real recordings are drawn more often than their share of the pool."""
@@ -127,7 +128,7 @@ class VoiceControlSampler:
             images = augment.augment_images(self.photos.pixels[ids].float(), self.image_cfg.size, self.g)
             inputs = {"image": normalise_pixels(images)}
         else:
-            inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])
+            inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])[0]
                                          for d, w in zip(devices, words)])}
         return inputs, {"device": devices, "word": words}
 
@@ -144,9 +145,13 @@ class VoiceControlSampler:
         return ids
 
     def sample(self, batch_size: int):
-        """Returns (inputs, present, targets) with targets {"device", "word"} index tensors."""
+        """Returns (inputs, present, targets, noised).
+
+        ``targets`` holds {"device", "word"} index tensors; ``present`` and ``noised`` hold a
+        (B,) bool mask per modality: the input is there / the input is there but is noise.
+        """
         t = self.train
-        devices, words, clip_ids, photo_ids, texts = [], [], [], [], []
+        devices, words, clip_ids, photo_ids, texts, noise_text = [], [], [], [], [], []
         present = {m: torch.zeros(batch_size, dtype=torch.bool) for m in ("audio", "image", "text")}
         for i in range(batch_size):
             if self.rng.random() < t.unsupported_share:
@@ -158,7 +163,9 @@ class VoiceControlSampler:
             words.append(w)
             clip_ids.append(self._clip(w))
             photo_ids.append(self.rng.choice(self.photos_by_device[d]))
-            texts.append(self._text_ids(DEVICES[d], WORDS[w]))
+            ids, is_noise = self._text_ids(DEVICES[d], WORDS[w])
+            texts.append(ids)
+            noise_text.append(is_noise)
             keep = {"audio": self.rng.random() < t.modality_keep, "image": self.rng.random() < t.modality_keep,
                     "text": self.rng.random() < t.text_keep}
             if not any(keep.values()):
@@ -177,4 +184,5 @@ class VoiceControlSampler:
             images[noise_image] = torch.rand(int(noise_image.sum()), *images.shape[1:], generator=self.g) * 255
         inputs = {"audio": self._mel(waves), "image": normalise_pixels(images), "text": self._pad(texts)}
         targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
-        return inputs, present, targets
+        noised = {"audio": noise_audio, "image": noise_image, "text": present["text"] & torch.tensor(noise_text)}
+        return inputs, present, targets, noised
