@@ -156,7 +156,6 @@ def test_removal_effect_loss_targets_only_present_modalities():
     assert single.item() == 0.0 and single.requires_grad
 
 
-
 def test_noised_input_weight_loss_is_the_mean_weight_of_noised_inputs_and_lowers_it():
     from mbm.removal_loss import noised_input_weight_loss
 
