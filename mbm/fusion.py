@@ -3,7 +3,7 @@
 All modalities' tokens are concatenated into one sequence. A cross-modal
 attention layer lets every token attend to the tokens of every present modality
 (how the modalities and the tokens inside them relate). A learned query then
-pools the tokens, in one of three ways (``FusionConfig.pooling``):
+pools the tokens, in one of four ways (``FusionConfig.pooling``):
 
 ``"tokens"`` (one softmax over every present token):
 
