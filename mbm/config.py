@@ -132,6 +132,7 @@ class TrainConfig:
     heavy_dropout_share: float = 0.0  # share of texts whose word-dropout rate is drawn from 0..1 instead
     unsupported_share: float = 0.1  # share of training commands outside the action table
     tts_per_word: int = 450  # synthetic clips per command word
+    muffle_share: float = 0.0  # chance a training clip is low-passed (a dull microphone), see augment.muffle
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
     rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
     rank_margin: float = 0.2  # wanted log-weight gap in that loss

@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
     parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
                         help="share of typed texts with a word-dropout rate drawn from 0..1")
+    parser.add_argument("--muffle", type=float, default=TrainConfig.muffle_share,
+                        help="chance a training clip is low-passed at 0.8-3 kHz (dull microphones; 0 = off)")
     parser.add_argument("--real-share", type=float, default=TrainConfig.real_share,
                         help="chance a training clip is a real recording of its word rather than synthetic")
     parser.add_argument("--noise-modality", type=float, default=TrainConfig.noise_modality,
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
     for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share),
-                        ("--noise-modality", args.noise_modality)):
+                        ("--noise-modality", args.noise_modality), ("--muffle", args.muffle)):
         if not 0 <= value <= 1:
             parser.error(f"{flag} is a share: expected 0..1, got {value}")
     if args.effect_temperature <= 0:
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
                         real_share=args.real_share, effect_weight=args.effect_weight,
                         effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
-                        noised_weight=args.noised_weight)
+                        noised_weight=args.noised_weight, muffle_share=args.muffle)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

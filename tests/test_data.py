@@ -317,3 +317,29 @@ def test_mel_warp_stretches_the_frequency_axis_only():
     assert not torch.allclose(column, mel[:, :, 0])  # but stretched
     ratio = column[:, 1:20] / torch.arange(1.0, 20.0)  # output band f reads band f / factor
     assert ((ratio > 1 / 1.2 - 1e-3) & (ratio < 1 / 0.8 + 1e-3)).all()
+
+
+def test_muffle_dulls_high_frequencies_and_is_off_by_default():
+    from mbm.data.augment import augment_audio, muffle
+
+    sr, n = 16000, 16000
+    t = torch.arange(n) / sr
+    tones = torch.stack([torch.sin(2 * torch.pi * 300 * t), torch.sin(2 * torch.pi * 5000 * t)])  # low, high
+    out = muffle(tones, torch.full((2,), 1000.0), torch.full((2,), 4.0), sr)
+    low_gain, high_gain = (out.pow(2).mean(1) / tones.pow(2).mean(1)).sqrt().tolist()
+    assert low_gain > 0.99  # 300 Hz passes
+    assert high_gain < 2e-3  # 5 kHz, order 4 from 1 kHz: (1 + 5 ** 8) ** -0.5 = 0.0016
+    gentle = muffle(tones, torch.full((2,), 1000.0), torch.full((2,), 1.0), sr)
+    assert 0.15 < float((gentle[1].pow(2).mean() / tones[1].pow(2).mean()).sqrt()) < 0.25  # 1 / sqrt(26)
+
+    waves = torch.randn(8, n) * 0.1
+    plain = augment_audio(waves, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, augment_audio(waves, torch.Generator().manual_seed(3), muffle_share=0.0))
+    dull = augment_audio(waves, torch.Generator().manual_seed(3), muffle_share=1.0)
+    assert not torch.allclose(plain, dull)
+
+    def high_share(x):  # energy share above 4 kHz (bins are 1 Hz apart)
+        spectrum = torch.fft.rfft(x).abs().pow(2)
+        return float((spectrum[:, 4000:].sum(1) / spectrum.sum(1)).mean())
+
+    assert high_share(dull) < 0.5 * high_share(plain)

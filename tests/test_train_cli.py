@@ -11,6 +11,7 @@ from mbm.train import main
     (["--real-share", "1.5"], "--real-share is a share: expected 0..1"),
     (["--real-share", "-0.1"], "--real-share is a share: expected 0..1"),
     (["--noise-modality", "1.2"], "--noise-modality is a share: expected 0..1"),
+    (["--muffle", "1.5"], "--muffle is a share: expected 0..1"),
     (["--heavy-dropout-share", "2"], "--heavy-dropout-share is a share: expected 0..1"),
     (["--rank-weight", "-1"], "--rank-weight must be >= 0"),
     (["--rank-margin", "-0.2"], "--rank-margin must be >= 0"),

@@ -1,7 +1,8 @@
 """Batch augmentation for training (and the corruptions used to probe robustness).
 
-Audio: time shift, speed change, phone-band filtering, reverberation, additive
-noise at a random SNR, then SpecAugment on the log-mel. Images: random crop and
+Audio: time shift, speed change, phone-band filtering, optionally muffling (a
+random low-pass roll-off), reverberation, additive noise at a random SNR, then
+SpecAugment on the log-mel. Images: random crop and
 scale, flip, colour/contrast jitter, grey, blur by down-and-up scaling (so image
 resolution cannot reveal the photo's source), occlusion.
 All functions take and return batched tensors and a ``torch.Generator``.
@@ -35,8 +36,26 @@ def add_noise(wave: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator) -> t
     return wave + noise * scale
 
 
-def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """(B, N) clean waveforms -> augmented (B, N)."""
+def muffle(wave: torch.Tensor, cutoff_hz: torch.Tensor, order: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(B, N) waveforms through a Butterworth-shaped low-pass magnitude response (zero phase).
+
+    ``cutoff_hz`` and ``order`` are (B,): gain(f) = 1 / sqrt(1 + (f / cutoff) ** (2 * order)). Order 1
+    at ~1 kHz is a gentle tilt (a dull microphone); order 4 at 1-3 kHz removes most fricative energy.
+    """
+    n = wave.shape[1]
+    freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate)  # (N // 2 + 1,) Hz
+    gain = (1 + (freqs[None] / cutoff_hz[:, None]) ** (2 * order[:, None])).rsqrt()  # (B, N // 2 + 1)
+    return torch.fft.irfft(torch.fft.rfft(wave) * gain, n=n)
+
+
+def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0, muffle_share: float = 0.0,
+                  sample_rate: int = 16000) -> torch.Tensor:
+    """(B, N) clean waveforms -> augmented (B, N).
+
+    ``muffle_share``: chance a clip is muffled (:func:`muffle`, cutoff 0.8-3 kHz, order 1-4) before
+    reverberation and noise, as recordings from dull microphones are. 0 draws no random numbers
+    for it, so the other augmentations are exactly those of a run without the option.
+    """
     b, n = wave.shape
     out = wave.clone()
     # speed / pitch: resample each clip by a factor in [0.85, 1.15], then crop/pad back to N
@@ -59,6 +78,13 @@ def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0)
     if phone.any():
         lo = F.avg_pool1d(out[phone][:, None], 2)
         out[phone] = F.interpolate(lo, size=n, mode="linear", align_corners=False)[:, 0]
+    if muffle_share > 0:
+        dull = _rand(g, b) < muffle_share * strength
+        if dull.any():
+            k = int(dull.sum())
+            cutoff = 800 + 2200 * _rand(g, k)
+            order = torch.randint(1, 5, (k,), generator=g).float()
+            out[dull] = muffle(out[dull], cutoff, order, sample_rate)
     # reverberation: convolve with a short decaying noise impulse response
     reverb = _rand(g, b) < 0.3 * strength
     if reverb.any():

@@ -121,7 +121,7 @@ class VoiceControlSampler:
         devices = torch.randint(len(DEVICES), (batch_size,), generator=self.g)
         words = torch.randint(len(WORDS), (batch_size,), generator=self.g)
         if modality == "audio":
-            waves = augment.augment_audio(self.audio.waves[[self._clip(int(w)) for w in words]], self.g)
+            waves = self._augment_audio([self._clip(int(w)) for w in words])
             inputs = {"audio": self._mel(waves)}
         elif modality == "image":
             ids = [self.rng.choice(self.photos_by_device[int(d)]) for d in devices]
@@ -131,6 +131,11 @@ class VoiceControlSampler:
             inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])[0]
                                          for d, w in zip(devices, words)])}
         return inputs, {"device": devices, "word": words}
+
+    def _augment_audio(self, clip_ids: list[int]) -> torch.Tensor:
+        """Clip ids -> (B, N) augmented waveforms."""
+        return augment.augment_audio(self.audio.waves[clip_ids], self.g, muffle_share=self.train.muffle_share,
+                                     sample_rate=self.audio_cfg.sample_rate)
 
     def _mel(self, waves: torch.Tensor) -> torch.Tensor:
         """(B, N) augmented waveforms -> (B, n_mels, F) log-mels, warped and SpecAugmented."""
@@ -173,7 +178,7 @@ class VoiceControlSampler:
             for m, k in keep.items():
                 present[m][i] = k
 
-        waves = augment.augment_audio(self.audio.waves[clip_ids], self.g)
+        waves = self._augment_audio(clip_ids)
         images = augment.augment_images(self.photos.pixels[photo_ids].float(), self.image_cfg.size, self.g)
         # Noise in place of a present input: the labels stay, so the input must be ignored.
         noise_audio = present["audio"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
