@@ -46,9 +46,16 @@ class MultimodalModel(nn.Module):
         })
         self.fusion.probe = self.head_probabilities  # for evidence pooling (mbm.fusion)
 
-    def encode(self, inputs: dict[str, torch.Tensor],
-               present: dict[str, torch.Tensor] | None = None) -> dict[str, Tokens]:
-        """Run the encoder of each given modality; ``present[m]`` (B,) masks out absent samples."""
+    def encode(self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None,
+               skip_absent: bool = False) -> dict[str, Tokens]:
+        """Run the encoder of each given modality; ``present[m]`` (B,) marks the samples that have it.
+
+        By default every encoder runs on every row and the absent rows are masked afterwards.
+        ``skip_absent=True`` runs each encoder on its present rows only (absent rows get zero
+        tokens with an all-False mask; a modality no sample has is left out): the same outputs
+        in eval mode, less work, and in training the absent rows stay out of BatchNorm's batch
+        statistics and out of the dropout random stream, so a seeded run differs.
+        """
         unknown = set(inputs) - set(self.modalities)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; expected some of {self.modalities}")
@@ -56,10 +63,19 @@ class MultimodalModel(nn.Module):
         for m in self.modalities:
             if m not in inputs:
                 continue
-            out = self.encoders[m](inputs[m])
-            if present is not None and m in present:
-                out = out.keep_rows(present[m])  # (B, T_m)
-            tokens[m] = out
+            keep = None if present is None or m not in present else present[m].bool()
+            if keep is None or bool(keep.all()) or not skip_absent:
+                out = self.encoders[m](inputs[m])
+                tokens[m] = out if keep is None else out.keep_rows(keep)  # (B, T_m)
+                continue
+            rows = torch.nonzero(keep).flatten()  # (K,) samples that have m
+            if len(rows) == 0:  # no sample has it: left out, as an input never given
+                continue
+            out = self.encoders[m](inputs[m][rows])  # (K, T_m, D)
+            batch_tokens = out.tokens.new_zeros(len(keep), *out.tokens.shape[1:])  # (B, T_m, D)
+            batch_mask = out.mask.new_zeros(len(keep), out.mask.shape[1])  # (B, T_m)
+            batch_tokens[rows], batch_mask[rows] = out.tokens, out.mask
+            tokens[m] = Tokens(batch_tokens, batch_mask)
         return tokens
 
     def forward_features(self, inputs: dict[str, torch.Tensor],

@@ -118,6 +118,50 @@ def test_masking_via_present_equals_leaving_the_modality_out(tiny_model, tiny_in
                 assert torch.allclose(masked.logits[name], missing.logits[name], atol=ATOL), subset
 
 
+def test_skipping_absent_rows_keeps_them_from_the_encoders_even_in_training(tiny_model, tiny_inputs):
+    """``skip_absent=True``, in train mode too (BatchNorm batch statistics): what an absent input holds
+    changes nothing, and each encoder runs on the rows that have its modality only."""
+    present = {"audio": torch.tensor([True, False, True]), "image": torch.tensor([False, True, True]),
+               "text": torch.tensor([True, True, False])}
+    seen = {}
+    hooks = [tiny_model.encoders[m].register_forward_hook(
+        lambda module, args, out, m=m: seen.__setitem__(m, args[0].shape[0])) for m in MODALITIES]
+    garbled = {m: x.clone() for m, x in tiny_inputs.items()}
+    for m, rows in present.items():  # absent rows filled with something else entirely
+        garbled[m][~rows] = 7 if m == "text" else 3.0
+    fused = []
+    for inputs in (tiny_inputs, garbled):
+        torch.manual_seed(0)  # the same dropout masks
+        fused.append(tiny_model.fusion(tiny_model.encode(inputs, present, skip_absent=True)))
+    for h in hooks:
+        h.remove()
+    assert seen == {m: int(rows.sum()) for m, rows in present.items()}
+    torch.testing.assert_close(fused[0].fused, fused[1].fused)
+    torch.testing.assert_close(fused[0].modality_weights, fused[1].modality_weights)
+
+
+def test_skipping_absent_rows_gives_the_same_tokens_in_eval_mode(tiny_model, tiny_inputs):
+    """Without ``skip_absent`` every row is encoded and the absent ones masked: in eval mode the present
+    rows' tokens are the same either way."""
+    present = {"audio": torch.tensor([True, False, True]), "image": torch.tensor([False, True, True]),
+               "text": torch.tensor([True, True, False])}
+    tiny_model.eval()
+    with torch.no_grad():
+        skipped, full = (tiny_model.encode(tiny_inputs, present, skip_absent=s) for s in (True, False))
+    for m in MODALITIES:
+        assert torch.equal(skipped[m].mask, full[m].mask)
+        rows = present[m]
+        torch.testing.assert_close(skipped[m].tokens[rows], full[m].tokens[rows])
+        assert skipped[m].tokens[~rows].abs().sum() == 0  # zero tokens where the input is absent
+
+
+def test_skipping_a_modality_no_sample_has_leaves_it_out(tiny_model, tiny_inputs):
+    present = {"audio": torch.ones(3, dtype=torch.bool), "image": torch.zeros(3, dtype=torch.bool),
+               "text": torch.tensor([True, False, True])}
+    assert set(tiny_model.encode(tiny_inputs, present, skip_absent=True)) == {"audio", "text"}
+    assert set(tiny_model.encode(tiny_inputs, present)) == {"audio", "image", "text"}  # masked, all False
+
+
 def test_forward_subsets_equals_running_each_subset_alone(tiny_model, tiny_inputs):
     """The predictor's shortcut (encoders once, fusion per subset) gives what separate runs give."""
     tiny_model.eval()
