@@ -136,6 +136,12 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         recalibrate_batchnorm(model, (sampler.sample_unimodal(m, 2 * train.batch_size)[0]
                                       for m in ("audio", "image") * BATCHNORM_BATCHES))
 
+    if train.reattend_after_training:
+        # Trained on the cheap evidence; evaluated and served with the exact one (attention re-run
+        # without each input). The weights are the same; only how the gate's evidence is measured changes.
+        cfg.fusion.evidence_reattend = True
+        model.fusion.reattend = True
+
     ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
                       state_dict=model.state_dict())
@@ -176,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="evidence pooling: the gate sees only the evidence, not the pooled vectors")
     parser.add_argument("--evidence-reattend", action="store_true",
                         help="evidence pooling: re-run the cross-modal attention without each input (exact, slower)")
+    parser.add_argument("--reattend-after-training", action="store_true",
+                        help="evidence pooling: train on the cheap evidence, then write the checkpoint with the "
+                             "exact one (--evidence-reattend) for evaluation and the app")
     parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
                         help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
     parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
@@ -216,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
         fusion_cfg.validate()
     except ValueError as e:
         parser.error(f"{e} (--pooling evidence)")
+    if args.reattend_after_training and (args.pooling != "evidence" or args.evidence_reattend):
+        parser.error("--reattend-after-training needs --pooling evidence without --evidence-reattend "
+                     "(which trains on the exact evidence already)")
     torch.set_num_threads(args.threads)
     train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
@@ -223,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                         real_share=args.real_share, effect_weight=args.effect_weight,
                         effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
                         noised_weight=args.noised_weight, muffle_share=args.muffle, average_from=args.average_from,
-                        skip_absent_rows=args.skip_absent_rows)
+                        skip_absent_rows=args.skip_absent_rows,
+                        reattend_after_training=args.reattend_after_training)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

@@ -27,6 +27,9 @@ from mbm.train import main
     (["--pooling", "joint", "--gate-evidence-only"], "needs evidence pooling"),
     (["--evidence-reattend"], "re-running the attention for the evidence needs evidence pooling"),
     (["--pooling", "nonsense"], "invalid choice"),
+    (["--reattend-after-training"], "--reattend-after-training needs --pooling evidence"),
+    (["--pooling", "evidence", "--evidence-reattend", "--reattend-after-training"],
+     "--reattend-after-training needs --pooling evidence without --evidence-reattend"),
 ])
 def test_bad_training_options_are_usage_errors(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as exit_info:
