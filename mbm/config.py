@@ -141,6 +141,5 @@ class TrainConfig:
     noised_weight: float = 0.0  # weight of removal_loss.noised_input_weight_loss (noise gets ~0 weight)
     mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion
-    average_from: float = 1.0  # share of steps after which the weights are averaged (mbm.weight_average); 1 = off
     skip_absent_rows: bool = False  # fusion batches: encoders run on present inputs only (faster; see model.encode)
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)

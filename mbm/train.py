@@ -33,11 +33,9 @@ from mbm.preprocess import build_vocab
 from mbm.removal_loss import noised_input_weight_loss, removal_effect_loss, removal_rank_loss
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
-from mbm.weight_average import WeightAverage, recalibrate_batchnorm
 
 
 WARMUP_CYCLE = ("image", "audio", "image", "audio", "image", "text")  # modality of each warm-up batch, in turn
-BATCHNORM_BATCHES = 16  # batches per encoder that re-measure BatchNorm statistics after weight averaging
 
 
 def seed_everything(seed: int) -> None:
@@ -77,8 +75,6 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     index = torch.tensor(action_index_matrix())
     model.train()
     warmup_steps = int(train.warmup_share * train.steps)
-    average_start = int(train.average_from * train.steps)  # weights averaged from this step on (SWA)
-    average = None
     bar = tqdm(range(train.steps), desc="train")
     for step in bar:
         if step < warmup_steps:
@@ -123,18 +119,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if step >= average_start:
-            if average is None:
-                average = WeightAverage(model)
-            else:
-                average.update(model)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
-    if average is not None:
-        # The averaged weights need their own BatchNorm statistics: measured on fresh training batches.
-        average.copy_to(model)
-        recalibrate_batchnorm(model, (sampler.sample_unimodal(m, 2 * train.batch_size)[0]
-                                      for m in ("audio", "image") * BATCHNORM_BATCHES))
 
     if train.reattend_after_training:
         # Trained on the cheap evidence; evaluated and served with the exact one (attention re-run
@@ -197,8 +183,6 @@ def main(argv: list[str] | None = None) -> None:
                         help="chance a present input is replaced by noise in fusion batches (labels unchanged)")
     parser.add_argument("--noised-weight", type=float, default=TrainConfig.noised_weight,
                         help="weight of the loss asking inputs replaced by noise for ~0 modality weight (0 = off)")
-    parser.add_argument("--average-from", type=float, default=TrainConfig.average_from,
-                        help="average the weights over the steps after this share of the run (SWA; 1 = off)")
     parser.add_argument("--skip-absent-rows", action="store_true",
                         help="fusion batches: run each encoder on the samples that have its input only "
                              "(~17%% less training time; absent inputs leave BatchNorm's statistics)")
@@ -215,8 +199,6 @@ def main(argv: list[str] | None = None) -> None:
                         ("--effect-weight", args.effect_weight), ("--noised-weight", args.noised_weight)):
         if value < 0:
             parser.error(f"{flag} must be >= 0, got {value}")
-    if not 0 <= args.average_from <= 1:
-        parser.error(f"--average-from is a share of the steps: expected 0..1, got {args.average_from}")
     if not 0 <= args.mel_warp < 1:
         parser.error(f"--mel-warp is a relative stretch: expected 0 <= value < 1, got {args.mel_warp}")
     fusion_cfg = FusionConfig(pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only,
@@ -234,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
                         real_share=args.real_share, effect_weight=args.effect_weight,
                         effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
-                        noised_weight=args.noised_weight, muffle_share=args.muffle, average_from=args.average_from,
+                        noised_weight=args.noised_weight, muffle_share=args.muffle,
                         skip_absent_rows=args.skip_absent_rows,
                         reattend_after_training=args.reattend_after_training)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"

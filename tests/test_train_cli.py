@@ -19,8 +19,6 @@ from mbm.train import main
     (["--noised-weight", "-1"], "--noised-weight must be >= 0"),
     (["--effect-temperature", "0"], "--effect-temperature must be > 0"),
     (["--mel-warp", "1"], "--mel-warp is a relative stretch"),
-    (["--average-from", "1.2"], "--average-from is a share of the steps: expected 0..1"),
-    (["--average-from", "-0.5"], "--average-from is a share of the steps: expected 0..1"),
     (["--mel-warp", "abc"], "invalid float value"),
     # gate options only evidence pooling uses
     (["--gate-evidence-only"], "needs evidence pooling (--pooling evidence)"),
