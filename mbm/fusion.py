@@ -47,6 +47,8 @@ from torch import nn
 from mbm.config import EncoderConfig, FusionConfig
 from mbm.encoders import Tokens
 
+STACKED_EVIDENCE_MAX_ROWS = 64  # exact evidence at inference: stack the leave-one-out passes up to this many rows
+
 
 class FusionOutput(NamedTuple):
     fused: torch.Tensor  # (B, D) the attention-weighted representation
@@ -208,11 +210,29 @@ class AttentionFusion(nn.Module):
         heads = sorted(full)
         top = {h: full[h].argmax(1, keepdim=True) for h in heads}  # (B, 1) per head
         evidence = pooled.new_zeros(*has.shape, len(heads))  # (B, P, H)
-        for j in range(has.shape[1]):
-            others = torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1)  # (B,) something left without m
+        batch, n_present = has.shape
+        others_of = [torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1) for j in range(n_present)]  # (B,) each
+        stacked_rest = None
+        if self.reattend and not self.training and batch * n_present <= STACKED_EVIDENCE_MAX_ROWS:
+            # Small inference batches (the app's batch of 1) run all P leave-one-out passes as one
+            # batch of P copies: one call instead of P, where the per-call overhead dominates. Large
+            # batches are faster one pass per input, and training keeps that loop so that its dropout
+            # draws, and with them seeded runs, stay as they were.
+            stacked = {}
+            for m, t in inputs.items():
+                keep = torch.ones(n_present, batch, dtype=torch.bool, device=t.mask.device)  # (P, B)
+                if m in present:
+                    keep[present.index(m)] = ~others_of[present.index(m)]
+                stacked[m] = Tokens(t.tokens.repeat(n_present, 1, 1), t.mask.repeat(n_present, 1) & keep.flatten()[:, None])
+            pooled_w, has_w, _, _ = self._pool_inside_modalities(*self._attend(stacked))  # (P * B, ...)
+            stacked_rest = quick(pooled_w, has_w)  # head -> (P * B, C), copy j = without present[j]
+        for j in range(n_present):
+            others = others_of[j]  # (B,) something left without m
             if not bool(others.any()):
                 continue
-            if self.reattend:  # the exact leave-one-out: attention re-run without m
+            if stacked_rest is not None:
+                rest = {h: x[j * batch:(j + 1) * batch] for h, x in stacked_rest.items()}
+            elif self.reattend:  # the exact leave-one-out: attention re-run without m
                 m = present[j]
                 without = {**inputs, m: inputs[m].keep_rows(~others)}  # m removed wherever something remains
                 pooled_w, has_w, _, _ = self._pool_inside_modalities(*self._attend(without))

@@ -314,6 +314,29 @@ def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_con
     assert torch.all(evidence[2] == 0)  # row 2 has audio only: nothing to leave out
 
 
+def test_exact_evidence_in_one_stacked_pass_equals_one_pass_per_input(tiny_config, tiny_inputs):
+    """At inference the leave-one-out re-attention runs as one batch of copies; training runs the loop."""
+    cfg = tiny_config(pooling="evidence")
+    cfg.fusion.evidence_reattend = True
+    torch.manual_seed(0)
+    model = MultimodalModel(cfg).eval()
+    fusion = model.fusion
+    present_rows = {"image": torch.tensor([True, True, False]), "text": torch.tensor([True, False, True])}
+    with torch.no_grad():
+        tokens = model.encode(tiny_inputs, present_rows)
+        pooled, has, _, present = fusion._pool_inside_modalities(*fusion._attend(tokens))
+        stacked = fusion._evidence(pooled, has, tokens, present)
+        for module in model.modules():  # the training path, without dropout's randomness
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+            elif isinstance(module, torch.nn.MultiheadAttention):
+                module.dropout = 0.0
+        model.train()
+        looped = fusion._evidence(pooled, has, tokens, present)
+    assert stacked.abs().sum() > 0
+    torch.testing.assert_close(stacked, looped, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("fusion, message", [
     ({"pooling": "nonsense"}, "unknown fusion pooling"),
     ({"pooling": "joint", "gate_reads_vectors": False}, "needs evidence pooling"),
