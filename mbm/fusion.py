@@ -222,8 +222,9 @@ class AttentionFusion(nn.Module):
             for m, t in inputs.items():
                 keep = torch.ones(n_present, batch, dtype=torch.bool, device=t.mask.device)  # (P, B)
                 if m in present:
-                    keep[present.index(m)] = ~others_of[present.index(m)]
-                stacked[m] = Tokens(t.tokens.repeat(n_present, 1, 1), t.mask.repeat(n_present, 1) & keep.flatten()[:, None])
+                    j = present.index(m)
+                    keep[j] = ~others_of[j]  # copy j: m removed wherever something remains
+                stacked[m] = Tokens(t.tokens.repeat(n_present, 1, 1), t.mask.repeat(n_present, 1)).keep_rows(keep.flatten())
             pooled_w, has_w, _, _ = self._pool_inside_modalities(*self._attend(stacked))  # (P * B, ...)
             stacked_rest = quick(pooled_w, has_w)  # head -> (P * B, C), copy j = without present[j]
         for j in range(n_present):
