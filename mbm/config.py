@@ -132,6 +132,7 @@ class TrainConfig:
     heavy_dropout_share: float = 0.0  # share of texts whose word-dropout rate is drawn from 0..1 instead
     unsupported_share: float = 0.1  # share of training commands outside the action table
     tts_per_word: int = 450  # synthetic clips per command word
+    tts_seed: int | None = None  # which voices, speeds and pitches the synthetic clips get (None = seed)
     muffle_share: float = 0.0  # chance a training clip is low-passed (a dull microphone), see augment.muffle
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
     rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
@@ -143,3 +144,4 @@ class TrainConfig:
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion
     skip_absent_rows: bool = False  # fusion batches: encoders run on present inputs only (faster; see model.encode)
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)
+    precision: str = "fp32"  # "bf16": encoders run under bfloat16 autocast in training (inference stays float32)

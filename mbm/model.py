@@ -33,6 +33,9 @@ class MultimodalModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        # Training only: run the encoders under CPU autocast in this dtype (e.g. torch.bfloat16);
+        # their tokens come back as float32, so fusion, heads and losses stay in full precision.
+        self.encoder_autocast: torch.dtype | None = None
         self.encoders = nn.ModuleDict({
             "audio": AudioEncoder(cfg.encoder, cfg.audio),
             "image": ImageEncoder(cfg.encoder, cfg.image),
@@ -65,18 +68,26 @@ class MultimodalModel(nn.Module):
                 continue
             keep = None if present is None or m not in present else present[m].bool()
             if keep is None or bool(keep.all()) or not skip_absent:
-                out = self.encoders[m](inputs[m])
+                out = self._run_encoder(m, inputs[m])
                 tokens[m] = out if keep is None else out.keep_rows(keep)  # (B, T_m)
                 continue
             rows = torch.nonzero(keep).flatten()  # (K,) samples that have m
             if len(rows) == 0:  # no sample has it: left out, as an input never given
                 continue
-            out = self.encoders[m](inputs[m][rows])  # (K, T_m, D)
+            out = self._run_encoder(m, inputs[m][rows])  # (K, T_m, D)
             batch_tokens = out.tokens.new_zeros(len(keep), *out.tokens.shape[1:])  # (B, T_m, D)
             batch_mask = out.mask.new_zeros(len(keep), out.mask.shape[1])  # (B, T_m)
             batch_tokens[rows], batch_mask[rows] = out.tokens, out.mask
             tokens[m] = Tokens(batch_tokens, batch_mask)
         return tokens
+
+    def _run_encoder(self, modality: str, x: torch.Tensor) -> Tokens:
+        """One encoder's tokens, float32 even when it ran under autocast (``encoder_autocast``)."""
+        if self.encoder_autocast is None:
+            return self.encoders[modality](x)
+        with torch.autocast("cpu", dtype=self.encoder_autocast):
+            out = self.encoders[modality](x)
+        return Tokens(out.tokens.float(), out.mask)
 
     def forward_features(self, inputs: dict[str, torch.Tensor],
                          present: dict[str, torch.Tensor] | None = None):

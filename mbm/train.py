@@ -55,7 +55,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     train_clips, held_clips = split_speech(clips)
     train_photos, held_photos = split_photos(photos)
     # Exactly the planned clips (the cache may hold others from earlier plans).
-    synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=train.seed,
+    tts_seed = train.seed if train.tts_seed is None else train.tts_seed
+    synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=tts_seed,
                                        progress=tqdm))
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
@@ -70,6 +71,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
 
     # channels_last: the convolutions run ~30% faster on CPU (same numbers, another memory layout).
     model = MultimodalModel(cfg).to(memory_format=torch.channels_last)
+    # bf16: the encoders' convolutions and GRUs run ~1.8x faster on a CPU with AVX512-BF16; the rest stays float32.
+    model.encoder_autocast = torch.bfloat16 if train.precision == "bf16" else None
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
     index = torch.tensor(action_index_matrix())
@@ -122,6 +125,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
 
+    model.encoder_autocast = None  # evaluated, saved and served in float32
     if train.reattend_after_training:
         # Trained on the cheap evidence; evaluated and served with the exact one (attention re-run
         # without each input). The weights are the same; only how the gate's evidence is measured changes.
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--tts-seed", type=int, default=None,
+                        help="seed of the synthetic speech plan (voices, speeds, pitches); default: --seed")
     parser.add_argument("--rank-weight", type=float, default=TrainConfig.rank_weight,
                         help="weight of the loss tying modality weights to removal effects (0 = off)")
     parser.add_argument("--rank-margin", type=float, default=TrainConfig.rank_margin,
@@ -186,6 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-absent-rows", action="store_true",
                         help="fusion batches: run each encoder on the samples that have its input only "
                              "(~17%% less training time; absent inputs leave BatchNorm's statistics)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=TrainConfig.precision,
+                        help="bf16: run the encoders under bfloat16 autocast in training (~1.8x faster encoders "
+                             "on CPUs with AVX512-BF16 or AMX; slower elsewhere); the checkpoint is float32")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
     args = parser.parse_args(argv)
@@ -211,14 +220,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--reattend-after-training needs --pooling evidence without --evidence-reattend "
                      "(which trains on the exact evidence already)")
     torch.set_num_threads(args.threads)
-    train = TrainConfig(seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+    train = TrainConfig(seed=args.seed, tts_seed=args.tts_seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
                         heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
                         real_share=args.real_share, effect_weight=args.effect_weight,
                         effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
                         noised_weight=args.noised_weight, muffle_share=args.muffle,
                         skip_absent_rows=args.skip_absent_rows,
-                        reattend_after_training=args.reattend_after_training)
+                        reattend_after_training=args.reattend_after_training, precision=args.precision)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

@@ -155,6 +155,28 @@ def test_skipping_absent_rows_gives_the_same_tokens_in_eval_mode(tiny_model, tin
         assert skipped[m].tokens[~rows].abs().sum() == 0  # zero tokens where the input is absent
 
 
+def test_bf16_autocast_encoders_give_float32_tokens_close_to_full_precision(tiny_model, tiny_inputs):
+    """``encoder_autocast`` (training's ``--precision bf16``): the encoders run in bfloat16, their tokens
+    come back as float32 near the full-precision ones, and every encoder parameter still learns."""
+    tiny_model.eval()
+    with torch.no_grad():
+        full = tiny_model.encode(tiny_inputs)
+        tiny_model.encoder_autocast = torch.bfloat16
+        half = tiny_model.encode(tiny_inputs)
+    for m in MODALITIES:
+        assert half[m].tokens.dtype == torch.float32
+        assert torch.equal(half[m].mask, full[m].mask)
+        assert not torch.equal(half[m].tokens, full[m].tokens), f"{m}: autocast did not run"
+        torch.testing.assert_close(half[m].tokens, full[m].tokens, atol=0.05, rtol=0.05)
+    tiny_model.train()
+    with torch.no_grad():
+        tiny_model.fusion.query.normal_()
+    loss_over_all_heads(tiny_model(tiny_inputs), 3).backward()
+    for name, p in tiny_model.encoders.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} got an all-zero gradient under autocast"
+
+
 def test_skipping_a_modality_no_sample_has_leaves_it_out(tiny_model, tiny_inputs):
     present = {"audio": torch.ones(3, dtype=torch.bool), "image": torch.zeros(3, dtype=torch.bool),
                "text": torch.tensor([True, False, True])}

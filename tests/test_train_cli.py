@@ -25,6 +25,7 @@ from mbm.train import main
     (["--pooling", "joint", "--gate-evidence-only"], "needs evidence pooling"),
     (["--evidence-reattend"], "re-running the attention for the evidence needs evidence pooling"),
     (["--pooling", "nonsense"], "invalid choice"),
+    (["--precision", "fp16"], "invalid choice"),
     (["--reattend-after-training"], "--reattend-after-training needs --pooling evidence"),
     (["--pooling", "evidence", "--evidence-reattend", "--reattend-after-training"],
      "--reattend-after-training needs --pooling evidence without --evidence-reattend"),
