@@ -85,7 +85,7 @@ class MultimodalModel(nn.Module):
         """One encoder's tokens, float32 even when it ran under autocast (``encoder_autocast``)."""
         if self.encoder_autocast is None:
             return self.encoders[modality](x)
-        with torch.autocast("cpu", dtype=self.encoder_autocast):
+        with torch.autocast(x.device.type, dtype=self.encoder_autocast):
             out = self.encoders[modality](x)
         return Tokens(out.tokens.float(), out.mask)
 

@@ -26,6 +26,7 @@ from mbm.train import main
     (["--evidence-reattend"], "re-running the attention for the evidence needs evidence pooling"),
     (["--pooling", "nonsense"], "invalid choice"),
     (["--precision", "fp16"], "invalid choice"),
+    (["--tts-seed", "abc"], "invalid int value"),
     (["--reattend-after-training"], "--reattend-after-training needs --pooling evidence"),
     (["--pooling", "evidence", "--evidence-reattend", "--reattend-after-training"],
      "--reattend-after-training needs --pooling evidence without --evidence-reattend"),
