@@ -65,6 +65,8 @@ class FusionConfig:
     pooling: str = "tokens"
     gate_reads_vectors: bool = True  # joint/evidence gate: False = it sees only evidence and presence
     evidence_reattend: bool = False  # evidence: re-run the cross-modal attention without each modality
+    # evidence: add gain x (what the quick prediction's whole answer loses without m) to m's gate score
+    evidence_gain: float = 0.0
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
@@ -76,6 +78,10 @@ class FusionConfig:
             raise ValueError("a gate that sees only the evidence needs evidence pooling")
         if self.evidence_reattend and self.pooling != "evidence":
             raise ValueError("re-running the attention for the evidence needs evidence pooling")
+        if self.evidence_gain < 0:
+            raise ValueError(f"the evidence gain must be >= 0, got {self.evidence_gain}")
+        if self.evidence_gain and self.pooling != "evidence":
+            raise ValueError("an evidence gain needs evidence pooling")
 
 
 POOLINGS = ("tokens", "modality", "joint", "evidence")  # FusionConfig.pooling, see mbm.fusion
@@ -144,4 +150,5 @@ class TrainConfig:
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion
     skip_absent_rows: bool = False  # fusion batches: encoders run on present inputs only (faster; see model.encode)
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)
+    evidence_gain_after_training: float = 0.0  # evidence pooling: the checkpoint's FusionConfig.evidence_gain
     precision: str = "fp32"  # "bf16": encoders run under bfloat16 autocast in training (inference stays float32)

@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="skip the faithfulness metrics, subsets, confusion matrices and curves")
     parser.add_argument("--curves", action="store_true",
                         help="also the robustness curves (always on with --results; adds ~30 s)")
+    parser.add_argument("--evidence-gain", type=float, metavar="G",
+                        help="evaluate with this FusionConfig.evidence_gain instead of the checkpoint's own")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.data.is_dir():
@@ -253,6 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     try:
         ckpt = load_checkpoint(args.checkpoint or DEFAULT_CHECKPOINTS[args.scenario], args.scenario)
+        if args.evidence_gain is not None:
+            ckpt.config.fusion.evidence_gain = args.evidence_gain
+            ckpt.config.fusion.validate()
     except ValueError as e:
         parser.error(str(e))
     clips, photos = voice_control_data(args.data, args.split)

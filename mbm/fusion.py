@@ -29,12 +29,18 @@ pools the tokens, in one of four ways (``FusionConfig.pooling``):
     evidence_m = per head, base[top class] - base_-m[top class]  (how much the quick prediction
                  loses without m; 0 when m is the only input)
     scores = gate([v_m (gradient stopped), evidence_m for every present m])
+    with FusionConfig.evidence_gain g > 0, every score also gets  + g * joint_m, where
+    joint_m    = prod_h base_h[top class] - prod_h base_-m,h[top class]   (what the quick
+                 prediction's whole answer, every head's top class at once, loses without m)
 
 The second makes a modality's weight a judgement of its pooled content, not of how
 many tokens it has (a long text of unknown words would otherwise outweigh a clip).
 The third lets a modality's weight depend on what the others carry: a photo matters
 less when the typed text already names the device. The fourth hands the gate a
-direct measurement of that: the weights can follow what removing an input does.
+direct measurement of that: the weights can follow what removing an input does. The
+gain adds that measurement of the whole answer to the learned scores directly, so an
+input whose removal costs the answer more gets more weight by construction, and the
+learned gate only has to shape the rest.
 """
 
 from __future__ import annotations
@@ -54,6 +60,13 @@ class FusionOutput(NamedTuple):
     fused: torch.Tensor  # (B, D) the attention-weighted representation
     modality_weights: torch.Tensor  # (B, M) per modality, rows sum to 1, absent modality = 0
     token_weights: dict[str, torch.Tensor]  # modality -> (B, T_m), each row sums to 1 (0 if absent)
+
+
+class Evidence(NamedTuple):
+    """What the quick prediction loses without each present modality (see the module docstring)."""
+
+    per_head: torch.Tensor  # (B, P, H): each head's top-class probability lost
+    joint: torch.Tensor  # (B, P): the whole answer's loss, prod_h p_h(top class) with m minus without m
 
 
 class AttentionFusion(nn.Module):
@@ -80,6 +93,7 @@ class AttentionFusion(nn.Module):
         self.pooling = cfg.pooling
         self.gate_reads_vectors = cfg.gate_reads_vectors
         self.reattend = cfg.evidence_reattend
+        self.evidence_gain = cfg.evidence_gain
         m = len(modalities)
         if cfg.pooling == "modality":
             self.modality_score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))  # pooled v_m -> score
@@ -169,9 +183,9 @@ class AttentionFusion(nn.Module):
         return FusionOutput(fused, modality_weights, token_weights)
 
     def _joint_scores(self, pooled: torch.Tensor, has: torch.Tensor, present: list[str],
-                      evidence: torch.Tensor | None = None) -> torch.Tensor:
+                      evidence: Evidence | None = None) -> torch.Tensor:
         """(B, P, D) pooled vectors of the present modalities, (B, P) which rows have them,
-        optional (B, P, H) evidence -> (B, P) scores."""
+        optional evidence -> (B, P) scores."""
         batch, d = pooled.shape[0], pooled.shape[2]
         slots = pooled.new_zeros(batch, len(self.modalities), d + self.n_evidence)  # (B, M, D + H), 0 if absent
         flags = pooled.new_zeros(batch, len(self.modalities))  # (B, M)
@@ -182,16 +196,18 @@ class AttentionFusion(nn.Module):
             vectors = self.gate_norm(pooled.detach() if self.pooling == "evidence" else pooled)
         else:  # zeros in their place: the gate's layout is the same either way
             vectors = pooled.new_zeros(pooled.shape)
-        parts = vectors if evidence is None else torch.cat([vectors, evidence], 2)
+        parts = vectors if evidence is None else torch.cat([vectors, evidence.per_head], 2)
         slots[:, cols] = parts * has[:, :, None]
         flags[:, cols] = has.to(pooled.dtype)
-        scores = self.modality_gate(torch.cat([slots.flatten(1), flags], 1))  # (B, M)
-        return scores[:, cols]
+        scores = self.modality_gate(torch.cat([slots.flatten(1), flags], 1))[:, cols]  # (B, P)
+        if evidence is not None and self.evidence_gain:
+            scores = scores + self.evidence_gain * evidence.joint
+        return scores
 
     @torch.no_grad()
     def _evidence(self, pooled: torch.Tensor, has: torch.Tensor, inputs: dict[str, Tokens],
-                  present: list[str]) -> torch.Tensor:
-        """(B, P, H): per present modality and head, what the quick prediction's top class loses without it.
+                  present: list[str]) -> Evidence:
+        """Per present modality: what the quick prediction's top classes lose without it (``Evidence``).
 
         The quick prediction is the heads on the plain mean of the pooled vectors (B, P, D);
         "without m" leaves v_m out of that mean (where something else remains; 0 where m is
@@ -209,7 +225,13 @@ class AttentionFusion(nn.Module):
         full = quick(pooled, has)
         heads = sorted(full)
         top = {h: full[h].argmax(1, keepdim=True) for h in heads}  # (B, 1) per head
+
+        def top_probs(probs: dict[str, torch.Tensor]) -> torch.Tensor:  # (B, H): each head's top class
+            return torch.stack([probs[h].gather(1, top[h])[:, 0] for h in heads], 1)
+
+        full_top = top_probs(full)
         evidence = pooled.new_zeros(*has.shape, len(heads))  # (B, P, H)
+        joint = pooled.new_zeros(has.shape)  # (B, P)
         batch, n_present = has.shape
         others_of = [torch.cat([has[:, :j], has[:, j + 1:]], 1).any(1) for j in range(n_present)]  # (B,) each
         stacked_rest = None
@@ -242,7 +264,8 @@ class AttentionFusion(nn.Module):
                 has_without = has.clone()
                 has_without[:, j] &= ~others  # v_m left out of the mean wherever something else remains
                 rest = quick(pooled, has_without)
-            for k, h in enumerate(heads):
-                lost = full[h].gather(1, top[h])[:, 0] - rest[h].gather(1, top[h])[:, 0]  # (B,)
-                evidence[:, j, k] = lost * (others & has[:, j])
-        return evidence
+            rest_top = top_probs(rest)
+            measured = (others & has[:, j]).to(pooled.dtype)  # (B,) 0 where m is absent or alone
+            evidence[:, j] = (full_top - rest_top) * measured[:, None]
+            joint[:, j] = (full_top.prod(1) - rest_top.prod(1)) * measured
+        return Evidence(evidence, joint)

@@ -15,6 +15,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,10 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         # without each input). The weights are the same; only how the gate's evidence is measured changes.
         cfg.fusion.evidence_reattend = True
         model.fusion.reattend = True
+    if train.evidence_gain_after_training:
+        # The gate was trained alone; the checkpoint adds gain x the whole answer's measured loss
+        # without each input to its scores (mbm.fusion, FusionConfig.evidence_gain).
+        cfg.fusion.evidence_gain = model.fusion.evidence_gain = train.evidence_gain_after_training
 
     ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
@@ -174,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="evidence pooling: the gate sees only the evidence, not the pooled vectors")
     parser.add_argument("--evidence-reattend", action="store_true",
                         help="evidence pooling: re-run the cross-modal attention without each input (exact, slower)")
+    parser.add_argument("--evidence-gain-after-training", type=float, default=0.0, metavar="G",
+                        help="with --pooling evidence: the checkpoint adds G x what the whole answer loses "
+                             "without each input to the gate's scores (the gate is trained without it)")
     parser.add_argument("--reattend-after-training", action="store_true",
                         help="evidence pooling: train on the cheap evidence, then write the checkpoint with the "
                              "exact one (--evidence-reattend) for evaluation and the app")
@@ -219,6 +227,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.reattend_after_training and (args.pooling != "evidence" or args.evidence_reattend):
         parser.error("--reattend-after-training needs --pooling evidence without --evidence-reattend "
                      "(which trains on the exact evidence already)")
+    if args.evidence_gain_after_training:
+        try:
+            replace(fusion_cfg, evidence_gain=args.evidence_gain_after_training).validate()
+        except ValueError as e:
+            parser.error(f"--evidence-gain-after-training: {e}")
     torch.set_num_threads(args.threads)
     train = TrainConfig(seed=args.seed, tts_seed=args.tts_seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                         rank_weight=args.rank_weight, mel_warp=args.mel_warp,
@@ -227,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                         effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
                         noised_weight=args.noised_weight, muffle_share=args.muffle,
                         skip_absent_rows=args.skip_absent_rows,
-                        reattend_after_training=args.reattend_after_training, precision=args.precision)
+                        reattend_after_training=args.reattend_after_training,
+                        evidence_gain_after_training=args.evidence_gain_after_training, precision=args.precision)
     out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
     start = time.perf_counter()
     ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from mbm.faithfulness import _spearman
@@ -183,3 +184,16 @@ def test_unseen_noise_kinds_differ_from_the_training_noise():
     step = (blobs[..., 1:] - blobs[..., :-1]).abs().mean()
     white = torch.rand(4, 3, 64, 64, generator=g) * 255
     assert step < 0.1 * (white[..., 1:] - white[..., :-1]).abs().mean()  # smooth, unlike per-pixel noise
+
+
+def test_evaluate_refuses_an_evidence_gain_the_checkpoint_cannot_use(tmp_path, voice_checkpoint_path, capsys):
+    """``--evidence-gain`` overrides FusionConfig.evidence_gain; a usage error, not a traceback, when it means nothing."""
+    from mbm.evaluate import main
+
+    for checkpoint, gain, message in ((voice_checkpoint_path, "1", "an evidence gain needs evidence pooling"),
+                                      (None, "-1", "the evidence gain must be >= 0")):  # None: the shipped one
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--scenario", "voice_control", "--data", str(tmp_path), "--evidence-gain", gain,
+                  *(["--checkpoint", str(checkpoint)] if checkpoint else [])])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err

@@ -314,7 +314,7 @@ def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_con
         tokens = model.encode(tiny_inputs, {"image": torch.tensor([True, True, False]),
                                             "text": torch.tensor([True, False, False])})
         pooled, has, _, present = fusion._pool_inside_modalities(*fusion._attend(tokens))
-        evidence = fusion._evidence(pooled, has, tokens, present)  # (B, P, H)
+        evidence, joint = fusion._evidence(pooled, has, tokens, present)  # (B, P, H), (B, P)
 
         def quick(toks, row, leave_out=None):  # heads on the mean of the row's pooled vectors
             pooled_, has_, _, _ = fusion._pool_inside_modalities(*fusion._attend(toks))
@@ -327,13 +327,16 @@ def test_evidence_is_what_the_quick_prediction_loses_without_each_input(tiny_con
         without_image = {**tokens, "image": tokens["image"].keep_rows(torch.zeros(3, dtype=torch.bool))}
         rest = quick(without_image, 0) if reattend else quick(tokens, 0, leave_out="image")
 
-    assert evidence.shape == (3, 3, len(full))
+    assert evidence.shape == (3, 3, len(full)) and joint.shape == (3, 3)
+    whole_full, whole_rest = 1.0, 1.0  # the whole answer: every head's top class at once
     for k, head in enumerate(sorted(full)):
         top = full[head].argmax()
         expected = full[head][0, top] - rest[head][0, top]
         assert evidence[0, present.index("image"), k].item() == pytest.approx(expected.item(), abs=1e-5)
-    assert torch.all(evidence[1, present.index("text")] == 0)  # row 1 has no text
-    assert torch.all(evidence[2] == 0)  # row 2 has audio only: nothing to leave out
+        whole_full, whole_rest = whole_full * full[head][0, top], whole_rest * rest[head][0, top]
+    assert joint[0, present.index("image")].item() == pytest.approx((whole_full - whole_rest).item(), abs=1e-5)
+    assert torch.all(evidence[1, present.index("text")] == 0) and joint[1, present.index("text")] == 0  # no text
+    assert torch.all(evidence[2] == 0) and torch.all(joint[2] == 0)  # audio only: nothing to leave out
 
 
 def test_exact_evidence_in_one_stacked_pass_equals_one_pass_per_input(tiny_config, tiny_inputs):
@@ -355,14 +358,40 @@ def test_exact_evidence_in_one_stacked_pass_equals_one_pass_per_input(tiny_confi
                 module.dropout = 0.0
         model.train()
         looped = fusion._evidence(pooled, has, tokens, present)
-    assert stacked.abs().sum() > 0
-    torch.testing.assert_close(stacked, looped, rtol=1e-5, atol=1e-6)
+    assert stacked.per_head.abs().sum() > 0 and stacked.joint.abs().sum() > 0
+    for a, b in zip(stacked, looped):  # per head, then the whole answer
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_evidence_gain_adds_gain_times_the_whole_answers_loss_to_the_scores(tiny_config, tiny_inputs):
+    """FusionConfig.evidence_gain g: weights = softmax over present inputs of (gate score + g * joint evidence)."""
+    present_rows = {"image": torch.tensor([True, True, False]), "text": torch.tensor([True, False, True])}
+    out = {}
+    for gain in (0.0, 2.0):
+        cfg = tiny_config(pooling="evidence")
+        cfg.fusion.evidence_reattend = True
+        cfg.fusion.evidence_gain = gain
+        torch.manual_seed(0)
+        model = MultimodalModel(cfg).eval()  # the same weights for both gains
+        with torch.no_grad():
+            tokens = model.encode(tiny_inputs, present_rows)
+            pooled, has, _, present = model.fusion._pool_inside_modalities(*model.fusion._attend(tokens))
+            joint = model.fusion._evidence(pooled, has, tokens, present).joint  # (B, P)
+            out[gain] = model.fusion(tokens).modality_weights  # (B, M)
+    cols = [model.modalities.index(m) for m in present]
+    assert joint.abs().sum() > 0
+    # log w(0) is the gate's score up to a per-row constant, so adding 2 * joint and renormalising must give w(2)
+    expected = (out[0.0][:, cols].log() + 2.0 * joint).masked_fill(~has, float("-inf")).softmax(1)
+    torch.testing.assert_close(out[2.0][:, cols], expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(out[2.0], out[0.0])
 
 
 @pytest.mark.parametrize("fusion, message", [
     ({"pooling": "nonsense"}, "unknown fusion pooling"),
     ({"pooling": "joint", "gate_reads_vectors": False}, "needs evidence pooling"),
     ({"pooling": "tokens", "evidence_reattend": True}, "needs evidence pooling"),
+    ({"pooling": "joint", "evidence_gain": 1.0}, "an evidence gain needs evidence pooling"),
+    ({"pooling": "evidence", "evidence_gain": -1.0}, "the evidence gain must be >= 0"),
 ])
 def test_fusion_options_that_mean_nothing_are_refused(tiny_config, fusion, message):
     cfg = tiny_config()

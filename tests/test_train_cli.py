@@ -28,6 +28,8 @@ from mbm.train import main
     (["--precision", "fp16"], "invalid choice"),
     (["--tts-seed", "abc"], "invalid int value"),
     (["--reattend-after-training"], "--reattend-after-training needs --pooling evidence"),
+    (["--evidence-gain-after-training", "2"], "an evidence gain needs evidence pooling"),
+    (["--pooling", "evidence", "--evidence-gain-after-training", "-1"], "the evidence gain must be >= 0"),
     (["--pooling", "evidence", "--evidence-reattend", "--reattend-after-training"],
      "--reattend-after-training needs --pooling evidence without --evidence-reattend"),
 ])
