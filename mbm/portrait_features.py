@@ -3,9 +3,9 @@
 - Face: dlib's detector, 5-point alignment and ResNet descriptor (:mod:`mbm.face_features`,
   re-exported here).
 - Voice: the speaker encoder of ``Resemblyzer`` (Resemble AI, Apache-2.0; a
-  GE2E-trained 3-layer LSTM on 40 mel bands, 256-d embedding). Only its weights
-  file is read; the network is the small module below, so its audio helpers
-  (and their webrtcvad dependency) are not needed.
+  GE2E-trained 3-layer LSTM on 40 mel bands, 256-d embedding). Its weights ship in
+  ``checkpoints/speaker_encoder.pt`` (licence and NOTICE beside it); the network is
+  the small module below, so the package and its webrtcvad dependency are not needed.
 - Profile text: a hashed bag of words (no training; any words work).
 
 All models load from the installed packages; nothing is downloaded.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,10 +48,19 @@ class SpeakerEncoder(nn.Module):
         return e / e.norm(dim=1, keepdim=True).clamp_min(1e-8)
 
 
+# Resemblyzer 0.1.4's weights, only the tensors inference uses (Apache-2.0; checkpoints/speaker_encoder.NOTICE).
+# Shipped in the repository because Resemblyzer's declared dependencies do not install on Python 3.11 and a
+# Space installs only requirements.txt.
+SPEAKER_ENCODER = Path(__file__).resolve().parent.parent / "checkpoints" / "speaker_encoder.pt"
+
+
 @lru_cache(maxsize=1)
 def speaker_encoder() -> SpeakerEncoder:
-    state = torch.load(package_file("resemblyzer", "pretrained.pt"), map_location="cpu",
-                       weights_only=True)["model_state"]
+    if SPEAKER_ENCODER.is_file():
+        state = torch.load(SPEAKER_ENCODER, map_location="cpu", weights_only=True)
+    else:  # a checkout without the shipped file: an installed Resemblyzer package has the same weights
+        state = torch.load(package_file("resemblyzer", "pretrained.pt"), map_location="cpu",
+                           weights_only=True)["model_state"]
     enc = SpeakerEncoder()
     enc.load_state_dict({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))})
     return enc.eval()
