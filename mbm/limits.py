@@ -1,0 +1,109 @@
+"""What one request may cost: the bounds every way into the app obeys (issue 18).
+
+Kept free of heavy imports (no torch, no gradio) so the library, the app and the load test share them.
+Each bound can be changed with an environment variable; the defaults are what ``docs/reliability.md``
+lists.
+
+- **Bytes**: an uploaded file, a data URL (``{"url": "data:..."}`` in a JSON payload) and an audio file
+  given to FFmpeg all obey :data:`MAX_UPLOAD_BYTES`; a request body other than ``/upload`` (the JSON of
+  an API call) obeys :data:`MAX_REQUEST_BYTES`, enforced by :class:`BodyLimitMiddleware` before Gradio
+  parses or stores it.
+- **Pixels**: an image whose header claims more than :data:`MAX_DECODE_PIXELS` is refused before it is
+  decoded (a JPEG is first decoded at reduced size, so camera photos up to ``ImageConfig.max_pixels``
+  pass); every decoded image is shrunk to at most :data:`WORK_PIXELS` before any conversion.
+- **Gallery**: :data:`MAX_SESSION_PEOPLE`, :data:`MAX_SHARED_PEOPLE`, :data:`MAX_PROFILE_CHARS`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise SystemExit(f"{name}={raw!r}: expected a number >= {minimum:g}")
+    return value
+
+
+MB = 1024 * 1024
+MAX_UPLOAD_BYTES = int(_env_number("MBM_MAX_UPLOAD_MB", 20, 0.01) * MB)  # a file, however it arrives
+MAX_REQUEST_BYTES = int(_env_number("MBM_MAX_REQUEST_MB", 2, 0.01) * MB)  # the JSON body of one API call
+MAX_DECODE_PIXELS = int(_env_number("MBM_MAX_DECODE_MP", 25, 0.01) * 1_000_000)  # decoded at full size
+WORK_PIXELS = 4_000_000  # decoded images are shrunk to this before any conversion (faces stay ~>100 px)
+MAX_AUDIO_DECODE_SECONDS = 30.0  # FFmpeg decodes at most this much
+FFMPEG_TIMEOUT_S = 20.0
+FFMPEG_MEMORY_BYTES = 768 * MB  # address-space limit of one FFmpeg child
+
+MAX_PROFILE_CHARS = 500
+MAX_SESSION_PEOPLE = int(_env_number("MBM_MAX_SESSION_PEOPLE", 10, 0))  # one visitor's own enrolments
+MAX_SHARED_PEOPLE = int(_env_number("MBM_MAX_SHARED_PEOPLE", 200, 1))  # the persistent gallery (admin)
+MAX_SESSIONS = int(_env_number("MBM_MAX_SESSIONS", 500, 1))  # visitors' galleries kept in memory at once
+HEAVY_CONCURRENCY_ID = "heavy"  # every event that decodes a file shares this Gradio concurrency group
+
+
+def size_text(n: int) -> str:
+    return f"{n / MB:.0f} MB" if n >= MB else f"{n / 1024:.0f} KB"
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 before the app reads it.
+
+    File uploads (paths ending in ``/upload``) are left to Gradio's own ``max_file_size``; every other
+    request (the JSON of ``/gradio_api/queue/join``, ``/gradio_api/call/...``, ``/run/...``) is limited,
+    so a file inlined as a data URL cannot be bigger than this, and is never parsed or kept in a session.
+    """
+
+    def __init__(self, app, limit: int = MAX_REQUEST_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path", "").rstrip("/").endswith("/upload"):
+            return await self.app(scope, receive, send)
+        declared = next((v for k, v in scope.get("headers", []) if k == b"content-length"), None)
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)
+        # No Content-Length (chunked): read the body here, up to the limit, then hand it on.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                return await self._refuse(send)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body, sent = b"".join(chunks), False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send):
+        body = json.dumps({"error": f"the request is larger than {size_text(self.limit)}; upload files "
+                                    f"(up to {size_text(MAX_UPLOAD_BYTES)}) instead of inlining them"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
