@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-ASSETS = ROOT / "assets" / "voice_control"
-PORTRAIT_ASSETS = ROOT / "assets" / "portrait"
+from mbm.paths import CHECKPOINTS, PORTRAIT_ASSETS, ROOT
+from mbm.paths import VOICE_CONTROL_ASSETS as ASSETS
 
 
 def _percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     for stat in ("p50", "p95"):  # the worst scenario, and each one
         result[f"voice_control_predict_{stat}_ms"] = result[f"predict_{stat}_ms"]
         result[f"predict_{stat}_ms"] = max(result[f"predict_{stat}_ms"], result[f"portrait_predict_{stat}_ms"])
-    result["checkpoint_mb"] = round(sum(p.stat().st_size for p in (ROOT / "checkpoints").iterdir()) / 1e6, 2)
+    result["checkpoint_mb"] = round(sum(p.stat().st_size for p in CHECKPOINTS.iterdir()) / 1e6, 2)
     if not args.no_app:
         result.update(bench_app(requests))
     if args.json:

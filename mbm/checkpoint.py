@@ -1,17 +1,21 @@
-"""Save and load checkpoints that carry everything the app needs.
+"""Save and load checkpoints that carry everything the app needs: one format for every scenario.
 
 A checkpoint is a plain dict loaded with ``torch.load(weights_only=True)``:
-the model config (which includes the preprocessing settings), the label names
-of every head, the text vocabulary, scenario extras (e.g. the action table),
-training metrics and the weights. Nothing about a scenario is hard-coded in the app.
+the model config (which includes the preprocessing settings; every key required),
+the label names of every head, the text vocabulary, scenario extras (e.g. the
+action table), training metrics and the weights. Nothing about a scenario is
+hard-coded in the app. Which model class the weights belong to is the caller's
+choice (``build``): ``MultimodalModel`` for voice control, ``PortraitModel`` for portraits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from mbm.config import ModelConfig
 from mbm.model import MultimodalModel
@@ -30,9 +34,9 @@ class Checkpoint:
     metrics: dict = field(default_factory=dict)  # measured at the end of training
     state_dict: dict | None = None
 
-    def build_model(self) -> MultimodalModel:
-        """The model in eval mode with these weights."""
-        model = MultimodalModel(self.config)
+    def build_model(self, build: Callable[[ModelConfig], nn.Module] = MultimodalModel) -> nn.Module:
+        """``build(config)`` in eval mode with these weights (strict: every weight must fit)."""
+        model = build(self.config)
         if self.state_dict is not None:
             model.load_state_dict(self.state_dict)
         return model.eval()
@@ -46,8 +50,9 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: str | Path, scenario: str | None = None) -> Checkpoint:
-    """Load a checkpoint safely (``weights_only=True``).
+def load_checkpoint(path: str | Path, scenario: str | None = None,
+                    build: Callable[[ModelConfig], nn.Module] = MultimodalModel) -> Checkpoint:
+    """Load a checkpoint safely (``weights_only=True``); ``build`` is the model class checked against it.
 
     Raises:
         ValueError: the file is missing, truncated, tampered with, or for another scenario;
@@ -68,9 +73,8 @@ def load_checkpoint(path: str | Path, scenario: str | None = None) -> Checkpoint
     try:
         ckpt = Checkpoint(scenario=payload["scenario"], config=ModelConfig.from_dict(payload["config"]),
                           labels={k: list(v) for k, v in payload["labels"].items()}, vocab=list(payload["vocab"]),
-                          extra=payload.get("extra", {}), metrics=payload.get("metrics", {}),
-                          state_dict=payload["state_dict"])
-        ckpt.build_model()  # shapes must match the config
+                          extra=payload["extra"], metrics=payload["metrics"], state_dict=payload["state_dict"])
+        ckpt.build_model(build)  # shapes must match the config
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:  # tampered fields
         raise ValueError(f"checkpoint {path} is inconsistent: {(str(e).splitlines() or [''])[0][:200]}") from None
     return ckpt

@@ -58,12 +58,10 @@ class EncoderConfig:
 @dataclass
 class FusionConfig:
     heads: int = 4  # heads of the cross-modal attention layer
-    # "tokens": one softmax over every token, a modality's weight = its tokens' share (grows with its
-    # token count); "modality": pool inside each modality first, then a softmax over the modalities;
-    # "joint": as "modality", scored by one gate over all modalities; "evidence": that gate also sees
-    # how much a quick prediction loses without each modality (see mbm.fusion).
-    pooling: str = "tokens"
-    gate_reads_vectors: bool = True  # joint/evidence gate: False = it sees only evidence and presence
+    # "tokens": one softmax over every token, a modality's weight = its tokens' share (portrait);
+    # "evidence": pool inside each modality, then a gate that sees how much a quick prediction loses
+    # without each modality weighs them (voice control). See mbm.fusion.
+    pooling: str = "evidence"
     evidence_reattend: bool = False  # evidence: re-run the cross-modal attention without each modality
     # evidence: add gain x (what the quick prediction's whole answer loses without m) to m's gate score
     evidence_gain: float = 0.0
@@ -74,8 +72,6 @@ class FusionConfig:
         """Raise ValueError for a pooling that does not exist or a gate option its pooling does not use."""
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown fusion pooling {self.pooling!r}; expected one of {', '.join(POOLINGS)}")
-        if not self.gate_reads_vectors and self.pooling != "evidence":
-            raise ValueError("a gate that sees only the evidence needs evidence pooling")
         if self.evidence_reattend and self.pooling != "evidence":
             raise ValueError("re-running the attention for the evidence needs evidence pooling")
         if self.evidence_gain < 0:
@@ -84,7 +80,7 @@ class FusionConfig:
             raise ValueError("an evidence gain needs evidence pooling")
 
 
-POOLINGS = ("tokens", "modality", "joint", "evidence")  # FusionConfig.pooling, see mbm.fusion
+POOLINGS = ("tokens", "evidence")  # FusionConfig.pooling, see mbm.fusion
 
 
 @dataclass
@@ -105,10 +101,9 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         sub = {"encoder": EncoderConfig, "fusion": FusionConfig, "audio": AudioConfig,
                "image": ImageConfig, "text": TextConfig}
+        _check_keys(cls, d)
         kwargs = {}
         for f in fields(cls):
-            if f.name not in d:
-                continue
             value = d[f.name]
             if f.name in sub:
                 value = _build(sub[f.name], value)
@@ -116,11 +111,20 @@ class ModelConfig:
         return cls(**kwargs)
 
 
-def _build(klass, d: dict):
+def _check_keys(klass, d: dict) -> None:
+    """Every field of ``klass`` present in ``d`` and nothing else: a ValueError naming the odd key."""
+    if not isinstance(d, dict):
+        raise ValueError(f"checkpoint config: {klass.__name__} must be a dict, got {type(d).__name__}")
     names = {f.name for f in fields(klass)}
-    unknown = set(d) - names
+    missing, unknown = sorted(names - set(d)), sorted(set(d) - names)
+    if missing:
+        raise ValueError(f"checkpoint config: {klass.__name__} lacks {', '.join(missing)}")
     if unknown:
-        raise ValueError(f"unknown {klass.__name__} fields in checkpoint config: {sorted(unknown)}")
+        raise ValueError(f"unknown {klass.__name__} fields in checkpoint config: {unknown}")
+
+
+def _build(klass, d: dict):
+    _check_keys(klass, d)
     return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -135,20 +139,13 @@ class TrainConfig:
     text_keep: float = 0.3  # text is optional in the scenario, so it is present less often
     noise_modality: float = 0.1  # chance a present modality is replaced by noise (labels unchanged)
     word_dropout: float = 0.15  # chance each typed word is replaced by <unk>
-    heavy_dropout_share: float = 0.0  # share of texts whose word-dropout rate is drawn from 0..1 instead
     unsupported_share: float = 0.1  # share of training commands outside the action table
     tts_per_word: int = 450  # synthetic clips per command word
     tts_seed: int | None = None  # which voices, speeds and pitches the synthetic clips get (None = seed)
-    muffle_share: float = 0.0  # chance a training clip is low-passed (a dull microphone), see augment.muffle
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
-    rank_weight: float = 0.0  # weight of mbm.removal_loss (modality weights ordered as removal effects)
-    rank_margin: float = 0.2  # wanted log-weight gap in that loss
     effect_weight: float = 0.0  # weight of mbm.removal_loss.removal_effect_loss (weights = softmax(effects))
     effect_temperature: float = 0.2  # temperature of that loss's target
-    noised_weight: float = 0.0  # weight of removal_loss.noised_input_weight_loss (noise gets ~0 weight)
-    mel_warp: float = 0.0  # largest relative stretch of the mel axis (vocal-tract-length augmentation)
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion
-    skip_absent_rows: bool = False  # fusion batches: encoders run on present inputs only (faster; see model.encode)
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)
     evidence_gain_after_training: float = 0.0  # evidence pooling: the checkpoint's FusionConfig.evidence_gain
     precision: str = "fp32"  # "bf16": encoders run under bfloat16 autocast in training (inference stays float32)

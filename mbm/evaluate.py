@@ -34,9 +34,10 @@ from mbm.config import AudioConfig, ImageConfig
 from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
                               split_speech)
 from mbm.preprocess import InputError, fit_window, log_mel, prepare_audio, prepare_image, read_audio, read_image
+from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs
 
-DEFAULT_CHECKPOINTS = {"voice_control": Path(__file__).resolve().parent.parent / "checkpoints" / "voice_control.pt"}
+DEFAULT_CHECKPOINTS = {"voice_control": VOICE_CONTROL_CHECKPOINT}
 PAIR_DEVICES = 3  # each clip is paired with photos of this many devices for the action accuracy
 
 

@@ -3,44 +3,33 @@
 All modalities' tokens are concatenated into one sequence. A cross-modal
 attention layer lets every token attend to the tokens of every present modality
 (how the modalities and the tokens inside them relate). A learned query then
-pools the tokens, in one of four ways (``FusionConfig.pooling``):
+pools the tokens, in one of two ways (``FusionConfig.pooling``; each is used by a shipped model):
 
-``"tokens"`` (one softmax over every present token):
+``"tokens"`` (one softmax over every present token; portrait):
 
     fused = sum_t w_t * v_t,   w = softmax over every present token
     modality weight(m) = sum of w_t over the tokens of m   (sums to 1; absent -> exactly 0)
     token weights(m)   = w_t / modality weight(m)          (where inside the modality)
 
-``"modality"`` (pool inside each modality, then weigh the modalities):
+``"evidence"`` (pool inside each modality, then weigh the modalities by measured evidence; voice control):
 
     token weights(m) = softmax over the tokens of m;  v_m = sum_t token weight_t * v_t
-    modality weights = softmax over the present modalities of score(v_m)   (absent -> exactly 0)
-    fused = sum_m modality weight(m) * v_m
-
-``"joint"`` (as ``"modality"``, but the modalities are weighed together):
-
-    scores = gate([v_audio, v_image, v_text, which are present])   (one small MLP over all of them)
-    modality weights = softmax over the present modalities of scores   (absent -> exactly 0)
-
-``"evidence"`` (as ``"joint"``, and the gate also sees each modality's measured evidence):
-
     base       = heads(mean of the present v_m)                 (no gradient)
-    base_-m    = heads(mean of v_n over the present n != m)
+    base_-m    = heads(mean of v_n over the present n != m)     (with ``evidence_reattend``: the
+                 cross-modal attention re-run without m, the exact leave-one-out)
     evidence_m = per head, base[top class] - base_-m[top class]  (how much the quick prediction
                  loses without m; 0 when m is the only input)
-    scores = gate([v_m (gradient stopped), evidence_m for every present m])
-    with FusionConfig.evidence_gain g > 0, every score also gets  + g * joint_m, where
     joint_m    = prod_h base_h[top class] - prod_h base_-m,h[top class]   (what the quick
                  prediction's whole answer, every head's top class at once, loses without m)
+    scores = gate([evidence_m and presence for every modality]) + evidence_gain * joint_m
+    modality weights = softmax over the present modalities of scores   (absent -> exactly 0)
+    fused = sum_m modality weight(m) * v_m
 
-The second makes a modality's weight a judgement of its pooled content, not of how
-many tokens it has (a long text of unknown words would otherwise outweigh a clip).
-The third lets a modality's weight depend on what the others carry: a photo matters
-less when the typed text already names the device. The fourth hands the gate a
-direct measurement of that: the weights can follow what removing an input does. The
-gain adds that measurement of the whole answer to the learned scores directly, so an
-input whose removal costs the answer more gets more weight by construction, and the
-learned gate only has to shape the rest.
+Pooling inside each modality makes a modality's weight a judgement of its content, not of
+how many tokens it has (a long text of unknown words would otherwise outweigh a clip). The
+gate reads what removing each input does to the answer, so the weights follow the measured
+effects; the gain adds the whole answer's loss directly, and the learned gate shapes the rest.
+Other poolings were tried and removed: see docs/history.md.
 """
 
 from __future__ import annotations
@@ -54,6 +43,9 @@ from mbm.config import EncoderConfig, FusionConfig
 from mbm.encoders import Tokens
 
 STACKED_EVIDENCE_MAX_ROWS = 64  # exact evidence at inference: stack the leave-one-out passes up to this many rows
+
+
+Probe = Callable[[torch.Tensor], dict[str, torch.Tensor]]  # fused (N, D) -> head -> probabilities (N, C)
 
 
 class FusionOutput(NamedTuple):
@@ -86,38 +78,33 @@ class AttentionFusion(nn.Module):
                                  nn.Linear(cfg.ffn_mult * d, d))
         self.norm3 = nn.LayerNorm(d)
         self.query = nn.Parameter(torch.zeros(d))
-        self.key = nn.Linear(d, d)
+        self.key = nn.Linear(d, d, bias=False)  # a bias would shift every score alike: softmax ignores it
         self.value = nn.Linear(d, d)
         self.scale = d ** -0.5
         cfg.validate()
         self.pooling = cfg.pooling
-        self.gate_reads_vectors = cfg.gate_reads_vectors
         self.reattend = cfg.evidence_reattend
         self.evidence_gain = cfg.evidence_gain
-        m = len(modalities)
-        if cfg.pooling == "modality":
-            self.modality_score = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 1))  # pooled v_m -> score
-        elif cfg.pooling in ("joint", "evidence"):
-            self.n_evidence = n_heads if cfg.pooling == "evidence" else 0  # one number per head
-            if cfg.pooling == "evidence" and not n_heads:
+        if cfg.pooling == "evidence":
+            if not n_heads:
                 raise ValueError("evidence pooling needs the number of heads")
-            self.gate_norm = nn.LayerNorm(d)
-            # every modality's pooled vector and evidence (zeros if absent) + presence flags -> a score each
-            self.modality_gate = nn.Sequential(nn.Linear(m * (d + self.n_evidence + 1), d), nn.GELU(),
-                                               nn.Linear(d, m))
-        # Set by the model for evidence pooling: fused (N, D) -> {head: class probabilities (N, C)}.
-        self.probe: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None
+            m, self.n_evidence = len(modalities), n_heads  # one evidence number per head
+            # every modality's evidence (zeros if absent) + presence flags -> a score each
+            self.modality_gate = nn.Sequential(nn.Linear(m * (n_heads + 1), d), nn.GELU(), nn.Linear(d, m))
 
-    def forward(self, inputs: dict[str, Tokens]) -> FusionOutput:
+    def forward(self, inputs: dict[str, Tokens], probe: Probe | None = None) -> FusionOutput:
         """Fuse the encoders' outputs.
 
         Args:
             inputs: modality -> Tokens; a missing key or a fully masked row is an absent modality.
+            probe: evidence pooling only: fused (N, D) -> {head: class probabilities (N, C)}, the
+                model's heads without dropout (the quick prediction that measures the evidence).
         """
         if self.pooling == "tokens":
             return self._pool_tokens(*self._attend(inputs))
+        assert probe is not None, "evidence pooling needs the model's heads as a probe"
         pooled, has, token_weights, present = self._pool_inside_modalities(*self._attend(inputs))
-        evidence = self._evidence(pooled, has, inputs, present) if self.pooling == "evidence" else None
+        evidence = self._evidence(pooled, has, inputs, present, probe)
         return self._weigh_modalities(pooled, has, token_weights, present, evidence)
 
     def _attend(self, inputs: dict[str, Tokens]):
@@ -168,13 +155,10 @@ class AttentionFusion(nn.Module):
             has.append(any_token)
         return torch.stack(pooled, 1), torch.stack(has, 1), token_weights, present  # P = present modalities
 
-    def _weigh_modalities(self, pooled_all, has, token_weights, present, evidence=None) -> FusionOutput:
-        """A softmax over the present modalities' pooled vectors (B, P, D) -> the fused vector and weights."""
+    def _weigh_modalities(self, pooled_all, has, token_weights, present, evidence: Evidence) -> FusionOutput:
+        """A softmax over the present modalities' gate scores -> the fused vector (B, D) and weights."""
         batch = pooled_all.shape[0]
-        if self.pooling in ("joint", "evidence"):
-            mod_scores = self._joint_scores(pooled_all, has, present, evidence)  # (B, P)
-        else:
-            mod_scores = self.modality_score(pooled_all).squeeze(-1)  # (B, P)
+        mod_scores = self._gate_scores(has, present, evidence)  # (B, P)
         mod_w = mod_scores.masked_fill(~has, float("-inf")).softmax(1)  # (B, P)
         fused = torch.einsum("bp,bpd->bd", mod_w, pooled_all)  # (B, D)
         modality_weights = pooled_all.new_zeros(batch, len(self.modalities))
@@ -182,31 +166,22 @@ class AttentionFusion(nn.Module):
             modality_weights[:, self.modalities.index(m)] = mod_w[:, j]
         return FusionOutput(fused, modality_weights, token_weights)
 
-    def _joint_scores(self, pooled: torch.Tensor, has: torch.Tensor, present: list[str],
-                      evidence: Evidence | None = None) -> torch.Tensor:
-        """(B, P, D) pooled vectors of the present modalities, (B, P) which rows have them,
-        optional evidence -> (B, P) scores."""
-        batch, d = pooled.shape[0], pooled.shape[2]
-        slots = pooled.new_zeros(batch, len(self.modalities), d + self.n_evidence)  # (B, M, D + H), 0 if absent
-        flags = pooled.new_zeros(batch, len(self.modalities))  # (B, M)
+    def _gate_scores(self, has: torch.Tensor, present: list[str], evidence: Evidence) -> torch.Tensor:
+        """(B, P) which rows have each present modality, its evidence -> (B, P) scores."""
+        batch = has.shape[0]
+        slots = has.new_zeros(batch, len(self.modalities), self.n_evidence, dtype=evidence.per_head.dtype)  # (B, M, H)
+        flags = slots.new_zeros(batch, len(self.modalities))  # (B, M), 0 if absent
         cols = [self.modalities.index(m) for m in present]
-        # The evidence gate reads the pooled vectors without sending gradient back into them: the
-        # explanation losses train the gate only, never the encoders.
-        if self.gate_reads_vectors:
-            vectors = self.gate_norm(pooled.detach() if self.pooling == "evidence" else pooled)
-        else:  # zeros in their place: the gate's layout is the same either way
-            vectors = pooled.new_zeros(pooled.shape)
-        parts = vectors if evidence is None else torch.cat([vectors, evidence.per_head], 2)
-        slots[:, cols] = parts * has[:, :, None]
-        flags[:, cols] = has.to(pooled.dtype)
+        slots[:, cols] = evidence.per_head * has[:, :, None]
+        flags[:, cols] = has.to(slots.dtype)
         scores = self.modality_gate(torch.cat([slots.flatten(1), flags], 1))[:, cols]  # (B, P)
-        if evidence is not None and self.evidence_gain:
+        if self.evidence_gain:
             scores = scores + self.evidence_gain * evidence.joint
         return scores
 
     @torch.no_grad()
     def _evidence(self, pooled: torch.Tensor, has: torch.Tensor, inputs: dict[str, Tokens],
-                  present: list[str]) -> Evidence:
+                  present: list[str], probe: Probe) -> Evidence:
         """Per present modality: what the quick prediction's top classes lose without it (``Evidence``).
 
         The quick prediction is the heads on the plain mean of the pooled vectors (B, P, D);
@@ -216,11 +191,9 @@ class AttentionFusion(nn.Module):
         ``FusionConfig.evidence_reattend`` the attention over ``inputs`` (the present modalities
         ``present``) is re-run without m instead: the exact leave-one-out, one more pass per modality.
         """
-        assert self.probe is not None, "evidence pooling needs fusion.probe (set by MultimodalModel)"
-
         def quick(pooled_: torch.Tensor, has_: torch.Tensor) -> dict[str, torch.Tensor]:
             mean = (pooled_ * has_[:, :, None]).sum(1) / has_.sum(1, keepdim=True).clamp_min(1)  # (B, D)
-            return self.probe(mean)
+            return probe(mean)
 
         full = quick(pooled, has)
         heads = sorted(full)

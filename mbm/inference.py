@@ -19,7 +19,7 @@ from mbm.preprocess import (AudioInput, ImageInput, InputError, TextInput, encod
                             prepare_image, read_audio, read_image)
 from mbm.scenarios.voice_control import action_probs
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+from mbm.paths import CHECKPOINTS as CHECKPOINT_DIR
 
 
 @dataclass

@@ -30,13 +30,14 @@ class MultimodalModel(nn.Module):
 
     modalities = MODALITIES
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, encoders: dict[str, nn.Module] | None = None):
+        """``encoders``: modality -> module returning Tokens; default: the raw-input encoders below."""
         super().__init__()
         self.cfg = cfg
         # Training only: run the encoders under CPU autocast in this dtype (e.g. torch.bfloat16);
         # their tokens come back as float32, so fusion, heads and losses stay in full precision.
         self.encoder_autocast: torch.dtype | None = None
-        self.encoders = nn.ModuleDict({
+        self.encoders = nn.ModuleDict(encoders if encoders is not None else {
             "audio": AudioEncoder(cfg.encoder, cfg.audio),
             "image": ImageEncoder(cfg.encoder, cfg.image),
             "text": TextEncoder(cfg.encoder),
@@ -47,17 +48,12 @@ class MultimodalModel(nn.Module):
             name: nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.encoder.dropout), nn.Linear(d, n))
             for name, n in sorted(cfg.heads.items())
         })
-        self.fusion.probe = self.head_probabilities  # for evidence pooling (mbm.fusion)
 
-    def encode(self, inputs: dict[str, torch.Tensor], present: dict[str, torch.Tensor] | None = None,
-               skip_absent: bool = False) -> dict[str, Tokens]:
+    def encode(self, inputs: dict[str, torch.Tensor],
+               present: dict[str, torch.Tensor] | None = None) -> dict[str, Tokens]:
         """Run the encoder of each given modality; ``present[m]`` (B,) marks the samples that have it.
 
-        By default every encoder runs on every row and the absent rows are masked afterwards.
-        ``skip_absent=True`` runs each encoder on its present rows only (absent rows get zero
-        tokens with an all-False mask; a modality no sample has is left out): the same outputs
-        in eval mode, less work, and in training the absent rows stay out of BatchNorm's batch
-        statistics and out of the dropout random stream, so a seeded run differs.
+        Every encoder runs on every row of its input; the absent rows are masked afterwards.
         """
         unknown = set(inputs) - set(self.modalities)
         if unknown:
@@ -66,19 +62,8 @@ class MultimodalModel(nn.Module):
         for m in self.modalities:
             if m not in inputs:
                 continue
-            keep = None if present is None or m not in present else present[m].bool()
-            if keep is None or bool(keep.all()) or not skip_absent:
-                out = self._run_encoder(m, inputs[m])
-                tokens[m] = out if keep is None else out.keep_rows(keep)  # (B, T_m)
-                continue
-            rows = torch.nonzero(keep).flatten()  # (K,) samples that have m
-            if len(rows) == 0:  # no sample has it: left out, as an input never given
-                continue
-            out = self._run_encoder(m, inputs[m][rows])  # (K, T_m, D)
-            batch_tokens = out.tokens.new_zeros(len(keep), *out.tokens.shape[1:])  # (B, T_m, D)
-            batch_mask = out.mask.new_zeros(len(keep), out.mask.shape[1])  # (B, T_m)
-            batch_tokens[rows], batch_mask[rows] = out.tokens, out.mask
-            tokens[m] = Tokens(batch_tokens, batch_mask)
+            out = self._run_encoder(m, inputs[m])  # (B, T_m, D)
+            tokens[m] = out if present is None or m not in present else out.keep_rows(present[m].bool())
         return tokens
 
     def _run_encoder(self, modality: str, x: torch.Tensor) -> Tokens:
@@ -92,7 +77,11 @@ class MultimodalModel(nn.Module):
     def forward_features(self, inputs: dict[str, torch.Tensor],
                          present: dict[str, torch.Tensor] | None = None):
         """Encode the given modalities and fuse them; returns the FusionOutput."""
-        return self.fusion(self.encode(inputs, present))
+        return self.fuse(self.encode(inputs, present))
+
+    def fuse(self, tokens: dict[str, Tokens]):
+        """The fusion block over encoded tokens (the heads serve as the evidence probe); a FusionOutput."""
+        return self.fusion(tokens, probe=self.head_probabilities)
 
     def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(fused) for name, head in self.heads.items()}
@@ -124,5 +113,5 @@ class MultimodalModel(nn.Module):
         for m, enc in self.encode(inputs).items():  # (1, T_m, D) each
             keep = torch.tensor([m in s for s in subsets])  # (n,)
             tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1)).keep_rows(keep)
-        f = self.fusion(tokens)
+        f = self.fuse(tokens)
         return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)

@@ -28,9 +28,8 @@ from mbm.config import MODALITIES, EncoderConfig, FusionConfig, ModelConfig
 from mbm.encoders import Tokens
 from mbm.model import MultimodalModel
 from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM
-from mbm.storage import atomic_write
+from mbm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
-FORMAT = "mbm-portrait/1"
 N_STATS = 3  # best calibrated similarity, margin to the second best, a quality cue
 FEATURE_DIMS = {"image": FACE_DIM + N_STATS, "audio": VOICE_DIM + N_STATS, "text": PROFILE_DIM + N_STATS}
 
@@ -57,7 +56,7 @@ class PortraitOutput(NamedTuple):
 
 def default_config(dim: int = 32) -> ModelConfig:
     return ModelConfig(heads={}, encoder=EncoderConfig(dim=dim, dropout=0.1),
-                       fusion=FusionConfig(heads=2, ffn_mult=2, dropout=0.1))
+                       fusion=FusionConfig(heads=2, pooling="tokens", ffn_mult=2, dropout=0.1))
 
 
 class PortraitModel(nn.Module):
@@ -66,9 +65,8 @@ class PortraitModel(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None):
         super().__init__()
         self.cfg = cfg or default_config()
-        self.backbone = MultimodalModel(self.cfg)
         d, p = self.cfg.encoder.dim, self.cfg.encoder.dropout
-        self.backbone.encoders = nn.ModuleDict({m: FeatureEncoder(FEATURE_DIMS[m], d, p) for m in MODALITIES})
+        self.backbone = MultimodalModel(self.cfg, {m: FeatureEncoder(FEATURE_DIMS[m], d, p) for m in MODALITIES})
         # z_m = scale_m * (cos_m - offset_m); initial values put same/different people around +-1.
         self.offset = nn.Parameter(torch.tensor([0.75, 0.90, 0.30]))  # audio, image, text
         self.log_scale = nn.Parameter(torch.log(torch.tensor([12.0, 30.0, 4.0])))
@@ -100,24 +98,12 @@ class PortraitModel(nn.Module):
 
 
 def save_portrait_model(model: PortraitModel, path: str | Path, extra: dict | None = None) -> None:
-    """Atomic write of config + weights + threshold (+ extras: metrics, split)."""
-    payload = {"format": FORMAT, "scenario": "portrait", "config": model.cfg.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-               "extra": extra or {}}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    """Atomic write of config + weights + threshold (+ extras: metrics, split), as every mbm checkpoint."""
+    save_checkpoint(Checkpoint(scenario="portrait", config=model.cfg, labels={}, vocab=[], extra=extra or {},
+                               state_dict=model.state_dict()), path)
 
 
 def load_portrait_model(path: str | Path) -> tuple[PortraitModel, dict]:
     """(model in eval mode, extra); ValueError naming the file when it is unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"portrait checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != FORMAT:
-            raise ValueError("format")
-        model = PortraitModel(ModelConfig.from_dict(payload["config"]))
-        model.load_state_dict(payload["state_dict"])
-    except Exception as e:
-        raise ValueError(f"cannot load portrait checkpoint {path}: {type(e).__name__}") from None
-    return model.eval(), payload.get("extra", {})
+    ckpt = load_checkpoint(path, "portrait", build=PortraitModel)
+    return ckpt.build_model(PortraitModel), ckpt.extra

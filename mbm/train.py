@@ -1,6 +1,7 @@
 """Train a scenario's fusion model from scratch and write its checkpoint.
 
-    python -m mbm.train --scenario voice_control --data ../shared/data
+    python -m mbm.train --scenario voice_control --data ../shared/data       # the shipped recipe
+    torchrun --standalone --nproc_per_node=2 -m mbm.train --scenario voice_control --data DIR   # DDP
 
 Seeded; shows tqdm progress; generates the text-to-speech clips first when they
 are missing (``--tts-dir``). Held-out speakers and photos (see
@@ -12,26 +13,31 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.config import POOLINGS, EncoderConfig, FusionConfig, ModelConfig, TrainConfig
+from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.data.voice_control_data import VoiceControlSampler, load_audio_pool, load_photo_pool
 from mbm.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
-from mbm.removal_loss import noised_input_weight_loss, removal_effect_loss, removal_rank_loss
+from mbm.paths import CACHE, CHECKPOINTS
+from mbm.removal_loss import removal_effect_loss
 from mbm.scenarios.voice_control import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
                                          training_vocabulary)
 
@@ -46,8 +52,13 @@ def seed_everything(seed: int) -> None:
 
 
 def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainConfig,
-                        band_norm: bool = True, fusion_cfg: FusionConfig | None = None) -> Checkpoint:
-    seed_everything(train.seed)
+                        fusion_cfg: FusionConfig) -> Checkpoint:
+    """Train the voice-control model; under torchrun each rank draws its own batches (seed + rank).
+
+    Every rank returns the trained checkpoint; only rank 0 evaluates it and writes ``out``.
+    """
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    seed_everything(train.seed + 1000 * rank)
     clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
     if not clips or not photos:
@@ -57,67 +68,47 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     train_photos, held_photos = split_photos(photos)
     # Exactly the planned clips (the cache may hold others from earlier plans).
     tts_seed = train.seed if train.tts_seed is None else train.tts_seed
+    if rank != 0:
+        dist.barrier()  # rank 0 renders the synthetic speech first; the others then find it on disk
     synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=tts_seed,
-                                       progress=tqdm))
+                                       progress=tqdm if rank == 0 else None))
+    if rank == 0 and world > 1:
+        dist.barrier()
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
 
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
-    cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=band_norm)
-    cfg.fusion = fusion_cfg or FusionConfig()
+    cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=True)
+    cfg.fusion = fusion_cfg
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
-    sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens, train)
+    # Each rank samples its own batches: the generated data's equivalent of a DistributedSampler shard.
+    sampler = VoiceControlSampler(audio_pool, photo_pool, vocab, cfg.audio, cfg.image, cfg.text.max_tokens,
+                                  replace(train, seed=train.seed + 1000 * rank))
 
     # channels_last: the convolutions run ~30% faster on CPU (same numbers, another memory layout).
     model = MultimodalModel(cfg).to(memory_format=torch.channels_last)
     # bf16: the encoders' convolutions and GRUs run ~1.8x faster on a CPU with AVX512-BF16; the rest stays float32.
     model.encoder_autocast = torch.bfloat16 if train.precision == "bf16" else None
+    step_loss: nn.Module = VoiceControlLoss(model, train)
+    if dist.is_initialized():  # torchrun: gradients averaged over the ranks by DDP; buffers follow rank 0
+        step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # warm-up uses one encoder
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
-    index = torch.tensor(action_index_matrix())
     model.train()
     warmup_steps = int(train.warmup_share * train.steps)
-    bar = tqdm(range(train.steps), desc="train")
+    bar = tqdm(range(train.steps), desc="train", disable=rank != 0)
     for step in bar:
         if step < warmup_steps:
             # Warm-up: one encoder per batch (cheap), each head taught by the input that carries it.
             modality = WARMUP_CYCLE[step % len(WARMUP_CYCLE)]
             inputs, targets = sampler.sample_unimodal(modality, 2 * train.batch_size)
-            output = model(inputs)
-            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
-            losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
-            loss = sum(losses.values())
-            loss_device, loss_word = losses.get("device", loss), losses.get("word", loss)
+            loss, loss_device, loss_word = step_loss(inputs, targets, modality=modality)
         else:
             # Fusion: every modality present or not per sample (modality dropout), some replaced by noise.
-            inputs, present, targets, noised = sampler.sample(train.batch_size)
-            tokens = model.encode(inputs, present, skip_absent=train.skip_absent_rows)
-            fusion = model.fusion(tokens)
-            logits = model.forward_head(fusion.fused)
-            loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
-            loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
-            truth = index[targets["device"], targets["word"]]  # (B,) action ids
-
-            def true_action_prob(head_logits: dict[str, torch.Tensor]) -> torch.Tensor:
-                p = action_probs(head_logits["device"].softmax(-1), head_logits["word"].softmax(-1), index)
-                return p.gather(1, truth[:, None])[:, 0]
-
-            loss_action = -true_action_prob(logits).clamp_min(1e-8).log().mean()
-            loss = loss_device + loss_word + 0.5 * loss_action
-            if train.rank_weight > 0:
-                # The modality whose removal hurts most must carry the largest weight (mbm.removal_loss).
-                loss = loss + train.rank_weight * removal_rank_loss(model, tokens, fusion.modality_weights,
-                                                                    true_action_prob, margin=train.rank_margin)
-            if train.effect_weight > 0:
-                # The modality weights should follow the measured effect of removing each input.
-                loss = loss + train.effect_weight * removal_effect_loss(
-                    model, tokens, fusion.modality_weights, true_action_prob, temperature=train.effect_temperature)
-            if train.noised_weight > 0:
-                # An input replaced by noise tells nothing: its weight should say so.
-                loss = loss + train.noised_weight * noised_input_weight_loss(fusion.modality_weights, noised,
-                                                                             model.modalities)
+            inputs, present, targets, _ = sampler.sample(train.batch_size)
+            loss, loss_device, loss_word = step_loss(inputs, targets, present=present)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -127,6 +118,11 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
 
     model.encoder_autocast = None  # evaluated, saved and served in float32
+    if dist.is_initialized():
+        # DDP hands rank 0's buffers (BatchNorm statistics) to every rank before each forward; the
+        # last step's update is still per rank, so hand them over once more.
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
     if train.reattend_after_training:
         # Trained on the cheap evidence; evaluated and served with the exact one (attention re-run
         # without each input). The weights are the same; only how the gate's evidence is measured changes.
@@ -141,113 +137,125 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
                       state_dict=model.state_dict())
     model.eval()
-    ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos),
-                    "train_config": vars(train), "data": str(data_dir)}
-    save_checkpoint(ckpt, out)
+    if rank == 0:  # one writer: the ranks hold the same weights (DDP)
+        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos),
+                        "train_config": asdict(train), "data": str(data_dir), "world_size": world}
+        save_checkpoint(ckpt, out)
     return ckpt
 
 
-def main(argv: list[str] | None = None) -> None:
+class VoiceControlLoss(nn.Module):
+    """One training batch -> (loss, device loss, word loss); a module so that DDP can wrap it."""
+
+    def __init__(self, model: MultimodalModel, train: TrainConfig):
+        super().__init__()
+        self.model, self.train_cfg = model, train
+        self.register_buffer("action_index", torch.tensor(action_index_matrix()), persistent=False)
+
+    def forward(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                modality: str | None = None, present: dict[str, torch.Tensor] | None = None):
+        model = self.model
+        if modality is not None:  # warm-up: one input, the heads it carries
+            output = model(inputs)
+            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
+            losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
+            loss = sum(losses.values())
+            return loss, losses.get("device", loss), losses.get("word", loss)
+        tokens = model.encode(inputs, present)
+        fusion = model.fuse(tokens)
+        logits = model.forward_head(fusion.fused)
+        loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
+        loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
+        truth = self.action_index[targets["device"], targets["word"]]  # (B,) action ids
+
+        def true_action_prob(head_logits: dict[str, torch.Tensor]) -> torch.Tensor:
+            p = action_probs(head_logits["device"].softmax(-1), head_logits["word"].softmax(-1), self.action_index)
+            return p.gather(1, truth[:, None])[:, 0]
+
+        loss = loss_device + loss_word + 0.5 * -true_action_prob(logits).clamp_min(1e-8).log().mean()
+        if self.train_cfg.effect_weight > 0:
+            # The modality weights should follow the measured effect of removing each input.
+            loss = loss + self.train_cfg.effect_weight * removal_effect_loss(
+                model, tokens, fusion.modality_weights, true_action_prob, temperature=self.train_cfg.effect_temperature)
+        return loss, loss_device, loss_word
+
+
+RECIPES = Path(__file__).resolve().parent / "recipes"  # <scenario>.json: the shipped checkpoint's recipe
+
+
+def load_recipe(path: Path) -> tuple[TrainConfig, FusionConfig]:
+    """A recipe file -> (TrainConfig, FusionConfig); every field required, unknown ones refused."""
+    recipe = json.loads(Path(path).read_text(encoding="utf-8"))
+    configs = []
+    for key, klass in (("train", TrainConfig), ("fusion", FusionConfig)):
+        names = {f.name for f in fields(klass)}
+        given = recipe.get(key, {})
+        odd = sorted(set(given) - names)
+        if odd:
+            raise ValueError(f"{path}: unknown {key} fields {odd}")
+        configs.append(klass(**given))
+    return configs[0], configs[1]
+
+
+def main(argv: list[str] | None = None) -> Checkpoint | None:
+    """``python -m mbm.train --scenario X --data DIR [overrides]``; under torchrun, data-parallel (DDP).
+
+    Returns the trained voice-control checkpoint (every rank holds the same weights).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--scenario=portrait" in argv or ("--scenario" in argv and argv[argv.index("--scenario") + 1:][:1] == ["portrait"]):
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--scenario", choices=("voice_control", "portrait"))
+    scenario = chooser.parse_known_args(argv)[0].scenario
+    if scenario == "portrait":
         from mbm.portrait_train import main as portrait_main  # pretrained features + fusion: its own trainer
 
         return portrait_main(argv)
-    parser = argparse.ArgumentParser(description="Train an mbm scenario model from scratch.")
-    parser.add_argument("--scenario", required=True, choices=("voice_control",))
+    parser = argparse.ArgumentParser(description="Train a scenario's model with its shipped recipe "
+                                                 "(mbm/recipes/<scenario>.json); options override it.")
+    parser.add_argument("--scenario", required=True, choices=("voice_control", "portrait"))
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
     parser.add_argument("--out", type=Path, help="checkpoint path (default checkpoints/<scenario>.pt)")
-    parser.add_argument("--tts-dir", type=Path, default=Path("cache/tts"), help="synthetic speech cache")
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
-    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr)
-    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    parser.add_argument("--tts-seed", type=int, default=None,
-                        help="seed of the synthetic speech plan (voices, speeds, pitches); default: --seed")
-    parser.add_argument("--rank-weight", type=float, default=TrainConfig.rank_weight,
-                        help="weight of the loss tying modality weights to removal effects (0 = off)")
-    parser.add_argument("--rank-margin", type=float, default=TrainConfig.rank_margin,
-                        help="wanted log-weight gap between a more and a less useful modality")
-    parser.add_argument("--effect-weight", type=float, default=TrainConfig.effect_weight,
-                        help="weight of the loss asking the modality weights to be softmax(removal effect / T)")
-    parser.add_argument("--effect-temperature", type=float, default=TrainConfig.effect_temperature,
-                        help="T of that loss")
-    parser.add_argument("--pooling", choices=POOLINGS, default="tokens",
-                        help="fusion pooling (mbm.fusion): one softmax over all tokens, per modality, "
-                             "per modality weighed jointly, or jointly from each input's measured evidence")
-    parser.add_argument("--gate-evidence-only", action="store_true",
-                        help="evidence pooling: the gate sees only the evidence, not the pooled vectors")
-    parser.add_argument("--evidence-reattend", action="store_true",
-                        help="evidence pooling: re-run the cross-modal attention without each input (exact, slower)")
-    parser.add_argument("--evidence-gain-after-training", type=float, default=0.0, metavar="G",
-                        help="with --pooling evidence: the checkpoint adds G x what the whole answer loses "
-                             "without each input to the gate's scores (the gate is trained without it)")
-    parser.add_argument("--reattend-after-training", action="store_true",
-                        help="evidence pooling: train on the cheap evidence, then write the checkpoint with the "
-                             "exact one (--evidence-reattend) for evaluation and the app")
-    parser.add_argument("--mel-warp", type=float, default=TrainConfig.mel_warp,
-                        help="largest relative stretch of the mel axis in audio augmentation (0 = off)")
-    parser.add_argument("--heavy-dropout-share", type=float, default=TrainConfig.heavy_dropout_share,
-                        help="share of typed texts with a word-dropout rate drawn from 0..1")
-    parser.add_argument("--muffle", type=float, default=TrainConfig.muffle_share,
-                        help="chance a training clip is low-passed at 0.8-3 kHz (dull microphones; 0 = off)")
-    parser.add_argument("--real-share", type=float, default=TrainConfig.real_share,
-                        help="chance a training clip is a real recording of its word rather than synthetic")
-    parser.add_argument("--noise-modality", type=float, default=TrainConfig.noise_modality,
-                        help="chance a present input is replaced by noise in fusion batches (labels unchanged)")
-    parser.add_argument("--noised-weight", type=float, default=TrainConfig.noised_weight,
-                        help="weight of the loss asking inputs replaced by noise for ~0 modality weight (0 = off)")
-    parser.add_argument("--skip-absent-rows", action="store_true",
-                        help="fusion batches: run each encoder on the samples that have its input only "
-                             "(~17%% less training time; absent inputs leave BatchNorm's statistics)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default=TrainConfig.precision,
-                        help="bf16: run the encoders under bfloat16 autocast in training (~1.8x faster encoders "
-                             "on CPUs with AVX512-BF16 or AMX; slower elsewhere); the checkpoint is float32")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--no-band-norm", action="store_true", help="keep the mel bands' means (older models)")
+    parser.add_argument("--recipe", type=Path, help="recipe file (default mbm/recipes/<scenario>.json)")
+    parser.add_argument("--tts-dir", type=Path, default=CACHE / "tts", help="synthetic speech cache")
+    parser.add_argument("--steps", type=int, help="optimiser steps")
+    parser.add_argument("--batch-size", type=int, help="batch size per process")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--tts-seed", type=int, help="seed of the synthetic speech plan (voices, speeds, pitches)")
+    parser.add_argument("--tts-per-word", type=int, help="synthetic clips per command word")
+    parser.add_argument("--real-share", type=float, help="chance a training clip is a real recording (0..1)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"),
+                        help="bf16: the encoders train under bfloat16 autocast (~1.8x faster on CPUs with "
+                             "AVX512-BF16 or AMX; slower elsewhere); the checkpoint is float32")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
     args = parser.parse_args(argv)
-    for flag, value in (("--real-share", args.real_share), ("--heavy-dropout-share", args.heavy_dropout_share),
-                        ("--noise-modality", args.noise_modality), ("--muffle", args.muffle)):
-        if not 0 <= value <= 1:
-            parser.error(f"{flag} is a share: expected 0..1, got {value}")
-    if args.effect_temperature <= 0:
-        parser.error(f"--effect-temperature must be > 0, got {args.effect_temperature}")
-    for flag, value in (("--rank-weight", args.rank_weight), ("--rank-margin", args.rank_margin),
-                        ("--effect-weight", args.effect_weight), ("--noised-weight", args.noised_weight)):
-        if value < 0:
-            parser.error(f"{flag} must be >= 0, got {value}")
-    if not 0 <= args.mel_warp < 1:
-        parser.error(f"--mel-warp is a relative stretch: expected 0 <= value < 1, got {args.mel_warp}")
-    fusion_cfg = FusionConfig(pooling=args.pooling, gate_reads_vectors=not args.gate_evidence_only,
-                              evidence_reattend=args.evidence_reattend)
     try:
+        train, fusion_cfg = load_recipe(args.recipe or RECIPES / f"{args.scenario}.json")
         fusion_cfg.validate()
-    except ValueError as e:
-        parser.error(f"{e} (--pooling evidence)")
-    if args.reattend_after_training and (args.pooling != "evidence" or args.evidence_reattend):
-        parser.error("--reattend-after-training needs --pooling evidence without --evidence-reattend "
-                     "(which trains on the exact evidence already)")
-    if args.evidence_gain_after_training:
-        try:
-            replace(fusion_cfg, evidence_gain=args.evidence_gain_after_training).validate()
-        except ValueError as e:
-            parser.error(f"--evidence-gain-after-training: {e}")
+    except (OSError, ValueError, TypeError) as e:
+        parser.error(f"recipe: {e}")
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "tts_seed", "tts_per_word",
+                                               "real_share", "precision") if getattr(args, k) is not None}
+    train = replace(train, **overrides)
+    if not 0 <= train.real_share <= 1:
+        parser.error(f"--real-share is a share: expected 0..1, got {train.real_share}")
+    for name in ("steps", "batch_size", "tts_per_word"):
+        if getattr(train, name) < (0 if name == "tts_per_word" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(train, name)}")
     torch.set_num_threads(args.threads)
-    train = TrainConfig(seed=args.seed, tts_seed=args.tts_seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                        rank_weight=args.rank_weight, mel_warp=args.mel_warp,
-                        heavy_dropout_share=args.heavy_dropout_share, rank_margin=args.rank_margin,
-                        real_share=args.real_share, effect_weight=args.effect_weight,
-                        effect_temperature=args.effect_temperature, noise_modality=args.noise_modality,
-                        noised_weight=args.noised_weight, muffle_share=args.muffle,
-                        skip_absent_rows=args.skip_absent_rows,
-                        reattend_after_training=args.reattend_after_training,
-                        evidence_gain_after_training=args.evidence_gain_after_training, precision=args.precision)
-    out = args.out or Path("checkpoints") / f"{args.scenario}.pt"
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by torchrun: one process per rank
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    out = args.out or CHECKPOINTS / f"{args.scenario}.pt"
     start = time.perf_counter()
-    ckpt = train_voice_control(args.data, out, args.tts_dir, train, band_norm=not args.no_band_norm,
-                               fusion_cfg=fusion_cfg)
-    print(json.dumps(ckpt.metrics["heldout"], indent=1))
-    print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
+    try:
+        ckpt = train_voice_control(args.data, out, args.tts_dir, train, fusion_cfg)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if "heldout" in ckpt.metrics:  # rank 0
+        print(json.dumps(ckpt.metrics["heldout"], indent=1))
+        print(f"wrote {out} in {(time.perf_counter() - start) / 60:.1f} min")
+    return ckpt
 
 
 if __name__ == "__main__":

@@ -102,12 +102,11 @@ def test_every_curated_example_loads():
     """Each entry of assets/voice_control/examples.json points at files that exist (none is skipped)."""
     import json
 
-    import app  # builds the UI and loads the shipped checkpoint, without launching
+    from mbm.paths import VOICE_CONTROL_EXAMPLES
+    from mbm.ui.common import load_examples
 
-    if not app.VOICE_CONTROL_EXAMPLES.is_file():
-        pytest.skip("no assets/voice_control/examples.json")
-    entries = json.loads(app.VOICE_CONTROL_EXAMPLES.read_text(encoding="utf-8"))
-    rows, captions = app.load_examples(app.VOICE_CONTROL_EXAMPLES)
+    entries = json.loads(VOICE_CONTROL_EXAMPLES.read_text(encoding="utf-8"))
+    rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
     assert len(rows) == len(entries) == len(captions)
     assert captions == [e["caption"] for e in entries]
 
@@ -196,34 +195,35 @@ def test_report_returns_png_html_json(client, generated_inputs):
 def test_evaluation_returns_the_shipped_results(client):
     import json
 
-    import app
+    from mbm.paths import EVAL_RESULTS
 
     result = client.predict(api_name="/evaluation")
-    shipped = json.loads(app.EVAL_RESULTS.read_text(encoding="utf-8"))
+    shipped = json.loads(EVAL_RESULTS.read_text(encoding="utf-8"))
     assert result["action_accuracy"] == shipped["action_accuracy"]
     assert {"late_fusion_action_accuracy", "action_accuracy_by_subset", "confusion", "robustness"} <= set(result)
 
 
 def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
-    import app
+    from mbm import viz
+    from mbm.paths import ASSETS, EVAL_RESULTS
+    from mbm.ui import evaluation
 
-    monkeypatch.setattr(app, "EVAL_RESULTS", app.ROOT / "assets" / "no_such_results.json")
-    results = app.evaluation()
+    monkeypatch.setattr(evaluation, "EVAL_RESULTS", ASSETS / "no_such_results.json")
+    results = evaluation.evaluation()
     assert "missing" in results["error"] and "mbm.evaluate" in results["command"]
-    summary, table, *figures = app.evaluation_view(results)
+    summary, table, *figures = evaluation.evaluation_view(results)
     assert "missing" in summary and "python -m mbm.evaluate" in summary
     assert table is None and figures == [None, None, None]
-    summary, table, *figures = app.evaluation_view(app.viz.load_eval_results(app.ROOT / "assets" / "voice_control"
-                                                                             / "eval_results.json"))
+    summary, table, *figures = evaluation.evaluation_view(viz.load_eval_results(EVAL_RESULTS))
     assert "late fusion" in summary and table and all(f is not None for f in figures)
 
 
 def test_weights_chart_draws_one_bar_per_modality_in_proportion():
     import xml.etree.ElementTree as ET
 
-    import app
+    from mbm.ui.common import modality_weights_chart
 
-    svg = app.modality_weights_chart({"audio": 0.6, "image": 0.4, "text": 0.0}, present=["audio", "image"])
+    svg = modality_weights_chart({"audio": 0.6, "image": 0.4, "text": 0.0}, present=["audio", "image"])
     root = ET.fromstring(svg)  # well-formed XML
     ns = "{http://www.w3.org/2000/svg}"
     widths = [float(r.get("width")) for r in root.iter(f"{ns}rect")]
@@ -232,25 +232,25 @@ def test_weights_chart_draws_one_bar_per_modality_in_proportion():
     labels = [t.text for t in root.iter(f"{ns}text")]
     assert "absent (0)" in labels and "0.60" in labels and "0.40" in labels
     # A name from outside (e.g. an enrolled person's modality label) cannot inject markup.
-    assert "<b>" not in app.modality_weights_chart({"<b>x</b>": 1.0}, present=["<b>x</b>"])
+    assert "<b>" not in modality_weights_chart({"<b>x</b>": 1.0}, present=["<b>x</b>"])
 
 
 @pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1"])
 def test_a_bad_numeric_setting_is_a_clear_error(monkeypatch, value):
-    import app
+    from mbm.ui.common import env_int
 
     monkeypatch.setenv("MBM_CONCURRENCY", value)
     with pytest.raises(SystemExit, match=r"MBM_CONCURRENCY=.*expected a whole number >= 1"):
-        app.env_int("MBM_CONCURRENCY", 4, minimum=1)
+        env_int("MBM_CONCURRENCY", 4, minimum=1)
 
 
 def test_numeric_settings_default_and_parse(monkeypatch):
-    import app
+    from mbm.ui.common import env_int
 
     monkeypatch.delenv("MBM_THREADS", raising=False)
-    assert app.env_int("MBM_THREADS", 1, minimum=1) == 1
+    assert env_int("MBM_THREADS", 1, minimum=1) == 1
     monkeypatch.setenv("MBM_THREADS", " 3 ")
-    assert app.env_int("MBM_THREADS", 1, minimum=1) == 3
+    assert env_int("MBM_THREADS", 1, minimum=1) == 3
     monkeypatch.setenv("MBM_THREADS", "0")
     with pytest.raises(SystemExit, match="MBM_THREADS=.0.: expected a whole number >= 1"):
-        app.env_int("MBM_THREADS", 1, minimum=1)
+        env_int("MBM_THREADS", 1, minimum=1)

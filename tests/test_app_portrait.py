@@ -165,10 +165,11 @@ def test_every_curated_portrait_example_loads_and_gives_the_documented_answer():
     """assets/portrait/examples.json: clear face -> s1, blurred face + voice -> s1, stranger -> unknown."""
     import json
 
-    import app  # builds the UI without launching
+    from mbm.paths import PORTRAIT_EXAMPLES
+    from mbm.ui.common import load_examples
 
-    entries = json.loads(app.PORTRAIT_EXAMPLES.read_text(encoding="utf-8"))
-    rows, captions = app.load_examples(app.PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
+    entries = json.loads(PORTRAIT_EXAMPLES.read_text(encoding="utf-8"))
+    rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
     assert len(rows) == len(entries) == 3 and captions == [e["caption"] for e in entries]
     from mbm.portrait_inference import PortraitPredictor
 

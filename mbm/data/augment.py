@@ -36,26 +36,8 @@ def add_noise(wave: torch.Tensor, snr_db: torch.Tensor, g: torch.Generator) -> t
     return wave + noise * scale
 
 
-def muffle(wave: torch.Tensor, cutoff_hz: torch.Tensor, order: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """(B, N) waveforms through a Butterworth-shaped low-pass magnitude response (zero phase).
-
-    ``cutoff_hz`` and ``order`` are (B,): gain(f) = 1 / sqrt(1 + (f / cutoff) ** (2 * order)). Order 1
-    at ~1 kHz is a gentle tilt (a dull microphone); order 4 at 1-3 kHz removes most fricative energy.
-    """
-    n = wave.shape[1]
-    freqs = torch.fft.rfftfreq(n, d=1.0 / sample_rate)  # (N // 2 + 1,) Hz
-    gain = (1 + (freqs[None] / cutoff_hz[:, None]) ** (2 * order[:, None])).rsqrt()  # (B, N // 2 + 1)
-    return torch.fft.irfft(torch.fft.rfft(wave) * gain, n=n)
-
-
-def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0, muffle_share: float = 0.0,
-                  sample_rate: int = 16000) -> torch.Tensor:
-    """(B, N) clean waveforms -> augmented (B, N).
-
-    ``muffle_share``: chance a clip is muffled (:func:`muffle`, cutoff 0.8-3 kHz, order 1-4) before
-    reverberation and noise, as recordings from dull microphones are. 0 draws no random numbers
-    for it, so the other augmentations are exactly those of a run without the option.
-    """
+def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """(B, N) clean waveforms -> augmented (B, N): speed, shift, phone band, reverberation, noise, gain."""
     b, n = wave.shape
     out = wave.clone()
     # speed / pitch: resample each clip by a factor in [0.85, 1.15], then crop/pad back to N
@@ -78,13 +60,6 @@ def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0,
     if phone.any():
         lo = F.avg_pool1d(out[phone][:, None], 2)
         out[phone] = F.interpolate(lo, size=n, mode="linear", align_corners=False)[:, 0]
-    if muffle_share > 0:
-        dull = _rand(g, b) < muffle_share * strength
-        if dull.any():
-            k = int(dull.sum())
-            cutoff = 800 + 2200 * _rand(g, k)
-            order = torch.randint(1, 5, (k,), generator=g).float()
-            out[dull] = muffle(out[dull], cutoff, order, sample_rate)
     # reverberation: convolve with a short decaying noise impulse response
     reverb = _rand(g, b) < 0.3 * strength
     if reverb.any():
@@ -115,23 +90,6 @@ def spec_augment(mel: torch.Tensor, g: torch.Generator, freq_mask: int = 6, time
         t0 = int(_rand(g, 1).item() * (nf - t))
         out[i, :, t0:t0 + t] = 0
     return out
-
-
-def warp_mel(mel: torch.Tensor, g: torch.Generator, max_warp: float) -> torch.Tensor:
-    """(B, n_mels, F) -> same, each clip's mel axis stretched by a factor in [1 - max_warp, 1 + max_warp].
-
-    Output band f reads band f / factor (linear interpolation, edge bands repeated): a
-    stand-in for another speaker's vocal tract length, without changing the timing.
-    """
-    if max_warp <= 0:
-        return mel
-    b, nm, nf = mel.shape
-    factor = 1 + max_warp * (2 * _rand(g, b) - 1)  # (B,)
-    y = torch.linspace(-1, 1, nm)[None, :] + 1  # (1, n_mels) in 0..2
-    y_src = y / factor[:, None] - 1  # (B, n_mels), align_corners=True coordinates
-    x = torch.linspace(-1, 1, nf)
-    grid = torch.stack(torch.broadcast_tensors(x[None, None, :], y_src[:, :, None]), dim=-1)  # (B, n_mels, F, 2)
-    return F.grid_sample(mel[:, None], grid, mode="bilinear", padding_mode="border", align_corners=True)[:, 0]
 
 
 def augment_images(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:

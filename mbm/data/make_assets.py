@@ -20,7 +20,7 @@ import soundfile as sf
 
 from mbm.data.augment import add_noise
 
-ASSETS = Path(__file__).resolve().parent.parent.parent / "assets" / "voice_control"
+from mbm.paths import VOICE_CONTROL_ASSETS as ASSETS
 
 # The demo clips and photos are drawn from the HELD-OUT side of our split (speakers and photos
 # never trained on): for each needed word the clearest recording, for each device the first photo

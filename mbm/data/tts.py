@@ -89,6 +89,8 @@ def render(u: Utterance, out_dir: Path) -> Path:
 def generate(words: list[str], out_dir: Path, per_word: int, seed: int = 0,
              workers: int = 2, progress=None) -> list[Path]:
     """Render the whole plan (skipping clips already on disk); returns the WAV paths."""
+    if per_word <= 0:
+        return []
     for tool in ("espeak-ng", "flite"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"{tool} is not installed; on Debian: apt-get install espeak-ng flite")

@@ -100,10 +100,7 @@ class VoiceControlSampler:
         ids = [self.index.get(tok, UNK_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
         # Some texts lose many words (as phrasings the model never saw do): text then helps less, and
         # the removal loss (mbm.removal_loss) teaches the attention to weigh it less.
-        rate = t.word_dropout
-        if t.heavy_dropout_share > 0 and self.rng.random() < t.heavy_dropout_share:
-            rate = self.rng.random()
-        return [UNK_ID if self.rng.random() < rate else i for i in ids], False
+        return [UNK_ID if self.rng.random() < t.word_dropout else i for i in ids], False
 
     def _clip(self, word: int) -> int:
         """A clip of ``word``; real recordings are drawn more often than their share of the pool."""
@@ -134,13 +131,11 @@ class VoiceControlSampler:
 
     def _augment_audio(self, clip_ids: list[int]) -> torch.Tensor:
         """Clip ids -> (B, N) augmented waveforms."""
-        return augment.augment_audio(self.audio.waves[clip_ids], self.g, muffle_share=self.train.muffle_share,
-                                     sample_rate=self.audio_cfg.sample_rate)
+        return augment.augment_audio(self.audio.waves[clip_ids], self.g)
 
     def _mel(self, waves: torch.Tensor) -> torch.Tensor:
-        """(B, N) augmented waveforms -> (B, n_mels, F) log-mels, warped and SpecAugmented."""
-        mel = augment.warp_mel(log_mel(waves, self.audio_cfg), self.g, self.train.mel_warp)
-        return augment.spec_augment(mel, self.g)
+        """(B, N) augmented waveforms -> (B, n_mels, F) log-mels, SpecAugmented."""
+        return augment.spec_augment(log_mel(waves, self.audio_cfg), self.g)
 
     @staticmethod
     def _pad(texts: list[list[int]]) -> torch.Tensor:

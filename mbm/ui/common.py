@@ -1,0 +1,178 @@
+"""Widgets and helpers shared by the tabs: settings, the weights chart, file values, examples.
+
+Presentation only: no model logic lives here.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image as PILImage
+
+from mbm.paths import ROOT
+from mbm.storage import atomic_write
+
+OUTPUT_IMAGES = Path(tempfile.gettempdir()) / "mbm_output_images"  # see image_file
+MODALITY_COLOURS = {"audio": "#2a9d8f", "image": "#e76f51", "text": "#457b9d"}
+PORTRAIT_COLOURS = {"voice": "#2a9d8f", "face": "#e76f51", "profile": "#457b9d"}  # same hue per input kind
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment; a clear error (not a traceback) for a bad value."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise SystemExit(f"{name}={raw!r}: expected a whole number >= {minimum}")
+    return value
+
+
+
+def share(w: float) -> str:
+    """A weight with 2 decimals, or 2 significant digits below 0.01 (a present input never reads 0.00)."""
+    return f"{w:.{2 if w >= 0.01 or w <= 0 else 1 - math.floor(math.log10(w))}f}"
+
+
+def modality_weights_chart(weights: dict[str, float], present: list[str],
+                           colours: dict[str, str] = MODALITY_COLOURS) -> str:
+    """Horizontal bar chart of per-modality attention weights as inline SVG (absent inputs labelled so).
+
+    The bars are named and ordered by ``weights``' keys (audio/image/text, or face/voice/profile),
+    coloured by ``colours`` (grey for a name it lacks). SVG text costs microseconds to build, where a
+    matplotlib PNG costs ~80 ms of CPU per request (``python -m mbm.loadtest``; README, Speed).
+    """
+    label_w, bar_w, row_h, top = 70, 300, 30, 30  # px: name column, full-scale bar, row pitch, title band
+    rows = []
+    for k, (name, w) in enumerate(weights.items()):
+        y = top + k * row_h
+        length = max(0.0, min(1.0, float(w))) * bar_w
+        text = share(w) if name in present else "absent (0)"
+        rows.append(
+            f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{html.escape(name)}</text>'
+            f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{row_h - 8}" '
+            f'fill="{html.escape(colours.get(name, "#888888"))}"/>'
+            f'<text x="{label_w + length + 6:.1f}" y="{y + 15}">{text}</text>')
+    height = top + len(weights) * row_h + 22
+    axis_y = top + len(weights) * row_h
+    ticks = "".join(f'<line x1="{label_w + t * bar_w}" y1="{top}" x2="{label_w + t * bar_w}" y2="{axis_y}" '
+                    f'stroke="currentColor" stroke-opacity="0.2"/>' for t in (0, 0.25, 0.5, 0.75, 1.0))
+    summary = ", ".join(f"{n} {share(w) if n in present else 'absent'}" for n, w in weights.items())
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" viewBox="0 0 {label_w + bar_w + 60} {height}" '
+            f'width="100%" style="max-width:440px;font:13px sans-serif;color:inherit" fill="currentColor" '
+            f'aria-label="attention weights: {html.escape(summary)}">'
+            f'<text x="{label_w}" y="18" font-weight="bold">How much each input counted</text>{ticks}'
+            + "".join(rows)
+            + f'<text x="{label_w}" y="{height - 6}" fill-opacity="0.75" font-size="11">share of the fused '
+              f'representation (sums to 1)</text></svg>')
+
+
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+
+
+def plain(text: str) -> str:
+    """Escape Markdown so user-controlled text (file names, unknown words) shows literally."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+
+def file_value(value) -> str | bytes | None:
+    """A file input as the library takes it: a path (or bytes for an inline data URL); None if absent.
+
+    Events run with ``preprocess=False`` so that the library, not Gradio, decodes every upload and
+    explains what is wrong with a bad one; the value is then Gradio's FileData dict. (Examples run
+    with preprocessing, and give a plain path.)
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if value.get("path"):
+        return value["path"]
+    url = value.get("url") or ""
+    if url.startswith("data:") and "," in url:
+        return base64.b64decode(url.split(",", 1)[1])
+    return None
+
+
+def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -> tuple[list[list], list[str]]:
+    """Example rows ``[*files, text]`` and captions from ``examples.json``; empty if absent.
+
+    The file holds a list of ``{"audio": path|null, "image": path|null, "text": str|null,
+    "caption": str}`` (the file keys are ``file_keys``: ``("face", "voice")`` for portraits);
+    paths are relative to the repository root (or to the file's folder).
+    Entries whose files are missing are skipped with a message on stderr.
+    """
+    if not path.is_file():
+        return [], []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        print(f"app: ignoring {path}: {e}", file=sys.stderr)
+        return [], []
+    rows, captions = [], []
+    for entry in entries if isinstance(entries, list) else []:
+        row, ok = [], isinstance(entry, dict)
+        for key in file_keys:
+            name = entry.get(key) if ok else None
+            if name:
+                found = next((p for p in (ROOT / name, path.parent / name) if p.is_file()), None)
+                if found is None:
+                    print(f"app: skipping example {entry.get('caption')!r}: {name} not found", file=sys.stderr)
+                    ok = False
+                row.append(str(found) if found else None)
+            else:
+                row.append(None)
+        if not ok:
+            continue
+        rows.append(row + [entry.get("text") or None])
+        captions.append(entry.get("caption") or " + ".join(Path(x).name if i < len(file_keys) else x
+                                                           for i, x in enumerate(rows[-1]) if x))
+    return rows, captions
+
+
+
+def image_file(image) -> str | None:
+    """An output image (H, W, 3) uint8 as a PNG file named by its content, written atomically.
+
+    Gradio saves an array output by rewriting one file per content in place, so two identical
+    answers at once can serve a half-written file (``python -m mbm.loadtest`` saw truncated
+    downloads); a path written atomically is copied into its cache atomically instead.
+    """
+    if image is None:
+        return None
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = OUTPUT_IMAGES / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.is_file():
+        atomic_write(path, lambda f: f.write(data), fsync=False)
+    return str(path)
+
+
+
+def user_error(e: Exception, title: str) -> gr.Error:
+    """A library InputError/ValueError as a toast for the user (and an AppError for API clients)."""
+    return gr.Error(html.escape(str(e), quote=False), title=title, print_exception=False)
+
+
+def file_values(value) -> list:
+    """A multiple-file input (a list of FileData dicts, or paths from an example) as paths/bytes."""
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):  # one file where a list was expected (e.g. from an API client)
+        value = [value]
+    return [f for f in (file_value(v) for v in value) if f is not None]

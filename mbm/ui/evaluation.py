@@ -1,0 +1,82 @@
+"""The Evaluation tab: the shipped voice-control checkpoint's held-out numbers, from one results file."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from mbm import viz
+from mbm.paths import EVAL_RESULTS, ROOT
+from mbm.ui.common import plain
+
+EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json "
+                "--results assets/voice_control/eval_results.json")
+
+def evaluation():
+    """The held-out evaluation of the shipped voice-control checkpoint (``eval_results.json``) as JSON.
+
+    Accuracy per modality subset, our fusion beside late fusion, confusion matrices, robustness
+    curves and the faithfulness metrics; ``{"error": ..., "command": ...}`` when the file is missing.
+    """
+    rel = EVAL_RESULTS.relative_to(ROOT)
+    try:
+        results = viz.load_eval_results(EVAL_RESULTS)
+    except (OSError, ValueError) as e:
+        return {"error": f"{rel} cannot be read: {e}", "command": EVAL_COMMAND}
+    if results is None:
+        return {"error": f"no evaluation results yet: {rel} is missing", "command": EVAL_COMMAND}
+    return results
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{float(x):.3f}"
+
+
+def evaluation_summary(results: dict) -> str:
+    """Where the numbers come from, and the headline comparison."""
+    if not isinstance(results, dict) or "error" in results:
+        error = (results or {}).get("error", "no evaluation results") if isinstance(results, dict) else \
+            "no evaluation results"
+        return (f"⚠️ {plain(error)}.\n\nWrite it with (from the repository root):\n\n"
+                f"```\n{(results or {}).get('command') or EVAL_COMMAND}\n```")
+    r = results
+    return f"""
+Measured on the **{plain(str(r.get('split', '?')))}** split ({r.get('n_clips', '?')} clips, {r.get('n_photos', '?')}
+photos: {r.get('n_pairs', '?')} audio + image pairs, {r.get('n_triples', '?')} triples with a typed command in
+unseen phrasings) with the shipped checkpoint, {plain(str(r.get('created', '?')))}.
+
+**Our fusion {_fmt(r.get('action_accuracy'))}** vs late fusion (average of the audio-only and
+image-only predictions) **{_fmt(r.get('late_fusion_action_accuracy'))}** action accuracy on audio + image;
+with a typed command {_fmt(r.get('action_accuracy_with_text'))} vs {_fmt(r.get('late_fusion_action_accuracy_with_text'))}.
+Faithfulness: weight/effect Spearman {_fmt(r.get('weight_effect_spearman'))} (target ≥ 0.8),
+noised-weight drop {_fmt(r.get('noised_weight_drop'))} (target ≥ 0.5; with kinds of noise training never used
+{_fmt(r.get('noised_weight_drop_unseen_noise'))}); definitions in `docs/explanations.md`.
+
+<small>The numbers come from `assets/voice_control/eval_results.json`, written by
+`{r.get('command') or EVAL_COMMAND}`.</small>
+"""
+
+
+def evaluation_view(results):
+    """The Evaluation tab from ``evaluation``'s JSON (a message and empty outputs without results)."""
+    ok = isinstance(results, dict) and "error" not in results
+    return (evaluation_summary(results), viz.accuracy_table(results) if ok else None,
+            viz.robustness_figure(results) if ok else None, viz.confusion_figure(results, "device") if ok else None,
+            viz.confusion_figure(results, "word") if ok else None)
+
+
+def evaluation_tab():
+    """The Evaluation tab; returns the event arguments that (re)load it, for its Tab's select event."""
+    summary = gr.Markdown("Loading the evaluation results…", elem_id="ev-summary")
+    with gr.Row(equal_height=False):
+        table = gr.Dataframe(headers=["what", "action accuracy"], interactive=False, scale=2, wrap=True,
+                             column_widths=["72%", "28%"],
+                             label="Accuracy per modality subset · our fusion vs late fusion", elem_id="ev-accuracy")
+        robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3, elem_id="ev-robustness")
+    with gr.Row(equal_height=False):
+        confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", elem_id="ev-confusion-device")
+        confusion_word = gr.Plot(label="Word confusion", show_label=False, format="png", elem_id="ev-confusion-word")
+    with gr.Accordion("Raw results (what the API returns)", open=False):
+        results = gr.JSON(show_label=False, elem_id="ev-json")
+    return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),
+            dict(fn=evaluation_view, inputs=results,
+                 outputs=[summary, table, robustness, confusion_device, confusion_word], api_visibility="private"))

@@ -1,0 +1,24 @@
+"""The predictors behind the tabs, each loaded once, on first use, from the shipped checkpoints.
+
+``import app`` builds the page (which reads labels from the checkpoints, so it loads them then);
+importing a tab module alone loads nothing.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from mbm.inference import VoiceControlPredictor
+from mbm.portrait_inference import PortraitPredictor
+
+
+@cache
+def voice_control() -> VoiceControlPredictor:
+    """The voice-control predictor (``checkpoints/voice_control.pt``)."""
+    return VoiceControlPredictor.from_checkpoint()
+
+
+@cache
+def portrait() -> PortraitPredictor:
+    """The portrait predictor (``checkpoints/portrait.pt``; gallery in ``$MBM_GALLERY_DIR``)."""
+    return PortraitPredictor.from_checkpoint()

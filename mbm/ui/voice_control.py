@@ -1,0 +1,260 @@
+"""The Voice control tab: a spoken command + a photo + typed text -> a device action, explained."""
+
+from __future__ import annotations
+
+import html
+import math
+import tempfile
+
+import gradio as gr
+
+from mbm.explain import explain_prediction
+from mbm.inference import VoiceControlResult
+from mbm.paths import VOICE_CONTROL_EXAMPLES
+from mbm.report import export_report
+from mbm.robustness import predict_corrupted
+from mbm.ui import models
+from mbm.ui.common import file_value, image_file, load_examples, modality_weights_chart, plain
+
+
+def voice_control_status(result: VoiceControlResult) -> str:
+    """The status line: the action, what each input contributed, weights, warnings and notes."""
+    present = result.inputs.present
+    lines = [f"**{plain(result.action)}** (confidence {result.confidence:.2f})"]
+    if result.summary():
+        lines.append(plain(result.summary()))
+    lines.append("attention: " + " · ".join(
+        f"{m} {w:.2f}" if m in present else f"{m} 0 (absent)" for m, w in result.modality_weights.items()))
+    if result.confidence_without:
+        lines.append("confidence without each input: " + " · ".join(
+            f"no {m} {p:.2f}" for m, p in result.confidence_without.items()))
+    lines += [f"⚠️ {plain(w)}" for w in result.warnings]
+    lines += [f"<small>{plain(n)}</small>" for n in result.inputs.notes]
+    return "  \n".join(lines)  # two spaces + newline: a Markdown line break
+
+
+def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0, text_typos=0.0,
+             use_audio=True, use_image=True, use_text=True) -> VoiceControlResult:
+    """One prediction through ``predict_corrupted`` (levels 0 and every input on = the plain prediction).
+
+    Library errors become a toast (and an AppError for API clients); warnings about an unusable
+    input become a warning toast.
+    """
+    try:
+        result = predict_corrupted(models.voice_control(), audio=file_value(audio), image=file_value(image),
+                                   text=text or None,
+                                   audio_noise=audio_noise or 0.0, image_blur=image_blur or 0.0,
+                                   image_occlusion=image_occlusion or 0.0, text_typos=text_typos or 0.0,
+                                   use_audio=bool(use_audio), use_image=bool(use_image), use_text=bool(use_text))
+    except ValueError as e:  # InputError included: nothing usable, every input switched off, a level outside 0..1
+        raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
+                       print_exception=False) from None
+    for warning in result.warnings:  # an input was unusable but others were: say so, keep the answer
+        gr.Warning(html.escape(warning, quote=False))
+    return result
+
+
+def _prediction_outputs(result: VoiceControlResult) -> tuple:
+    """The four outputs of ``/voice_control``: top-5 label, weights chart, status line, JSON."""
+    return (dict(result.top), modality_weights_chart(result.modality_weights, result.inputs.present),
+            voice_control_status(result), result.to_json())
+
+
+def predict_voice_control(audio=None, image=None, text=None):
+    """Predict a device action from a spoken command, a photo of the device and/or a typed command.
+
+    Any subset of the three inputs works. Returns the top-5 actions, a chart and a status line,
+    and the full result as JSON (action, confidence, top, modality_weights, heard, sees, ...).
+    """
+    return _prediction_outputs(_predict(audio, image, text))
+
+
+def _no_nan(rows: list[list]) -> list[list]:
+    """Table rows with NaN cells (no measured effect) as empty cells."""
+    return [[None if isinstance(x, float) and math.isnan(x) else x for x in row] for row in rows]
+
+
+def _tokens(tokens: list[str] | None) -> list[tuple[str, str | None]] | None:
+    """The words the model read, as separate boxes for gr.HighlightedText."""
+    if tokens is None:
+        return None
+    return [p for k, t in enumerate(tokens) for p in ([(" ", None)] if k else []) + [(t, "token")]]
+
+
+def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                       text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The page's Run (and every robustness control): the prediction and its whole explanation."""
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    ex = explain_prediction(result)
+    view = ex["model_view"]
+    return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], image_file(ex["image_overlay"]),
+            ex["text_highlights"] or [("no text given (or switched off): no map", None)],
+            ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
+            image_file(None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1)),  # 64 px: larger
+            image_file(view["mel_image"]), _tokens(view["tokens"]), ex["json"])
+
+
+def rerun_voice_control(audio=None, image=None, text=None, *controls):
+    """A slider or switch moved: predict again with the new settings (nothing given yet: change nothing)."""
+    if audio is None and image is None and not (text or "").strip():
+        return tuple(gr.skip() for _ in range(15))
+    return voice_control_view(audio, image, text, *controls)
+
+
+def voice_control_explain(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                          text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The explanation of a prediction as JSON, after optional corruptions (levels 0..1) and switches.
+
+    Returns ``{"prediction": ..., "effects": {"weights", "confidence", "confidence_without", "drop",
+    "disagree", "disagreeing_pairs", "margins"}, "maps": {"image_grid", "text", "audio_frames"},
+    "created"}``; a map is null for an absent (or switched-off) input.
+    """
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    return explain_prediction(result)["json"]
+
+
+def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                         text_typos=0.0, use_audio=True, use_image=True, use_text=True):
+    """The report card of a prediction (same inputs as /voice_control_explain): [PNG, HTML, JSON] files.
+
+    The PNG is the aligned explanation figure, the HTML is self-contained (images inlined), the
+    JSON holds the raw numbers (what /voice_control_explain returns).
+    """
+    result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
+                      use_audio, use_image, use_text)
+    paths = export_report(result, tempfile.mkdtemp(prefix="mbm_report_"))
+    return [str(paths[k]) for k in ("png", "html", "json")]
+
+
+def voice_control_help() -> str:
+    """What the tab does; the device names, words and window length come from the checkpoint."""
+    devices = ", ".join(d.replace("_", " ") for d in models.voice_control().labels["device"])
+    words = ", ".join(models.voice_control().labels["word"])
+    seconds = f"{models.voice_control().cfg.audio.clip_seconds:g}"
+    return f"""
+Record a spoken command or upload a clip, give a photo of a device, and/or type a command
+(*turn off the fan*, *open the blinds*), then press **Run**. The model fuses whatever you give it: the same
+spoken *up* brightens a lamp, raises blinds or turns the music up, depending on the photo.
+
+**Any subset works.** The chart shows how much each input counted: the weights sum to 1, and an
+input you leave out gets exactly 0. Below, **Explanation** shows where inside each input the model
+looked and whether the weights agree with what removing each input measurably does; the
+**robustness** controls switch inputs off or corrupt them and predict again at once.
+
+<small>Devices: {devices}. Spoken words: {words}. Only the loudest {seconds} s of a recording is
+used.</small>
+"""
+
+
+def voice_control_tab() -> None:
+    """The Voice control tab: inputs, prediction, robustness controls, explanation, export, API events."""
+    gr.Markdown(voice_control_help())
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken command",
+                             elem_id="vc-audio")
+            image = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
+                             label="Photo of the device", height=260, elem_id="vc-image")
+            text = gr.Textbox(label="Typed command (optional)", placeholder="e.g. dim the lamp, channel 5",
+                              max_lines=1, elem_id="vc-text")
+            with gr.Row():
+                clear = gr.ClearButton(value="Clear")
+                run = gr.Button("Run", variant="primary", elem_id="vc-run")
+            examples_column = gr.Column()  # filled below, once the outputs exist
+        with gr.Column():
+            action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
+            weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
+            status = gr.Markdown(label="Status", elem_id="vc-status")
+            flag = gr.Markdown(elem_id="vc-flag")
+            with gr.Accordion("Live robustness: switch inputs off, corrupt them", open=True,
+                              elem_id="vc-robustness"):
+                with gr.Row():
+                    use_audio = gr.Checkbox(True, label="use audio", elem_id="vc-use-audio", min_width=100)
+                    use_image = gr.Checkbox(True, label="use image", elem_id="vc-use-image", min_width=100)
+                    use_text = gr.Checkbox(True, label="use text", elem_id="vc-use-text", min_width=100)
+                with gr.Row():
+                    audio_noise = gr.Slider(0, 1, 0, step=0.05, label="audio noise", elem_id="vc-audio-noise")
+                    text_typos = gr.Slider(0, 1, 0, step=0.05, label="text typos", elem_id="vc-text-typos")
+                with gr.Row():
+                    image_blur = gr.Slider(0, 1, 0, step=0.05, label="image blur", elem_id="vc-image-blur")
+                    image_occlusion = gr.Slider(0, 1, 0, step=0.05, label="image occlusion",
+                                                elem_id="vc-image-occlusion")
+            with gr.Accordion("Full result (what the API returns)", open=False):
+                details = gr.JSON(label="Result", show_label=False, elem_id="vc-json")
+
+    with gr.Accordion("Explanation", open=True, elem_id="vc-explanation"):
+        with gr.Tabs():
+            with gr.Tab("Where the model looked", id="vc-where"):
+                with gr.Row(equal_height=False):
+                    heatmap = gr.Image(label="Image attention over the crop the model saw", interactive=False,
+                                       format="png", height=300, scale=2, elem_id="vc-heatmap")
+                    with gr.Column(scale=5):
+                        audio_plot = gr.Plot(label="Audio attention over the waveform and log-mel", format="png",
+                                             elem_id="vc-audio-plot")
+                        highlights = gr.HighlightedText(label="Text attention per word (darker = more)",
+                                                        show_legend=False, show_inline_category=False,
+                                                        elem_id="vc-highlights")
+            with gr.Tab("Weights vs measured effect", id="vc-effects-tab"):
+                with gr.Row(equal_height=False):
+                    effects_plot = gr.Plot(label="Weights beside the confidence drop without each input",
+                                           show_label=False, format="png", scale=3, elem_id="vc-effects-plot")
+                    effects_table = gr.Dataframe(headers=["input", "weight", "p(action) without it", "drop"],
+                                                 interactive=False, scale=2, label="Measured effects",
+                                                 elem_id="vc-effects-table")
+            with gr.Tab("Aligned figure", id="vc-figure-tab"):
+                figure = gr.Plot(label="The whole explanation in one figure (as in the report card)",
+                                 format="png", elem_id="vc-figure")
+            with gr.Tab("What the model sees", id="vc-sees"):
+                with gr.Row(equal_height=False):
+                    seen_crop = gr.Image(label="Image: the crop the model saw", interactive=False, format="png",
+                                         height=200, scale=1, elem_id="vc-seen-crop")
+                    seen_mel = gr.Image(label="Audio: the log-mel it heard (low bands at the bottom)",
+                                        interactive=False, format="png", height=200, scale=2,
+                                        elem_id="vc-seen-mel")
+                seen_tokens = gr.HighlightedText(label="Text: the words it read", show_legend=False,
+                                                 show_inline_category=False, elem_id="vc-seen-tokens")
+            with gr.Tab("Export report card", id="vc-export-tab"):
+                gr.Markdown("The current prediction (with the settings above) as a report card for a slide "
+                            "deck: the aligned figure as **PNG**, a self-contained **HTML** page (images "
+                            "inlined) and the raw numbers as **JSON**.")
+                export = gr.Button("Export report card", elem_id="vc-export")
+                report_files = gr.File(label="Report card", file_count="multiple", interactive=False,
+                                       elem_id="vc-report")
+            with gr.Tab("Numbers (JSON)", id="vc-explain-json-tab"):
+                explain_json = gr.JSON(label="Explanation (what /voice_control_explain returns)",
+                                       elem_id="vc-explain-json")
+
+    inputs = [audio, image, text]
+    controls = [audio_noise, image_blur, image_occlusion, text_typos, use_audio, use_image, use_text]
+    outputs = [action, weights, status, details]
+    view_outputs = outputs + [flag, figure, heatmap, highlights, audio_plot, effects_plot, effects_table,
+                              seen_crop, seen_mel, seen_tokens, explain_json]
+    clear.add(inputs + view_outputs + [report_files])
+    view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
+                api_visibility="undocumented")
+    run.click(**view)
+    text.submit(**view)
+    rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
+    for slider in controls[:4]:
+        slider.release(**rerun)
+    for switch in controls[4:]:
+        switch.change(**rerun)
+    export.click(voice_control_report, inputs + controls, report_files, api_name="voice_control_report",
+                 preprocess=False)
+
+    # API-only endpoints (the page reaches the same functions through the events above).
+    with gr.Row(visible=False):
+        api_predict = gr.Button("predict", elem_id="vc-api-predict")
+        api_explain = gr.Button("explain", elem_id="vc-api-explain")
+    api_predict.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False)
+    api_explain.click(voice_control_explain, inputs + controls, explain_json, api_name="voice_control_explain",
+                      preprocess=False)
+
+    rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
+    if rows:
+        with examples_column:
+            examples = gr.Examples(rows, inputs, example_labels=captions, label="Examples: click one to run it",
+                                   examples_per_page=12)
+        examples.load_input_event.then(**dict(view, api_visibility="private"))
