@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbm.limits import MAX_PROFILE_CHARS
 from mbm.storage import atomic_write
 
 FORMAT = "mbm-portrait-gallery/1"
@@ -33,10 +34,32 @@ def gallery_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
 
 
-def validate_name(name) -> str:
-    """A display name that is safe to store and show, or ValueError saying what is wrong."""
+# Letters that look like Latin ones in other scripts (the common homoglyphs): a name made of them is
+# compared with the Latin name it imitates, so "Аda" (Cyrillic А) cannot sit beside "Ada".
+_LOOKALIKE = str.maketrans("АВЕЅІЈКМНОРСТХУаеорсухіјѕԁӏԛԝΑΒΕΖΗΙΚΜΝΟΡΤΥΧαοικνρυ",
+                           "ABESIJKMHOPCTXYaeopcyxijsdlqwABEZHIKMNOPTYXaoikvpu")
+
+
+def _script(c: str) -> str:
+    """The script of a letter, from its Unicode name ("LATIN", "CYRILLIC", "GREEK", "CJK"...)."""
+    try:
+        return unicodedata.name(c).split()[0]
+    except ValueError:
+        return "UNKNOWN"
+
+
+def validate_name(name, strict: bool = True) -> str:
+    """A display name that is safe to store and show, or ValueError saying what is wrong.
+
+    The same rules for enrol, remove and lookup: Unicode NFKC, whitespace collapsed, at most
+    ``MAX_NAME`` characters. ``strict`` (enrol, remove, lookup; not when loading a saved gallery)
+    also refuses letters of several scripts in one name (``Аda`` with a Cyrillic А). The message
+    never echoes a long input back.
+    """
     if not isinstance(name, str):
-        raise ValueError("the name must be text")
+        raise ValueError(f"the name must be text, not {type(name).__name__}")
+    if len(name) > 4 * MAX_NAME:  # do not even normalise a huge input
+        raise ValueError(f"the name is longer than {MAX_NAME} characters")
     name = unicodedata.normalize("NFKC", name).strip()
     name = re.sub(r"\s+", " ", name)
     if not name:
@@ -46,9 +69,19 @@ def validate_name(name) -> str:
     if name in (".", "..") or not _NAME.match(name) or any(unicodedata.category(c)[0] == "C" for c in name):
         raise ValueError("the name may hold only letters, digits, spaces and . , ' ( ) - _ "
                          "(no slashes or other path characters), and must start with a letter or digit")
-    if name.lower() == "unknown":
+    if name.casefold() == "unknown":
         raise ValueError("'unknown' is reserved for people not in the gallery")
+    if strict:
+        scripts = {_script(c) for c in name if c.isalpha()}
+        if len(scripts) > 1:
+            raise ValueError("the name mixes letters of several alphabets (" + ", ".join(sorted(scripts)).lower()
+                             + "); lookalike names are refused: write it in one alphabet")
     return name
+
+
+def name_key(name: str) -> str:
+    """The comparison key of a valid name: case-folded, lookalike letters mapped to Latin ("S1" = "s1")."""
+    return name.translate(_LOOKALIKE).casefold()
 
 
 def _unit(v) -> np.ndarray:
@@ -76,8 +109,19 @@ class Person:
         voice = None if d.get("voice") is None else _unit(d["voice"])
         if face.shape != (128,) or (voice is not None and voice.shape != (256,)):
             raise ValueError(f"bad prototype shapes for {d.get('name')!r}")
-        return cls(validate_name(d["name"]), face, int(d.get("n_photos", 1)), voice, d.get("profile"),
-                   dict(d.get("meta") or {}))
+        profile = d.get("profile")
+        if isinstance(profile, str) and len(profile) > MAX_PROFILE_CHARS:  # a gallery saved before the cap
+            profile = profile[:MAX_PROFILE_CHARS]
+        return cls(validate_name(d["name"], strict=False), face, int(d.get("n_photos", 1)), voice,
+                   profile if isinstance(profile, str) else None, dict(d.get("meta") or {}))
+
+    def profile_embedding(self) -> np.ndarray | None:
+        """The profile's text embedding, computed once (at enrol or load) and kept, never per request."""
+        if "_profile_vec" not in self.__dict__:
+            from mbm.portrait_features import embed_profile
+
+            self.__dict__["_profile_vec"] = embed_profile(self.profile)
+        return self.__dict__["_profile_vec"]
 
 
 class Gallery:
@@ -85,14 +129,25 @@ class Gallery:
 
     def __init__(self, people: list[Person] | None = None):
         self.people: dict[str, Person] = {}
+        self._keys: dict[str, str] = {}  # name_key -> name
+        self.version = 0  # bumped on every change (cached tensors follow it)
         for p in people or []:
             self.people[p.name] = p
+            self._keys[name_key(p.name)] = p.name
 
     def __len__(self) -> int:
         return len(self.people)
 
     def __contains__(self, name) -> bool:
-        return name in self.people
+        return self.find(name) is not None
+
+    def find(self, name) -> str | None:
+        """The enrolled name that ``name`` denotes under the name rules (NFKC, case, lookalikes), or None."""
+        try:
+            name = validate_name(name, strict=False)
+        except ValueError:
+            return None
+        return self._keys.get(name_key(name))
 
     def names(self) -> list[str]:
         return list(self.people)
@@ -103,20 +158,38 @@ class Gallery:
     def add(self, name: str, face_embeddings: np.ndarray, voice: np.ndarray | None = None,
             profile: str | None = None, meta: dict | None = None, replace: bool = False) -> Person:
         name = validate_name(name)
-        if name in self.people and not replace:
-            raise ValueError(f"'{name}' is already enrolled; remove them first or choose another name")
+        existing = self.find(name)
+        if existing is not None and not replace:
+            raise ValueError(f"'{existing}' is already enrolled"
+                             + (f" (the same name as '{name}' up to case or lookalike letters)" if existing != name
+                                else "") + "; remove them first or choose another name")
+        profile = (profile or "").strip() or None
+        if profile is not None and len(profile) > MAX_PROFILE_CHARS:
+            raise ValueError(f"the profile is {len(profile)} characters long; the limit is {MAX_PROFILE_CHARS}")
         faces = np.asarray(face_embeddings, np.float32).reshape(-1, 128)
         if len(faces) == 0:
             raise ValueError("enrolment needs at least one photo with a face")
         person = Person(name, _unit(faces.mean(0)), len(faces), None if voice is None else _unit(voice),
-                        (profile or "").strip() or None, dict(meta or {}))
+                        profile, dict(meta or {}))
+        person.profile_embedding()  # once, here: never per request
+        if existing is not None:
+            del self.people[existing]
         self.people[name] = person
+        self._keys[name_key(name)] = name
+        self.version += 1
         return person
 
-    def remove(self, name: str) -> None:
-        if not isinstance(name, str) or name.strip() not in self.people:
-            raise ValueError(f"nobody called {name!r} is enrolled")
-        del self.people[name.strip()]
+    def remove(self, name: str) -> str:
+        """Remove the person ``name`` denotes (same name rules as enrol); returns the stored name."""
+        found = self.find(name)
+        if found is None:
+            shown = name if isinstance(name, str) and len(name) <= MAX_NAME else "that name"
+            raise ValueError(f"nobody called {shown!r} is enrolled" if shown != "that name"
+                             else "nobody by that name is enrolled")
+        del self.people[found]
+        del self._keys[name_key(found)]
+        self.version += 1
+        return found
 
     def matrices(self) -> dict[str, np.ndarray]:
         """Stacked prototypes: face (N,128); voice (N,256) + has_voice (N,); profile texts."""

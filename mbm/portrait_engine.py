@@ -12,7 +12,7 @@ import torch
 
 from mbm.config import MODALITIES
 from mbm.gallery import Gallery
-from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM, embed_profile
+from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM
 from mbm.portrait_model import PortraitModel, PortraitOutput
 
 A, I, T = MODALITIES.index("audio"), MODALITIES.index("image"), MODALITIES.index("text")
@@ -26,16 +26,23 @@ class GalleryTensors:
 
 
 def gallery_tensors(gallery: Gallery) -> GalleryTensors:
+    """The gallery's stacked prototypes; profile embeddings come from each person's cache (computed once
+    at enrol or load, never per request), and the result is kept on the gallery until it changes."""
+    cached = gallery.__dict__.get("_tensors")
+    if cached is not None and cached[0] == gallery.version:
+        return cached[1]
     mats = gallery.matrices()
-    prof = [embed_profile(t) for t in mats["profile"]]
+    prof = [p.profile_embedding() for p in gallery.people.values()]
     text = np.stack([p if p is not None else np.zeros(PROFILE_DIM, np.float32) for p in prof]) \
         if prof else np.zeros((0, PROFILE_DIM), np.float32)
     available = np.stack([mats["has_voice"], np.ones(len(prof), bool),
                           np.array([p is not None for p in prof], bool)], 1) if prof else np.zeros((0, 3), bool)
-    return GalleryTensors(gallery.names(), {"audio": torch.from_numpy(mats["voice"]).float(),
-                                            "image": torch.from_numpy(mats["face"]).float(),
-                                            "text": torch.from_numpy(text).float()},
-                          torch.from_numpy(available))
+    tensors = GalleryTensors(gallery.names(), {"audio": torch.from_numpy(mats["voice"]).float(),
+                                               "image": torch.from_numpy(mats["face"]).float(),
+                                               "text": torch.from_numpy(text).float()},
+                             torch.from_numpy(available))
+    gallery.__dict__["_tensors"] = (gallery.version, tensors)
+    return tensors
 
 
 @dataclass

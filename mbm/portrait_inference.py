@@ -12,6 +12,8 @@ until the first enrol/remove the shipped gallery (``checkpoints/portrait_gallery
 
 from __future__ import annotations
 
+import hmac
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,15 +22,16 @@ import numpy as np
 import torch
 
 from mbm.gallery import GALLERY_FILE, Gallery, gallery_dir, validate_name
+from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
+from mbm.storage import remove_stale_temp_files
 from mbm.portrait_engine import Queries, fuse, gallery_tensors
 from mbm.portrait_features import embed_profile, embed_voices, face_embedder, voice_waveform
 from mbm.portrait_model import load_portrait_model
 from mbm.preprocess import ImageConfig, InputError, read_image
 from mbm.scenarios.portrait import COMPOSED_NOTE
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "portrait.pt"
-SHIPPED_GALLERY = ROOT / "checkpoints" / "portrait_gallery.json"
+from mbm.paths import PORTRAIT_CHECKPOINT as DEFAULT_CHECKPOINT
+from mbm.paths import PORTRAIT_SHIPPED_GALLERY as SHIPPED_GALLERY
 MAX_ENROL_PHOTOS = 5
 
 
@@ -53,12 +56,45 @@ def _rgb(source) -> np.ndarray:
     return np.asarray(read_image(source, ImageConfig(size=256)))
 
 
+class StorageError(ValueError):
+    """A gallery write failed (disk full, permissions); the in-memory gallery is unchanged."""
+
+
+ADMIN_TOKEN_ENV = "MBM_ADMIN_TOKEN"  # the owner's secret (a Space secret): changes the shared gallery
+
+
+class NotAllowed(InputError):
+    """A gallery change that needs the owner's admin token."""
+
+
+def admin_token_ok(token) -> bool:
+    """True when ``token`` equals ``$MBM_ADMIN_TOKEN`` (compared in constant time); never when unset."""
+    expected = os.environ.get(ADMIN_TOKEN_ENV, "")
+    return bool(expected) and isinstance(token, str) and hmac.compare_digest(token.encode(), expected.encode())
+
+
+def _check_admin(token) -> None:
+    if not os.environ.get(ADMIN_TOKEN_ENV):
+        raise NotAllowed(f"changing the shared gallery is switched off: the owner has not set {ADMIN_TOKEN_ENV}")
+    if not admin_token_ok(token):
+        raise NotAllowed("the admin token is wrong; only the owner can change the shared gallery")
+
+
 class PortraitPredictor:
-    def __init__(self, model, gallery: Gallery, gallery_path: Path | None):
+    """Recognition over the shared gallery (shipped people + the owner's changes, persisted) plus, per call,
+    an optional visitor's own session gallery (kept by the caller, e.g. in a ``gr.State``).
+
+    Visitors enrol into and remove from their session gallery only; the shared gallery changes only with
+    the admin token (``$MBM_ADMIN_TOKEN``). Called without a session and without a token (a script on
+    the owner's machine), enrol and remove change the shared gallery as before.
+    """
+
+    def __init__(self, model, gallery: Gallery, gallery_path: Path | None, shipped: Gallery | None = None):
         self.model = model
         self.faces = face_embedder()
         self.gallery = gallery
         self.gallery_path = gallery_path  # None: in memory only
+        self.shipped = shipped if shipped is not None else gallery.copy()  # for reset_shared
         self._lock = threading.Lock()
 
     @classmethod
@@ -72,16 +108,21 @@ class PortraitPredictor:
         """
         model, _ = load_portrait_model(checkpoint)
         folder = gallery_dir() if gallery_folder == "env" else (Path(gallery_folder) if gallery_folder else None)
+        shipped = Gallery.load(shipped_gallery) if Path(shipped_gallery).is_file() else Gallery()
+        if folder is not None:
+            remove_stale_temp_files(folder)  # left by a writer killed mid-save
         if folder is not None and (folder / GALLERY_FILE).is_file():
             gallery = Gallery.load(folder)
         else:
-            gallery = Gallery.load(shipped_gallery) if Path(shipped_gallery).is_file() else Gallery()
-        return cls(model, gallery, folder)
+            gallery = shipped.copy()
+        return cls(model, gallery, folder, shipped)
 
     # --- recognition ---------------------------------------------------------------------------
 
-    def predict(self, face=None, voice=None, text: str | None = None) -> PortraitResult:
+    def predict(self, face=None, voice=None, text: str | None = None, session: Gallery | None = None) -> PortraitResult:
         """Identify from any subset of face photo, voice clip and profile text.
+
+        ``session``: a visitor's own enrolments, searched together with the shared gallery.
 
         Raises:
             InputError: no input at all, no face found / unreadable photo, silent or empty audio,
@@ -90,7 +131,7 @@ class PortraitPredictor:
         notes: list[str] = []
         if face is None and voice is None and not (text or "").strip():
             raise InputError("give a face photo, a voice clip or a profile text")
-        if not len(self.gallery):
+        if not len(self.gallery) and not (session is not None and len(session)):
             raise InputError("the gallery is empty; enrol someone first")
         q = Queries()
         crop = None
@@ -107,8 +148,7 @@ class PortraitPredictor:
             if e is None:
                 raise InputError("the profile text holds no descriptive words; e.g. 'tall, wears glasses'")
             q.profile = torch.from_numpy(e)[None]
-        with self._lock:
-            g = gallery_tensors(self.gallery)
+        g = gallery_tensors(self._searched(session))  # cached per gallery version: no work per request
         with torch.no_grad():
             out = fuse(self.model, q, g)
         scores = out.scores[0]
@@ -125,16 +165,44 @@ class PortraitPredictor:
 
     # --- gallery -------------------------------------------------------------------------------
 
-    def enrol(self, name: str, photos, voice=None, profile: str | None = None) -> dict:
+    def _searched(self, session: Gallery | None) -> Gallery:
+        """The shared gallery, plus the session's people when there are any (shared names come first)."""
+        shared = self.gallery  # replaced, never mutated: no lock needed to read it
+        if session is None or not len(session):
+            return shared
+        return Gallery(list(shared.people.values()) + [p for p in session.people.values() if p.name not in shared])
+
+    def enrol(self, name: str, photos, voice=None, profile: str | None = None, session: Gallery | None = None,
+              admin_token: str | None = None) -> dict:
         """Add a person from 1-5 photos (each must show a face), an optional voice clip and profile.
 
+        Into ``session`` (a visitor's own gallery, changed in place) when given without a token; into the
+        shared, persisted gallery with the admin token, or when called with neither (the owner's script).
+
         Raises:
-            ValueError / InputError: unsafe or empty name, name already enrolled, no photos, too many,
-                a photo without a face.
+            ValueError / InputError: unsafe or empty name, name already enrolled (here or in the shared
+                gallery, up to case and lookalike letters), no photos, too many, a photo without a face, a
+                profile over the length cap, a full gallery, a wrong admin token, a failed save.
         """
+        shared = admin_token is not None or session is None
+        if admin_token is not None:
+            _check_admin(admin_token)
         name = validate_name(name)
-        if name in self.gallery:
-            raise ValueError(f"'{name}' is already enrolled; remove them first or choose another name")
+        taken = self.gallery.find(name) or (session.find(name) if session is not None else None)
+        if taken is not None:
+            raise ValueError(f"'{taken}' is already enrolled"
+                             + (f" (the same name as '{name}' up to case or lookalike letters)" if taken != name
+                                else "") + "; remove them first or choose another name")
+        if profile is not None and not isinstance(profile, str):
+            raise InputError(f"the profile must be text, not {type(profile).__name__}")
+        if profile is not None and len(profile.strip()) > MAX_PROFILE_CHARS:
+            raise InputError(f"the profile is {len(profile.strip())} characters long; the limit is "
+                             f"{MAX_PROFILE_CHARS}")
+        if shared and len(self.gallery) >= MAX_SHARED_PEOPLE:
+            raise InputError(f"the shared gallery is full ({MAX_SHARED_PEOPLE} people); remove someone first")
+        if not shared and len(session) >= MAX_SESSION_PEOPLE:
+            raise InputError(f"you have enrolled {MAX_SESSION_PEOPLE} people in this session, the limit; "
+                             "remove one of yours first")
         if photos is None or isinstance(photos, (str, Path, bytes)) or not hasattr(photos, "__len__"):
             photos = [] if photos is None else [photos]
         photos = [p for p in photos if p is not None]
@@ -154,28 +222,68 @@ class PortraitPredictor:
             chips.append(chip)
         emb = fe.embed_chips(chips)
         v = embed_voices([voice_waveform(voice)])[0] if voice is not None else None
+        meta = {"enrolled_from_n": len(chips)}
+        if shared:
+            with self._lock:
+                g = self.gallery.copy()
+                g.add(name, emb, v, profile, meta=meta)
+                self._persist(g)  # raises (a message) before anything changes in memory
+                self.gallery = g
+        else:
+            session.add(name, emb, v, profile, meta={**meta, "session": True})
+        return {"name": name, "photos": len(chips), "voice": v is not None, "profile": bool((profile or "").strip()),
+                "where": "shared" if shared else "session"}
+
+    def remove(self, name: str, session: Gallery | None = None, admin_token: str | None = None) -> str:
+        """Remove a person (same name rules as enrol); returns the stored name.
+
+        A visitor's own people (in ``session``) need no token; shared and shipped people need the admin
+        token (or a call with neither session nor token: the owner's script).
+        """
+        name = validate_name(name)
+        if session is not None and admin_token is None and session.find(name) is not None:
+            return session.remove(name)
+        if self.gallery.find(name) is None:
+            raise ValueError(f"nobody called {name!r} is enrolled")
+        if session is not None or admin_token is not None:
+            if admin_token is None:
+                raise NotAllowed(f"'{self.gallery.find(name)}' is in the shared gallery: only the owner can "
+                                 "remove them (with the admin token); you can remove the people you enrolled")
+            _check_admin(admin_token)
         with self._lock:
             g = self.gallery.copy()
-            g.add(name, emb, v, profile, meta={"enrolled_from_n": len(chips)})
+            removed = g.remove(name)
             self._persist(g)
             self.gallery = g
-        return {"name": name, "photos": len(chips), "voice": v is not None, "profile": bool((profile or "").strip())}
+        return removed
 
-    def remove(self, name: str) -> None:
+    def reset_shared(self, admin_token: str | None) -> int:
+        """The owner's "reset to the shipped gallery" (admin token required); returns the people count."""
+        _check_admin(admin_token)
         with self._lock:
-            g = self.gallery.copy()
-            g.remove(name)
+            g = self.shipped.copy()
             self._persist(g)
             self.gallery = g
+        return len(g)
 
-    def list_people(self) -> list[dict]:
-        with self._lock:
-            return [{"name": p.name, "photos": p.n_photos, "voice": p.voice is not None,
-                     "profile": p.profile or "", "composed": bool(p.meta.get("composed"))}
-                    for p in self.gallery.people.values()]
+    def list_people(self, session: Gallery | None = None) -> list[dict]:
+        shipped = self.shipped
+        rows = [{"name": p.name, "photos": p.n_photos, "voice": p.voice is not None, "profile": p.profile or "",
+                 "composed": bool(p.meta.get("composed")),
+                 "origin": "shipped" if p.name in shipped.people else "shared"}
+                for p in self.gallery.people.values()]
+        if session is not None:
+            rows += [{"name": p.name, "photos": p.n_photos, "voice": p.voice is not None,
+                      "profile": p.profile or "", "composed": False, "origin": "yours (this session)"}
+                     for p in session.people.values() if p.name not in self.gallery.people]
+        return rows
 
     def _persist(self, g: Gallery) -> None:
         if self.gallery_path is not None:
-            g.save(self.gallery_path)
+            try:
+                g.save(self.gallery_path)
+            except OSError as e:  # disk full, read-only, permissions: a message, the old gallery kept
+                raise StorageError(f"the gallery could not be saved ({e.strerror or type(e).__name__}); "
+                                   "nothing was changed") from None
 
     note = COMPOSED_NOTE

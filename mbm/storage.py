@@ -25,7 +25,46 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = T
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+        if fsync:
+            fsync_dir(path.parent)  # the rename itself survives a power cut only once the folder is synced
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """fsync a directory (its entries: renames, new files); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | Path, min_age_s: float = 60.0) -> list[str]:
+    """Delete temp files that :func:`atomic_write` left in ``folder`` when a writer was killed.
+
+    Only files named ``.<name>-*.tmp`` older than ``min_age_s`` (a write in progress is younger).
+    Returns the names removed.
+    """
+    import time
+
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for p in folder.glob(".*-*.tmp"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                removed.append(p.name)
+        except OSError:
+            continue
+    return removed
