@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mbm.checkpoint import Checkpoint, load_checkpoint
+from mbm.cli import print_result, scenario_of
 from mbm.config import AudioConfig, ImageConfig
 from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
                               split_speech)
@@ -229,7 +230,7 @@ def write_results(result: dict, path: Path, argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "--scenario=portrait" in argv or ("--scenario" in argv and argv[argv.index("--scenario") + 1:][:1] == ["portrait"]):
+    if scenario_of(argv) == "portrait":
         from mbm.portrait_eval import main as portrait_main  # the portrait scenario has its own metrics
 
         return portrait_main(argv)
@@ -270,15 +271,3 @@ def main(argv: list[str] | None = None) -> None:
     print_result(result, args.json)
 
 
-def print_result(result: dict, as_json: bool) -> None:
-    """One JSON object on stdout, or one ``key: value`` line per metric."""
-    if as_json:
-        json.dump(result, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,12 @@ turns it into per-modality effects and checks that the two orders agree.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from mbm import viz
 
 WEIGHT_MARGIN = 0.05  # weights closer than this count as tied
 EFFECT_MARGIN = 0.05  # confidence drops closer than this count as tied
@@ -104,9 +109,6 @@ def explain_prediction(result) -> dict:
         ``model_view``: the preprocessed inputs (see ``mbm.viz.model_view``);
         ``json``: the raw numbers (prediction, effects, maps) for gr.JSON / the API.
     """
-    from mbm import viz
-    from mbm.report import report_data
-
     effects = modality_effects(result)
     inp = result.inputs
     tw = result.token_weights
@@ -122,4 +124,26 @@ def explain_prediction(result) -> dict:
         "effects": effects, "effects_table": effects_table(effects), "flag": effects.disagree,
         "flag_text": flag_text(effects), "model_view": viz.model_view(result),
         "json": report_data(result, effects),
+    }
+
+
+def _rounded(x):
+    if isinstance(x, np.ndarray):
+        return np.round(x.astype(float), 4).tolist()
+    return x
+
+
+def report_data(result, effects=None) -> dict:
+    """The raw numbers of the report card (JSON-ready)."""
+    effects = effects or modality_effects(result)
+    m = viz.maps(result)
+    return {
+        "prediction": result.to_json(),
+        "effects": effects.to_json(),
+        "maps": {
+            "image_grid": _rounded(viz.image_attention_grid(result.token_weights.get("image"))),
+            "text": m["text"],
+            "audio_frames": _rounded(m["audio"]),
+        },
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json`` (also ``-m mbm.portrait_eval``)."""
     import argparse
 
-    from mbm.evaluate import print_result
+    from mbm.cli import print_result
     from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
     from mbm.portrait_model import load_portrait_model
 

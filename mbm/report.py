@@ -15,13 +15,12 @@ import base64
 import html
 import io
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from mbm import viz
-from mbm.explain import modality_effects
+from mbm.explain import modality_effects, report_data
 
 
 def _png_b64(data: bytes) -> str:
@@ -34,28 +33,6 @@ def _array_png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(arr, dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
-
-
-def _rounded(x):
-    if isinstance(x, np.ndarray):
-        return np.round(x.astype(float), 4).tolist()
-    return x
-
-
-def report_data(result, effects=None) -> dict:
-    """The raw numbers of the report card (JSON-ready)."""
-    effects = effects or modality_effects(result)
-    m = viz.maps(result)
-    return {
-        "prediction": result.to_json(),
-        "effects": effects.to_json(),
-        "maps": {
-            "image_grid": _rounded(viz.image_attention_grid(result.token_weights.get("image"))),
-            "text": m["text"],
-            "audio_frames": _rounded(m["audio"]),
-        },
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
 
 
 def _token_html(pairs) -> str:

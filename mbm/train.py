@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
+from mbm.cli import SCENARIOS, scenario_of
 from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
@@ -203,16 +204,13 @@ def main(argv: list[str] | None = None) -> Checkpoint | None:
     Returns the trained voice-control checkpoint (every rank holds the same weights).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    chooser = argparse.ArgumentParser(add_help=False)
-    chooser.add_argument("--scenario", choices=("voice_control", "portrait"))
-    scenario = chooser.parse_known_args(argv)[0].scenario
-    if scenario == "portrait":
+    if scenario_of(argv) == "portrait":
         from mbm.portrait_train import main as portrait_main  # pretrained features + fusion: its own trainer
 
         return portrait_main(argv)
     parser = argparse.ArgumentParser(description="Train a scenario's model with its shipped recipe "
                                                  "(mbm/recipes/<scenario>.json); options override it.")
-    parser.add_argument("--scenario", required=True, choices=("voice_control", "portrait"))
+    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
     parser.add_argument("--out", type=Path, help="checkpoint path (default checkpoints/<scenario>.pt)")
     parser.add_argument("--recipe", type=Path, help="recipe file (default mbm/recipes/<scenario>.json)")
