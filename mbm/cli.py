@@ -6,15 +6,23 @@ import argparse
 import json
 import sys
 
-SCENARIOS = ("voice_control", "portrait")  # every scenario with a trained checkpoint
+from mbm.scenarios import SCENARIOS
 
 
-def scenario_of(argv: list[str]) -> str | None:
-    """The ``--scenario`` value in ``argv`` (None if absent or not a scenario); the rest is left alone."""
-    chooser = argparse.ArgumentParser(add_help=False)
-    chooser.add_argument("--scenario")
-    value = chooser.parse_known_args(argv)[0].scenario
-    return value if value in SCENARIOS else None
+def run_scenario_command(which: str, argv: list[str] | None, description: str):
+    """``python -m mbm.<which> --scenario NAME ...``: hand ``argv`` to that scenario's entry point.
+
+    ``which`` is a field of :class:`mbm.scenarios.Scenario` (``"train"`` or ``"evaluate"``); a
+    missing or unknown scenario is argparse's usage error listing the registered ones.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chooser = argparse.ArgumentParser(description=description, add_help=False)
+    chooser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    if argv in ([], ["-h"], ["--help"]):
+        chooser.print_help()
+        raise SystemExit(0 if argv else 2)
+    name = chooser.parse_known_args(argv)[0].scenario
+    return SCENARIOS[name].part(which)(argv)
 
 
 def print_result(result: dict, as_json: bool) -> None:

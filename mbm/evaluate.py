@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from mbm.checkpoint import Checkpoint, load_checkpoint
-from mbm.cli import print_result, scenario_of
+from mbm.cli import print_result, run_scenario_command
 from mbm.config import AudioConfig, ImageConfig
 from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
                               split_speech)
@@ -228,12 +227,13 @@ def write_results(result: dict, path: Path, argv: list[str]) -> None:
     path.write_text(json.dumps(out, indent=1) + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if scenario_of(argv) == "portrait":
-        from mbm.portrait_eval import main as portrait_main  # the portrait scenario has its own metrics
+def main(argv: list[str] | None = None):
+    """``python -m mbm.evaluate --scenario NAME ...``: the scenario's evaluation (see mbm.scenarios)."""
+    return run_scenario_command("evaluate", argv, "Evaluate a scenario's checkpoint (mbm.scenarios lists them).")
 
-        return portrait_main(argv)
+
+def evaluate_voice_control_main(argv: list[str]) -> None:
+    """``python -m mbm.evaluate --scenario voice_control --data DIR [--json] ...``."""
     parser = argparse.ArgumentParser(description="Evaluate an mbm checkpoint on a data folder.")
     parser.add_argument("--scenario", required=True, choices=sorted(DEFAULT_CHECKPOINTS))
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.cli import SCENARIOS, scenario_of
+from mbm.cli import run_scenario_command
 from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
@@ -198,19 +197,19 @@ def load_recipe(path: Path) -> tuple[TrainConfig, FusionConfig]:
     return configs[0], configs[1]
 
 
-def main(argv: list[str] | None = None) -> Checkpoint | None:
-    """``python -m mbm.train --scenario X --data DIR [overrides]``; under torchrun, data-parallel (DDP).
+def main(argv: list[str] | None = None):
+    """``python -m mbm.train --scenario NAME ...``: the scenario's trainer (see mbm.scenarios)."""
+    return run_scenario_command("train", argv, "Train a scenario's model (mbm.scenarios lists them).")
 
-    Returns the trained voice-control checkpoint (every rank holds the same weights).
+
+def train_voice_control_main(argv: list[str]) -> Checkpoint:
+    """``python -m mbm.train --scenario voice_control --data DIR [overrides]``; under torchrun, DDP.
+
+    Returns the trained checkpoint (every rank holds the same weights).
     """
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if scenario_of(argv) == "portrait":
-        from mbm.portrait_train import main as portrait_main  # pretrained features + fusion: its own trainer
-
-        return portrait_main(argv)
     parser = argparse.ArgumentParser(description="Train a scenario's model with its shipped recipe "
                                                  "(mbm/recipes/<scenario>.json); options override it.")
-    parser.add_argument("--scenario", required=True, choices=SCENARIOS)
+    parser.add_argument("--scenario", required=True, choices=("voice_control",))
     parser.add_argument("--data", type=Path, required=True, help="folder laid out like ../shared/data")
     parser.add_argument("--out", type=Path, help="checkpoint path (default checkpoints/<scenario>.pt)")
     parser.add_argument("--recipe", type=Path, help="recipe file (default mbm/recipes/<scenario>.json)")

@@ -1,0 +1,54 @@
+"""The scenarios: one entry each says what the scenario is and where its parts live.
+
+A scenario is the spec module (``mbm/scenarios/<name>.py``: labels, modalities and what they
+mean, the action table or the identities), a checkpoint, a training and an evaluation entry
+point, and a tab for the app. ``python -m mbm.train``, ``python -m mbm.evaluate`` and
+``app.py`` find them here; adding a scenario is its modules plus one entry in ``SCENARIOS``.
+Parts are named as ``"module:attribute"`` and imported only when used, so choosing one
+scenario never loads another's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mbm.paths import PORTRAIT_CHECKPOINT, VOICE_CONTROL_CHECKPOINT
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What a scenario is, and where each of its parts lives."""
+
+    name: str  # the --scenario value and the tab id
+    title: str  # the tab's title
+    inputs: dict[str, str]  # model modality -> what a person gives for it
+    output: str  # what the model answers
+    checkpoint: Path  # the shipped weights
+    spec: str  # module: labels, modalities, tables (no model code)
+    train: str  # "module:function(argv)" of ``python -m mbm.train --scenario <name>``
+    evaluate: str  # "module:function(argv)" of ``python -m mbm.evaluate --scenario <name>``
+    tab: str  # "module:function()" building the tab; returns None or a chain of page-load events
+
+    def part(self, which: str) -> Any:
+        """The object named by the field ``which`` (``"train"``, ``"evaluate"``, ``"tab"``), imported now."""
+        module, _, attribute = getattr(self, which).partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("voice_control", "Voice control",
+             inputs={"audio": "a spoken command", "image": "a photo of the device", "text": "a typed command"},
+             output="the device action (the photo decides what the word does)",
+             checkpoint=VOICE_CONTROL_CHECKPOINT, spec="mbm.scenarios.voice_control",
+             train="mbm.train:train_voice_control_main", evaluate="mbm.evaluate:evaluate_voice_control_main",
+             tab="mbm.ui.voice_control:voice_control_tab"),
+    Scenario("portrait", "Portrait recognition",
+             inputs={"image": "a face photo", "audio": "a voice clip", "text": "a short text profile"},
+             output="who it is among the enrolled people, or unknown",
+             checkpoint=PORTRAIT_CHECKPOINT, spec="mbm.scenarios.portrait",
+             train="mbm.portrait_train:main", evaluate="mbm.portrait_eval:main",
+             tab="mbm.ui.portrait:portrait_tab"),
+)}
