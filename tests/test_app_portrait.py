@@ -75,8 +75,9 @@ def test_api_lists_the_portrait_events_with_named_parameters(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     params = {name: [p["parameter_name"] for p in endpoints[name]["parameters"]]
               for name in ("/portrait", "/enroll", "/remove_person", "/list_people")}
-    assert params == {"/portrait": ["face", "voice", "text"], "/enroll": ["name", "photos", "voice", "profile"],
-                      "/remove_person": ["name"], "/list_people": []}
+    assert params == {"/portrait": ["face", "voice", "text"],
+                      "/enroll": ["name", "photos", "voice", "profile", "admin_token"],
+                      "/remove_person": ["name", "admin_token"], "/list_people": []}
 
 
 def test_clear_face_is_s1_and_only_the_face_counts(client):
@@ -102,29 +103,47 @@ def test_stranger_is_unknown(client):
     assert recognise(client, face=S18[3])["identity"] == "unknown"
 
 
-def test_enrol_recognise_restart_remove(client, app_gallery_dir, launch_app, tmp_path_factory):
+def test_enrol_recognise_restart_remove(client, app_url, app_gallery_dir, launch_app, tmp_path_factory):
+    """A visitor's enrolment lives in their session only (issue 18); the owner's (admin token) is saved."""
     assert "s18" not in people(client)
     status, info = enroll(client, "s18", S18[:3])
-    assert info == {"name": "s18", "photos": 3, "voice": False, "profile": False}, info
-    assert "Enrolled" in status and "s18" in status
+    assert info == {"name": "s18", "photos": 3, "voice": False, "profile": False, "where": "session"}, info
+    assert "Enrolled" in status and "s18" in status and "this session" in status
     assert recognise(client, face=S18[3])["identity"] == "s18"
     assert people(client)["s18"]["photos"] == 3
-    assert (app_gallery_dir / "gallery.json").is_file()
+    stranger = make_client(app_url, tmp_path_factory)  # another visitor does not see s18
+    assert "s18" not in people(stranger) and recognise(stranger, face=S18[3])["identity"] == "unknown"
+    with pytest.raises(AppError, match="nobody called 's18' is enrolled"):
+        stranger.predict(name="s18", api_name="/remove_person")
+    assert not (app_gallery_dir / "gallery.json").exists()  # nothing shared was written
+    status, removed = client.predict(name="s18", api_name="/remove_person")
+    assert removed["removed"] == "s18" and "s18" not in people(client)
 
-    # A new server on the same gallery folder (as after a restart) knows s18 ...
-    with launch_app(tmp_path_factory.mktemp("app_restart"), MBM_GALLERY_DIR=str(app_gallery_dir)) as url:
+    # The owner (admin token) enrols into the shared gallery; a restarted server knows s18 ...
+    token = "owner-secret"
+    folder = tmp_path_factory.mktemp("owner_gallery")
+    with launch_app(tmp_path_factory.mktemp("app_owner"), MBM_GALLERY_DIR=str(folder), MBM_ADMIN_TOKEN=token) as url:
+        owner = make_client(url, tmp_path_factory)
+        with pytest.raises(AppError, match="admin token is wrong"):
+            owner.predict(name="s18", photos=[handle_file(str(p)) for p in S18[:3]], admin_token="guess",
+                          api_name="/enroll")
+        status, info = owner.predict(name="s18", photos=[handle_file(str(p)) for p in S18[:3]], admin_token=token,
+                                     api_name="/enroll")
+        assert info["where"] == "shared" and (folder / "gallery.json").is_file()
+    with launch_app(tmp_path_factory.mktemp("app_restart"), MBM_GALLERY_DIR=str(folder),
+                    MBM_ADMIN_TOKEN=token) as url:
         restarted = make_client(url, tmp_path_factory)
         assert "s18" in people(restarted)
         assert recognise(restarted, face=S18[3])["identity"] == "s18"
-        # ... and removing them there forgets them.
-        status, removed = restarted.predict(name="s18", api_name="/remove_person")
+        # ... a visitor cannot remove them, the owner can.
+        with pytest.raises(AppError, match="only the owner"):
+            restarted.predict(name="s18", api_name="/remove_person")
+        status, removed = restarted.predict(name="s18", admin_token=token, api_name="/remove_person")
         assert removed["removed"] == "s18" and "s18" in status
         assert "s18" not in people(restarted)
         assert recognise(restarted, face=S18[3])["identity"] == "unknown"
         with pytest.raises(AppError, match="nobody called 's18' is enrolled"):
-            restarted.predict(name="s18", api_name="/remove_person")
-    client.predict(name="s18", api_name="/remove_person")  # leave the shared server as we found it
-    assert "s18" not in people(client)
+            restarted.predict(name="s18", admin_token=token, api_name="/remove_person")
 
 
 def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_path, generated_inputs, two_faces_png):

@@ -91,21 +91,145 @@ def plain(text: str) -> str:
 
 
 
-def file_value(value) -> str | bytes | None:
+class ParameterError(ValueError):
+    """An API argument of the wrong type or out of range; the message names the parameter."""
+
+
+def _allowed_roots() -> list[Path]:
+    from gradio.processing_utils import get_upload_folder
+
+    return [Path(get_upload_folder()).resolve(), (ROOT / "assets").resolve()]
+
+
+def file_value(value, param: str = "file") -> str | bytes | None:
     """A file input as the library takes it: a path (or bytes for an inline data URL); None if absent.
 
     Events run with ``preprocess=False`` so that the library, not Gradio, decodes every upload and
-    explains what is wrong with a bad one; the value is then Gradio's FileData dict. (Examples run
-    with preprocessing, and give a plain path.)
+    explains what is wrong with a bad one; the value is then Gradio's FileData dict (its path checked
+    by Gradio to lie in its upload folder). Examples run with preprocessing and give a plain path, which
+    must lie in Gradio's upload folder or the repository's assets. A data URL (``{"url": "data:..."}``)
+    obeys the same size cap as an upload (``MBM_MAX_UPLOAD_MB``), checked before it is decoded.
+
+    Raises:
+        ParameterError: anything else, with a message naming ``param``.
     """
-    if value is None or isinstance(value, str):
+    from mbm.limits import MAX_UPLOAD_BYTES, size_text
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if not value:
+            return None
+        try:
+            path = Path(value).resolve()
+        except (OSError, ValueError):
+            path = None
+        if path is None or not any(path.is_relative_to(r) for r in _allowed_roots()):
+            raise ParameterError(f"{param}: a file path must be an upload of this app; upload the file instead")
+        return str(path)
+    if not isinstance(value, dict):
+        raise ParameterError(f"{param}: expected a file (a FileData object such as handle_file(...) makes), "
+                             f"got {type(value).__name__}")
+    if isinstance(value.get("path"), str) and value["path"]:
+        return file_value(value["path"], param)
+    url = value.get("url")
+    if isinstance(url, str) and url.startswith("data:"):
+        header, sep, payload = url.partition(",")
+        if not sep:
+            raise ParameterError(f"{param}: the data URL has no ',' before its data")
+        if len(payload) > MAX_UPLOAD_BYTES * 4 // 3 + 8:  # checked before decoding
+            raise ParameterError(f"{param}: the inlined file is larger than {size_text(MAX_UPLOAD_BYTES)}, "
+                                 "the upload limit")
+        try:
+            data = base64.b64decode(payload, validate=False) if header.endswith(";base64") else \
+                __import__("urllib.parse").parse.unquote_to_bytes(payload)
+        except ValueError:
+            raise ParameterError(f"{param}: the data URL is not valid base64") from None
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ParameterError(f"{param}: the inlined file is larger than {size_text(MAX_UPLOAD_BYTES)}")
+        return data
+    if url is None and value.get("path") is None:
+        return None
+    raise ParameterError(f"{param}: give an uploaded file or a data: URL (other URLs are not fetched)")
+
+
+def file_values(value, param: str = "files") -> list:
+    """A multiple-file input (a list of FileData dicts, or paths from an example) as paths/bytes."""
+    if value is None:
+        return []
+    if isinstance(value, (str, dict)):  # one file where a list was expected (e.g. from an API client)
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ParameterError(f"{param}: expected a list of files, got {type(value).__name__}")
+    from mbm.portrait_inference import MAX_ENROL_PHOTOS
+
+    if len(value) > MAX_ENROL_PHOTOS:
+        raise ParameterError(f"{param}: give at most {MAX_ENROL_PHOTOS} photos")
+    return [f for f in (file_value(v, f"{param}[{k}]") for k, v in enumerate(value)) if f is not None]
+
+
+def text_value(value, param: str, max_chars: int) -> str | None:
+    """A text argument: None/empty -> None; not a string or longer than ``max_chars`` -> ParameterError."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ParameterError(f"{param}: expected text, got {type(value).__name__}")
+    value = value.strip()
+    if len(value) > max_chars:
+        raise ParameterError(f"{param}: at most {max_chars} characters (got {len(value)})")
+    return value or None
+
+
+def number_value(value, param: str, lo: float = 0.0, hi: float = 1.0) -> float:
+    """A slider argument: a number in ``[lo, hi]`` (None -> lo); anything else -> ParameterError."""
+    if value is None:
+        return lo
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ParameterError(f"{param}: expected a number between {lo:g} and {hi:g}, got "
+                             f"{type(value).__name__ if not isinstance(value, (int, float)) else value!r}")
+    if not lo <= value <= hi:
+        raise ParameterError(f"{param}: expected a number between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
+
+
+def bool_value(value, param: str, default: bool = True) -> bool:
+    """A switch argument: true/false (also the strings "true"/"false"); None -> default."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
         return value
-    if value.get("path"):
-        return value["path"]
-    url = value.get("url") or ""
-    if url.startswith("data:") and "," in url:
-        return base64.b64decode(url.split(",", 1)[1])
-    return None
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ParameterError(f"{param}: expected true or false, got {type(value).__name__}")
+
+
+def guarded(title: str):
+    """Decorator for event handlers: every failure reaches the visitor / API client as a message.
+
+    ValueError (InputError, ParameterError, storage errors) -> its message; MemoryError -> "too large";
+    anything unexpected -> a generic message (the traceback is logged on the server, never sent).
+    """
+    import functools
+    import logging
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def handler(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except ValueError as e:
+                raise user_error(e, title) from None
+            except MemoryError:
+                raise gr.Error("the input is too large to process", title=title, print_exception=False) from None
+            except Exception:  # noqa: BLE001 - logged here, a plain message for the client
+                logging.getLogger("mbm.app").exception("unexpected error in %s", fn.__name__)
+                raise gr.Error("something went wrong on the server while processing this request; it was "
+                               "logged. Try again or with another file.", title=title,
+                               print_exception=False) from None
+        return handler
+    return wrap
 
 
 def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -> tuple[list[list], list[str]]:
@@ -160,19 +284,38 @@ def image_file(image) -> str | None:
     path = OUTPUT_IMAGES / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
     if not path.is_file():
         atomic_write(path, lambda f: f.write(data), fsync=False)
+        prune_folder(OUTPUT_IMAGES, keep=KEEP_OUTPUT_IMAGES)  # Gradio serves its own copy
     return str(path)
+
+
+KEEP_OUTPUT_IMAGES = 256
+
+
+def prune_folder(folder: Path, keep: int) -> None:
+    """Keep only the ``keep`` newest entries (files or folders) of ``folder``: a bounded temp folder."""
+    import shutil
+
+    try:
+        entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in entries[keep:]:
+        try:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        except OSError:
+            continue
+
+
+def remove_stale_outputs() -> None:
+    """At start: remove what earlier runs left in the temp folder (output images, report exports)."""
+    import shutil
+
+    tmp = Path(tempfile.gettempdir())
+    for folder in [OUTPUT_IMAGES, tmp / "mbm_reports", *tmp.glob("mbm_report_*")]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 
 def user_error(e: Exception, title: str) -> gr.Error:
     """A library InputError/ValueError as a toast for the user (and an AppError for API clients)."""
     return gr.Error(html.escape(str(e), quote=False), title=title, print_exception=False)
-
-
-def file_values(value) -> list:
-    """A multiple-file input (a list of FileData dicts, or paths from an example) as paths/bytes."""
-    if value is None:
-        return []
-    if isinstance(value, (str, dict)):  # one file where a list was expected (e.g. from an API client)
-        value = [value]
-    return [f for f in (file_value(v) for v in value) if f is not None]

@@ -9,10 +9,26 @@ import gradio as gr
 from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.paths import PORTRAIT_EXAMPLES
-from mbm.portrait_inference import MAX_ENROL_PHOTOS, PortraitResult
+from mbm.gallery import MAX_NAME, Gallery
+from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
+from mbm.portrait_inference import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
+from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.ui import models
-from mbm.ui.common import (PORTRAIT_COLOURS, file_value, file_values, image_file, load_examples,
-                           modality_weights_chart, plain, share, user_error)
+from mbm.ui.common import (PORTRAIT_COLOURS, ParameterError, file_value, file_values, guarded, image_file,
+                           load_examples, modality_weights_chart, plain, share, text_value)
+
+SESSION_TTL_S = 6 * 3600  # a visitor's own enrolments are forgotten this long after their last visit
+
+
+def _session(value) -> Gallery:
+    """The visitor's own gallery from the session state (a new empty one on the first call)."""
+    return value if isinstance(value, Gallery) else Gallery()
+
+
+def _token(value) -> str | None:
+    """The admin-token argument: None when empty (a visitor), else the text to check."""
+    token = text_value(value, "admin_token", 256)
+    return token or None
 
 
 def _sentence(text: str) -> str:
@@ -36,18 +52,18 @@ def portrait_status(result: PortraitResult, present: list[str]) -> str:
     return "  \n".join(lines)
 
 
-def predict_portrait(face=None, voice=None, text=None):
+@guarded("Cannot recognise")
+def predict_portrait(face=None, voice=None, text=None, session=None):
     """Identify a person from a face photo, a voice clip and/or a short text profile.
 
     Any subset works. Returns the identity (top 5 with scores, or "unknown"), a chart of the
     per-modality weights (face/voice/profile, sum to 1, absent = 0), the face crop the model used,
     a status line, and the full result as JSON (identity, score, threshold, top5, modality_weights, notes).
+    The people searched are the shared gallery plus the ones enrolled in this session.
     """
-    face, voice, text = file_value(face), file_value(voice), (text or "").strip() or None
-    try:
-        result = models.portrait().predict(face=face, voice=voice, text=text)
-    except ValueError as e:  # InputError included: no input, no face found, silent clip, ...
-        raise user_error(e, "Cannot recognise") from None
+    face, voice = file_value(face, "face"), file_value(voice, "voice")
+    text = text_value(text, "text", MAX_TEXT_CHARS)
+    result = models.portrait().predict(face=face, voice=voice, text=text, session=_session(session))
     for note in result.notes:  # e.g. several faces: the largest was used
         gr.Warning(html.escape(note, quote=False))
     present = [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
@@ -56,42 +72,57 @@ def predict_portrait(face=None, voice=None, text=None):
             image_file(result.face_crop), portrait_status(result, present), result.to_json())
 
 
-def enroll(name=None, photos=None, voice=None, profile=None):
+@guarded("Cannot enrol")
+def enroll(name=None, photos=None, voice=None, profile=None, admin_token=None, session=None):
     """Enrol a person without retraining: a name, 1-5 photos of their face, optionally a voice clip and profile.
 
-    Returns a status line and JSON ``{"name", "photos", "voice", "profile"}``; the person is
-    recognised from the next request on, and the gallery is saved.
+    Without ``admin_token`` the person is added to this visitor's session only (nobody else sees them;
+    at most MBM_MAX_SESSION_PEOPLE); with the owner's token ($MBM_ADMIN_TOKEN) to the shared, saved
+    gallery. Returns a status line and JSON ``{"name", "photos", "voice", "profile", "where"}``.
     """
-    try:
-        info = models.portrait().enrol(name if isinstance(name, str) else "", file_values(photos),
-                                       voice=file_value(voice), profile=(profile or "").strip() or None)
-    except ValueError as e:  # unsafe/empty/existing name, 0 or > 5 photos, no face or several faces
-        raise user_error(e, "Cannot enrol") from None
+    if name is not None and not isinstance(name, str):
+        raise ParameterError(f"name: expected text, got {type(name).__name__}")
+    session = _session(session)
+    info = models.portrait().enrol(name or "", file_values(photos, "photos"), voice=file_value(voice, "voice"),
+                                   profile=text_value(profile, "profile", MAX_PROFILE_CHARS),
+                                   session=session, admin_token=_token(admin_token))
     extras = [x for x, given in (("a voice", info["voice"]), ("a profile", info["profile"])) if given]
+    where = ("in the shared gallery (saved)" if info["where"] == "shared"
+             else "for this session only (only you see them)")
     status = (f"Enrolled **{plain(info['name'])}** from {info['photos']} photo{'s' * (info['photos'] > 1)}"
-              + (" and " + " and ".join(extras) if extras else "") + "; recognised from now on.")
-    return status, info
+              + (" and " + " and ".join(extras) if extras else "") + f" {where}; recognised from now on.")
+    return status, info, session
 
 
-def remove_person(name=None):
-    """Remove an enrolled person by name. Returns a status line and JSON ``{"removed": name, "people": n}``."""
-    name = name.strip() if isinstance(name, str) else ""
-    if not name:
-        raise gr.Error("choose or type the name of the person to remove", title="Cannot remove",
-                       print_exception=False)
-    try:
-        models.portrait().remove(name)
-    except ValueError as e:
-        raise user_error(e, "Cannot remove") from None
-    return f"Removed **{plain(name)}**.", {"removed": name, "people": len(models.portrait().list_people())}
+@guarded("Cannot remove")
+def remove_person(name=None, admin_token=None, session=None):
+    """Remove a person by name: your own session's people freely; shared or shipped people only with the
+    owner's admin token. Returns a status line and JSON ``{"removed": name, "people": n}``."""
+    if name is not None and not isinstance(name, str):
+        raise ParameterError(f"name: expected text, got {type(name).__name__}")
+    if not (name or "").strip():
+        raise ParameterError("choose or type the name of the person to remove")
+    session = _session(session)
+    removed = models.portrait().remove(name, session=session, admin_token=_token(admin_token))
+    return (f"Removed **{plain(removed)}**.", {"removed": removed,
+                                               "people": len(models.portrait().list_people(session))}, session)
 
 
-def list_people():
-    """Everyone in the gallery: ``[{"name", "photos", "voice", "profile", "composed"}, ...]``."""
-    return models.portrait().list_people()
+@guarded("Cannot reset")
+def reset_gallery(admin_token=None):
+    """The owner's "reset to the shipped gallery" (needs the admin token). Returns a status line and JSON."""
+    n = models.portrait().reset_shared(_token(admin_token))
+    return f"The shared gallery is the shipped one again ({n} people).", {"people": n}
 
 
-PEOPLE_COLUMNS = ["name", "photos", "voice", "profile", "composed"]
+@guarded("Cannot list")
+def list_people(session=None):
+    """Everyone you can be recognised against: ``[{"name", "photos", "voice", "profile", "composed", "origin"}]``
+    (origin: shipped, shared, or yours for this session's own enrolments)."""
+    return models.portrait().list_people(_session(session))
+
+
+PEOPLE_COLUMNS = ["name", "photos", "voice", "profile", "composed", "origin"]
 
 
 def people_view(people):
@@ -112,9 +143,11 @@ input counted (sum to 1, an input you leave out gets exactly 0); beside it, the 
 
 > **Note:** {html.escape(_sentence(models.portrait().note))}.
 
-<small>The gallery is saved in `${GALLERY_ENV_VAR}` (default `{GALLERY_DEFAULT_DIR}`) and survives
-restarts; it starts as the shipped gallery of 42 people (ORL s1–s35 and Yale subjects, minus a few
-held out as strangers).</small>
+<small>The people you enrol stay in **your browser session** only (at most {MAX_SESSION_PEOPLE}; nobody else
+sees them, and they are gone when the session ends). The shared gallery starts as the shipped 42 people
+(ORL s1–s35 and Yale subjects, minus a few held out as strangers); only the owner changes it, with the admin
+token (`{ADMIN_TOKEN_ENV}`), and it is saved in `${GALLERY_ENV_VAR}` (default `{GALLERY_DEFAULT_DIR}`).
+See docs/reliability.md for what the app refuses and why.</small>
 """
 
 
@@ -141,10 +174,13 @@ def portrait_tab():
             status = gr.Markdown(label="Status", elem_id="pt-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="pt-json")
+    session = gr.State(None, time_to_live=SESSION_TTL_S)  # this visitor's own enrolments (a Gallery)
+    heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
     inputs, outputs = [face, voice, text], [identity, weights, crop, status, details]
     clear.add(inputs + outputs)
-    run.click(predict_portrait, inputs, outputs, api_name="portrait", preprocess=False)
-    text.submit(predict_portrait, inputs, outputs, api_visibility="undocumented", preprocess=False)
+    run.click(predict_portrait, inputs + [session], outputs, api_name="portrait", preprocess=False, **heavy)
+    text.submit(predict_portrait, inputs + [session], outputs, api_visibility="undocumented", preprocess=False,
+                **heavy)
     rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
     if rows:
         with examples_column:
@@ -154,20 +190,22 @@ def portrait_tab():
     with gr.Accordion("Enrol a person · People in the gallery", open=True):
         with gr.Row(equal_height=False):
             with gr.Column():
-                name = gr.Textbox(label="Name", max_lines=1, placeholder="e.g. Ada Lovelace", elem_id="pt-enrol-name")
+                name = gr.Textbox(label="Name", max_lines=1, max_length=MAX_NAME, placeholder="e.g. Ada Lovelace",
+                                  elem_id="pt-enrol-name")
                 photos = gr.File(file_count="multiple", file_types=["image", ".pgm"], height=140,
                                  label=f"1–{MAX_ENROL_PHOTOS} photos of their face (one face each)",
                                  elem_id="pt-enrol-photos")
                 enrol_voice = gr.Audio(sources=["microphone", "upload"], type="filepath",
                                        label="Voice clip (optional)", elem_id="pt-enrol-voice")
-                profile = gr.Textbox(label="Profile (optional)", max_lines=2, elem_id="pt-enrol-profile",
+                profile = gr.Textbox(label="Profile (optional)", max_lines=2, max_length=MAX_PROFILE_CHARS,
+                                     elem_id="pt-enrol-profile",
                                      placeholder="e.g. short, has curly hair, works in the library")
                 enrol = gr.Button("Enrol", variant="primary", elem_id="pt-enrol")
                 enrol_status = gr.Markdown(elem_id="pt-enrol-status")
                 enrol_json = gr.JSON(visible=False)
             with gr.Column():
                 people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=360, wrap=True,
-                                      column_widths=["20%", "12%", "11%", "45%", "12%"], label="People",
+                                      column_widths=["18%", "9%", "9%", "38%", "11%", "15%"], label="People",
                                       elem_id="pt-people")
                 refresh = gr.Button("Refresh the list", elem_id="pt-refresh")
                 with gr.Row(equal_height=True):
@@ -177,13 +215,24 @@ def portrait_tab():
                 remove_status = gr.Markdown(elem_id="pt-remove-status")
                 remove_json = gr.JSON(visible=False)
                 people_json = gr.JSON(visible=False)
+                with gr.Accordion("Owner: the shared gallery (admin token)", open=False):
+                    admin_token = gr.Textbox(label=f"Admin token (${ADMIN_TOKEN_ENV})", type="password",
+                                             max_lines=1, elem_id="pt-admin-token",
+                                             info="With the token, Enrol and Remove change the shared, saved "
+                                                  "gallery; without it they change only your session's people.")
+                    reset = gr.Button("Reset to the shipped gallery", variant="stop", elem_id="pt-reset")
+                    reset_status = gr.Markdown(elem_id="pt-reset-status")
+                    reset_json = gr.JSON(visible=False)
 
     show_people = dict(fn=people_view, inputs=people_json, outputs=[people, remove_name],
                        api_visibility="private")
-    refresh_people = dict(fn=list_people, inputs=None, outputs=people_json, api_visibility="private")
-    refresh.click(list_people, None, people_json, api_name="list_people").then(**show_people)
-    enrol.click(enroll, [name, photos, enrol_voice, profile], [enrol_status, enrol_json], api_name="enroll",
+    refresh_people = dict(fn=list_people, inputs=session, outputs=people_json, api_visibility="private")
+    refresh.click(list_people, session, people_json, api_name="list_people").then(**show_people)
+    enrol.click(enroll, [name, photos, enrol_voice, profile, admin_token, session],
+                [enrol_status, enrol_json, session], api_name="enroll",
+                preprocess=False, **heavy).success(**refresh_people).then(**show_people)
+    remove.click(remove_person, [remove_name, admin_token, session], [remove_status, remove_json, session],
+                 api_name="remove_person", preprocess=False).success(**refresh_people).then(**show_people)
+    reset.click(reset_gallery, admin_token, [reset_status, reset_json], api_name="reset_gallery",
                 preprocess=False).success(**refresh_people).then(**show_people)
-    remove.click(remove_person, remove_name, [remove_status, remove_json], api_name="remove_person",
-                 preprocess=False).success(**refresh_people).then(**show_people)
     return refresh_people, show_people

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import math
 import tempfile
+import uuid
+from pathlib import Path
 
 import gradio as gr
 
@@ -14,7 +16,13 @@ from mbm.paths import VOICE_CONTROL_EXAMPLES
 from mbm.report import export_report
 from mbm.robustness import predict_corrupted
 from mbm.ui import models
-from mbm.ui.common import file_value, image_file, load_examples, modality_weights_chart, plain
+from mbm.limits import HEAVY_CONCURRENCY_ID
+from mbm.preprocess import MAX_TEXT_CHARS
+from mbm.ui.common import (bool_value, file_value, guarded, image_file, load_examples, modality_weights_chart,
+                           number_value, plain, prune_folder, text_value)
+
+REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
+KEEP_REPORTS = 16
 
 
 def voice_control_status(result: VoiceControlResult) -> str:
@@ -41,11 +49,16 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
     input become a warning toast.
     """
     try:
-        result = predict_corrupted(models.voice_control(), audio=file_value(audio), image=file_value(image),
-                                   text=text or None,
-                                   audio_noise=audio_noise or 0.0, image_blur=image_blur or 0.0,
-                                   image_occlusion=image_occlusion or 0.0, text_typos=text_typos or 0.0,
-                                   use_audio=bool(use_audio), use_image=bool(use_image), use_text=bool(use_text))
+        # Every API argument type-checked first, with a message naming it (ParameterError is a ValueError).
+        args = dict(audio=file_value(audio, "audio"), image=file_value(image, "image"),
+                    text=text_value(text, "text", 10 * MAX_TEXT_CHARS),
+                    audio_noise=number_value(audio_noise, "audio_noise"),
+                    image_blur=number_value(image_blur, "image_blur"),
+                    image_occlusion=number_value(image_occlusion, "image_occlusion"),
+                    text_typos=number_value(text_typos, "text_typos"),
+                    use_audio=bool_value(use_audio, "use_audio"), use_image=bool_value(use_image, "use_image"),
+                    use_text=bool_value(use_text, "use_text"))
+        result = predict_corrupted(models.voice_control(), **args)
     except ValueError as e:  # InputError included: nothing usable, every input switched off, a level outside 0..1
         raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
                        print_exception=False) from None
@@ -60,6 +73,7 @@ def _prediction_outputs(result: VoiceControlResult) -> tuple:
             voice_control_status(result), result.to_json())
 
 
+@guarded("Nothing to predict from")
 def predict_voice_control(audio=None, image=None, text=None):
     """Predict a device action from a spoken command, a photo of the device and/or a typed command.
 
@@ -81,6 +95,7 @@ def _tokens(tokens: list[str] | None) -> list[tuple[str, str | None]] | None:
     return [p for k, t in enumerate(tokens) for p in ([(" ", None)] if k else []) + [(t, "token")]]
 
 
+@guarded("Nothing to predict from")
 def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
                        text_typos=0.0, use_audio=True, use_image=True, use_text=True):
     """The page's Run (and every robustness control): the prediction and its whole explanation."""
@@ -95,13 +110,15 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
             image_file(view["mel_image"]), _tokens(view["tokens"]), ex["json"])
 
 
+@guarded("Nothing to predict from")
 def rerun_voice_control(audio=None, image=None, text=None, *controls):
     """A slider or switch moved: predict again with the new settings (nothing given yet: change nothing)."""
-    if audio is None and image is None and not (text or "").strip():
+    if audio is None and image is None and not (text if isinstance(text, str) else "x").strip():
         return tuple(gr.skip() for _ in range(15))
     return voice_control_view(audio, image, text, *controls)
 
 
+@guarded("Nothing to predict from")
 def voice_control_explain(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
                           text_typos=0.0, use_audio=True, use_image=True, use_text=True):
     """The explanation of a prediction as JSON, after optional corruptions (levels 0..1) and switches.
@@ -115,6 +132,7 @@ def voice_control_explain(audio=None, image=None, text=None, audio_noise=0.0, im
     return explain_prediction(result)["json"]
 
 
+@guarded("Nothing to predict from")
 def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
                          text_typos=0.0, use_audio=True, use_image=True, use_text=True):
     """The report card of a prediction (same inputs as /voice_control_explain): [PNG, HTML, JSON] files.
@@ -124,7 +142,9 @@ def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, ima
     """
     result = _predict(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
                       use_audio, use_image, use_text)
-    paths = export_report(result, tempfile.mkdtemp(prefix="mbm_report_"))
+    folder = REPORTS / uuid.uuid4().hex
+    paths = export_report(result, folder)
+    prune_folder(REPORTS, keep=KEEP_REPORTS)  # Gradio serves its own copy; ours are kept only briefly
     return [str(paths[k]) for k in ("png", "html", "json")]
 
 
@@ -232,8 +252,9 @@ def voice_control_tab() -> None:
     view_outputs = outputs + [flag, figure, heatmap, highlights, audio_plot, effects_plot, effects_table,
                               seen_crop, seen_mel, seen_tokens, explain_json]
     clear.add(inputs + view_outputs + [report_files])
+    heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
     view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
-                api_visibility="undocumented")
+                api_visibility="undocumented", **heavy)
     run.click(**view)
     text.submit(**view)
     rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
@@ -242,15 +263,15 @@ def voice_control_tab() -> None:
     for switch in controls[4:]:
         switch.change(**rerun)
     export.click(voice_control_report, inputs + controls, report_files, api_name="voice_control_report",
-                 preprocess=False)
+                 preprocess=False, **heavy)
 
     # API-only endpoints (the page reaches the same functions through the events above).
     with gr.Row(visible=False):
         api_predict = gr.Button("predict", elem_id="vc-api-predict")
         api_explain = gr.Button("explain", elem_id="vc-api-explain")
-    api_predict.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False)
+    api_predict.click(predict_voice_control, inputs, outputs, api_name="voice_control", preprocess=False, **heavy)
     api_explain.click(voice_control_explain, inputs + controls, explain_json, api_name="voice_control_explain",
-                      preprocess=False)
+                      preprocess=False, **heavy)
 
     rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
     if rows:
