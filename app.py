@@ -18,11 +18,20 @@ import os
 import gradio as gr
 import torch
 
-from mbm.ui import evaluation, portrait, voice_control
-from mbm.ui.common import env_int
+from mbm.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodyLimitMiddleware
+from mbm.scenarios import SCENARIOS
+from mbm.ui import evaluation
+from mbm.ui.common import check_arguments, env_int, remove_stale_outputs
 
-MAX_FILE_SIZE = "20mb"  # uploads above this are refused by Gradio before they reach the model
-# Requests of each kind run at once (MBM_CONCURRENCY overrides). Under `python -m mbm.loadtest`
+# Uploads above this are refused by Gradio before they reach the model; any other request body (an API
+# call's JSON, where a file can be inlined as a data URL) above MBM_MAX_REQUEST_MB is refused with 413
+# before it is parsed (mbm.limits; docs/reliability.md).
+MAX_FILE_SIZE = MAX_UPLOAD_BYTES
+# Gradio's cache (uploads, served outputs): every 5 minutes, files older than 15 minutes are deleted;
+# the whole cache is deleted at a restart.
+DELETE_CACHE = (300, 900)
+# Requests that decode files run at most this many at once, all endpoints together (one concurrency group,
+# mbm.limits.HEAVY_CONCURRENCY_ID; MBM_CONCURRENCY overrides). Under `python -m mbm.loadtest`
 # p95 was 0.84 s with 4, 1.11 s with 2 and 0.76 s with 8 (within this machine's spread of 4).
 CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
@@ -30,21 +39,29 @@ CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
-with gr.Blocks(title="mbm: multimodal fusion demo") as demo:
+remove_stale_outputs()  # output images and report exports an earlier run left in the temp folder
+
+with gr.Blocks(title="mbm: multimodal fusion demo", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# mbm: multimodal fusion\nOne model, three inputs (sound, image, text), fused by attention.")
     with gr.Tabs():
-        with gr.Tab("Voice control", id="voice_control"):
-            voice_control.voice_control_tab()
-        with gr.Tab("Portrait recognition", id="portrait"):
-            refresh_people, show_people = portrait.portrait_tab()
+        for scenario in SCENARIOS.values():  # one tab per registered scenario (mbm/scenarios)
+            with gr.Tab(scenario.title, id=scenario.name):
+                on_load = scenario.part("tab")()  # None, or events to run when a page opens
+            if on_load:
+                event = demo.load(**on_load[0])
+                for step in on_load[1:]:
+                    event = event.then(**step)
         with gr.Tab("Evaluation", id="evaluation", elem_id="evaluation-tab") as evaluation_tab:
             load_evaluation, show_evaluation = evaluation.evaluation_tab()
     evaluation_tab.select(**load_evaluation).then(**show_evaluation)  # read afresh: the file may be rewritten
-    demo.load(**refresh_people).then(**show_people)  # the People list, as saved now
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+check_arguments(demo)  # missing arguments are absent; a non-file where a file goes: a message naming it
 
 if __name__ == "__main__":
+    from starlette.middleware import Middleware
+
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME"),
                 server_port=env_int("GRADIO_SERVER_PORT", 7860, minimum=1),
-                max_file_size=MAX_FILE_SIZE)
+                max_file_size=MAX_FILE_SIZE, show_error=True,  # messages only: handlers never raise tracebacks
+                app_kwargs={"middleware": [Middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)]})

@@ -46,7 +46,8 @@ MAX_PROFILE_CHARS = 500
 MAX_SESSION_PEOPLE = int(_env_number("MBM_MAX_SESSION_PEOPLE", 10, 0))  # one visitor's own enrolments
 MAX_SHARED_PEOPLE = int(_env_number("MBM_MAX_SHARED_PEOPLE", 200, 1))  # the persistent gallery (admin)
 MAX_SESSIONS = int(_env_number("MBM_MAX_SESSIONS", 500, 1))  # visitors' galleries kept in memory at once
-HEAVY_CONCURRENCY_ID = "heavy"  # every event that decodes a file shares this Gradio concurrency group
+HEAVY_CONCURRENCY_ID = "heavy"
+DRAIN_BYTES = 64 * MB  # an oversized body up to this is read and dropped before the 413 (see BodyLimitMiddleware)  # every event that decodes a file shares this Gradio concurrency group
 
 
 def size_text(n: int) -> str:
@@ -75,7 +76,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 too_big = True
             if too_big:
-                return await self._refuse(send)
+                return await self._refuse(send, receive, int(declared) if declared.isdigit() else 0)
             return await self.app(scope, receive, send)
         # No Content-Length (chunked): read the body here, up to the limit, then hand it on.
         chunks, size = [], 0
@@ -85,7 +86,7 @@ class BodyLimitMiddleware:
                 break
             size += len(message.get("body", b""))
             if size > self.limit:
-                return await self._refuse(send)
+                return await self._refuse(send, receive, DRAIN_BYTES)
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
@@ -100,7 +101,18 @@ class BodyLimitMiddleware:
 
         return await self.app(scope, replay, send)
 
-    async def _refuse(self, send):
+    async def _refuse(self, send, receive, declared: int):
+        # Read (and drop) a moderately large body first, so the client gets the 413 and its message rather
+        # than a reset connection; a huge one is answered at once.
+        if declared <= DRAIN_BYTES:
+            drained = 0
+            while drained <= DRAIN_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                drained += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    break
         body = json.dumps({"error": f"the request is larger than {size_text(self.limit)}; upload files "
                                     f"(up to {size_text(MAX_UPLOAD_BYTES)}) instead of inlining them"}).encode()
         await send({"type": "http.response.start", "status": 413,

@@ -129,7 +129,7 @@ def file_value(value, param: str = "file") -> str | bytes | None:
         return str(path)
     if not isinstance(value, dict):
         raise ParameterError(f"{param}: expected a file (a FileData object such as handle_file(...) makes), "
-                             f"got {type(value).__name__}")
+                             f"got a {type(value).__name__}")
     if isinstance(value.get("path"), str) and value["path"]:
         return file_value(value["path"], param)
     url = value.get("url")
@@ -160,7 +160,7 @@ def file_values(value, param: str = "files") -> list:
     if isinstance(value, (str, dict)):  # one file where a list was expected (e.g. from an API client)
         value = [value]
     if not isinstance(value, (list, tuple)):
-        raise ParameterError(f"{param}: expected a list of files, got {type(value).__name__}")
+        raise ParameterError(f"{param}: expected a list of files, got a {type(value).__name__}")
     from mbm.portrait_inference import MAX_ENROL_PHOTOS
 
     if len(value) > MAX_ENROL_PHOTOS:
@@ -173,7 +173,7 @@ def text_value(value, param: str, max_chars: int) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ParameterError(f"{param}: expected text, got {type(value).__name__}")
+        raise ParameterError(f"{param}: expected text, got a {type(value).__name__}")
     value = value.strip()
     if len(value) > max_chars:
         raise ParameterError(f"{param}: at most {max_chars} characters (got {len(value)})")
@@ -186,7 +186,8 @@ def number_value(value, param: str, lo: float = 0.0, hi: float = 1.0) -> float:
         return lo
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ParameterError(f"{param}: expected a number between {lo:g} and {hi:g}, got "
-                             f"{type(value).__name__ if not isinstance(value, (int, float)) else value!r}")
+                             + (repr(value) if isinstance(value, (int, float)) and not isinstance(value, bool)
+                                else f"a {type(value).__name__}"))
     if not lo <= value <= hi:
         raise ParameterError(f"{param}: expected a number between {lo:g} and {hi:g}, got {value!r}")
     return float(value)
@@ -200,7 +201,7 @@ def bool_value(value, param: str, default: bool = True) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
-    raise ParameterError(f"{param}: expected true or false, got {type(value).__name__}")
+    raise ParameterError(f"{param}: expected true or false, got a {type(value).__name__}")
 
 
 def guarded(title: str):
@@ -319,3 +320,47 @@ def remove_stale_outputs() -> None:
 def user_error(e: Exception, title: str) -> gr.Error:
     """A library InputError/ValueError as a toast for the user (and an AppError for API clients)."""
     return gr.Error(html.escape(str(e), quote=False), title=title, print_exception=False)
+
+
+def check_arguments(demo: gr.Blocks) -> None:
+    """Argument checks Gradio runs before its own validation of an API call, for every event of ``demo``.
+
+    - fewer arguments than the event takes (``{"data": []}``): the rest are None (absent), and the
+      handler's own message says what is needed (Gradio would list its component objects);
+    - a file argument that is not a file object (a number, a string, a list where one file goes): a
+      message naming the parameter (Gradio would answer with a pydantic validation dump).
+    """
+    import inspect
+
+    from gradio.data_classes import FileData, ListFiles
+
+    def names(block_fn) -> list[str]:
+        try:
+            params = list(inspect.signature(block_fn.fn).parameters)
+        except (TypeError, ValueError):
+            params = []
+        return params + [f"argument {k + 1}" for k in range(len(params), len(block_fn.inputs))]
+
+    def validate_inputs(block_fn, inputs):
+        if not isinstance(inputs, list):
+            return
+        if len(inputs) < len(block_fn.inputs):
+            inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))
+        for k, block in enumerate(block_fn.inputs):
+            model = getattr(block, "data_model", None)
+            value = inputs[k]
+            if model is None or value is None or not isinstance(model, type):
+                continue
+            if issubclass(model, ListFiles):
+                ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+                want = "a list of files"
+            elif issubclass(model, FileData) or "Image" in model.__name__ or "File" in model.__name__:
+                ok = isinstance(value, dict)
+                want = "a file (a FileData object such as gradio_client's handle_file(...) makes)"
+            else:
+                continue
+            if not ok:
+                raise gr.Error(f"{names(block_fn)[k]}: expected {want}, got a {type(value).__name__}",
+                               title="Wrong argument", print_exception=False)
+
+    demo.validate_inputs = validate_inputs
