@@ -187,6 +187,12 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             result.update(faithfulness_voice_control(model, ckpt, waves, mels, pixels, shown, clips, photos, pairs,
                                                      curves=curves, tokens=tokens,
                                                      single=(single["_audio_only"], single["_image_only"])))
+            from mbm.maps import deletion_ratios, held_out_samples  # are the drawn maps true? (mbm.maps)
+
+            ratios = deletion_ratios(model, index, held_out_samples(ckpt, mels, pixels, clips, photos, pairs))
+            result["map_deletion_ratio"] = ratios["occlusion"]  # the maps the app draws
+            result["map_deletion_ratio_attention"] = ratios["attention"]
+            result["map_deletion_n"] = ratios["n"]
     return result
 
 

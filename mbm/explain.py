@@ -111,7 +111,7 @@ def explain_prediction(result) -> dict:
     """
     effects = modality_effects(result)
     inp = result.inputs
-    tw = result.token_weights
+    tw = result.maps
     return {
         "figure": viz.explanation_figure(result, effects),
         "image_overlay": viz.image_overlay(inp.image.shown, tw["image"]) if inp.image is not None and "image" in tw
@@ -141,7 +141,8 @@ def report_data(result, effects=None) -> dict:
         "prediction": result.to_json(),
         "effects": effects.to_json(),
         "maps": {
-            "image_grid": _rounded(viz.image_attention_grid(result.token_weights.get("image"))),
+            "kind": result.map_kind,
+            "image_grid": _rounded(viz.image_attention_grid(result.maps.get("image"))),
             "text": m["text"],
             "audio_frames": _rounded(m["audio"]),
         },

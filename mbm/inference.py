@@ -54,6 +54,14 @@ class VoiceControlResult:
     confidence_without: dict[str, float]  # present modality -> p(action) when it is removed
     inputs: PreparedInputs
     warnings: list[str]
+    # The within-input maps the app draws, per token like token_weights: the attention weights, or
+    # (mbm.maps.with_occlusion_maps) p(action) lost when each unit is masked; map_kind says which.
+    maps: dict[str, list[float]] = field(default_factory=dict)
+    map_kind: str = "attention"
+
+    def __post_init__(self):
+        if not self.maps:
+            self.maps = dict(self.token_weights)
 
     def summary(self) -> str:
         """One line on what each input contributed, e.g. "heard: 'up' (0.97) · sees: lamp (0.88)"."""
@@ -79,6 +87,7 @@ class VoiceControlResult:
             "confidence_without": {m: round(p, 4) for m, p in self.confidence_without.items()},
             "tokens": self.inputs.text.tokens if self.inputs.text else None,
             "token_weights": {m: [round(x, 4) for x in w] for m, w in self.token_weights.items()},
+            "maps": {m: [round(x, 4) for x in w] for m, w in self.maps.items()}, "map_kind": self.map_kind,
             "summary": self.summary(), "warnings": self.warnings, "notes": self.inputs.notes,
         }
 

@@ -90,7 +90,7 @@ def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | Non
 
     Args:
         shown: (S, S, 3) uint8 crop (``result.inputs.image.shown``).
-        token_weights: the image token weights (``result.token_weights["image"]``).
+        token_weights: one number per image token (``result.maps["image"]``: attention or occlusion).
         alpha: heat opacity at the most-attended region (it fades with the weight).
         upscale: integer pixel repeat so a 64 px crop is not a thumbnail in the app.
     """
@@ -186,7 +186,7 @@ def audio_figure(waveform: np.ndarray | None, mel, token_weights: Sequence[float
         for k in range(n_frames):
             ax_w.axvspan(edges[k], edges[k + 1], color=MODALITY_COLOURS["audio"], alpha=0.45 * frames[k], lw=0)
         centres = (edges[:-1] + edges[1:]) / 2
-        ax_m.plot(centres, frames * (n_mels - 1), color="cyan", lw=1.5, label="attention (max = 1)")
+        ax_m.plot(centres, frames * (n_mels - 1), color="cyan", lw=1.5, label="map (max = 1)")
         ax_m.legend(loc="upper right", fontsize=7, framealpha=0.6)
     ax_m.set_xlim(0, seconds)
     return fig
@@ -195,7 +195,7 @@ def audio_figure(waveform: np.ndarray | None, mel, token_weights: Sequence[float
 # --- whole predictions ---------------------------------------------------------------------------
 
 def _present(result, modality: str) -> bool:
-    return getattr(result.inputs, modality, None) is not None and modality in result.token_weights
+    return getattr(result.inputs, modality, None) is not None and modality in result.maps
 
 
 def maps(result) -> dict:
@@ -206,7 +206,7 @@ def maps(result) -> dict:
         "text": [(token, weight)] | None, "audio": (frames,) array | None}``.
     """
     inp = result.inputs
-    tw = result.token_weights
+    tw = result.maps
     image = inp.image if _present(result, "image") else None
     text = inp.text if _present(result, "text") else None
     audio = inp.audio if _present(result, "audio") else None
@@ -303,8 +303,8 @@ def explanation_figure(result, effects=None) -> Figure:
     ax_img.set_xticks([])
     ax_img.set_yticks([])
 
-    if result.inputs.audio is not None and "audio" in result.token_weights:
-        audio_figure(result.inputs.audio.waveform, result.inputs.audio.mel, result.token_weights["audio"],
+    if result.inputs.audio is not None and "audio" in result.maps:
+        audio_figure(result.inputs.audio.waveform, result.inputs.audio.mel, result.maps["audio"],
                      axes=(ax_wav, ax_mel))
         ax_wav.set_title(f"audio · weight {w.get('audio', 0):.2f}", fontsize=9)
     else:
