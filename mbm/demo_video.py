@@ -1,0 +1,278 @@
+"""Record a demo of the app by itself: a real Chromium walks through both scenarios, with captions.
+
+    python -m mbm.demo_video --out demo.webm --gif docs/images/demo.gif --frame docs/images/demo.png
+    python -m mbm.demo_video --out /tmp/short.webm --short      # the first scene only (the test runs this)
+
+It starts ``python app.py`` on a free loopback port (with a throwaway gallery folder), launches
+Debian's Chromium with a fake microphone (``assets/voice_control/mic_up.wav``) and a fake webcam
+(a still of a face from ``assets/portrait/examples``, turned into a Y4M video with FFmpeg), and
+records the page with Playwright while it clicks through: the *up* examples (the photo decides
+what the word does), switching the audio off, a spoken command through the microphone, then a
+stranger at the webcam (unknown), enrolling them from three photos, and recognising them.
+Each step gets a caption drawn over the page. FFmpeg makes the GIF and the still frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+from mbm.paths import PORTRAIT_ASSETS, ROOT, VOICE_CONTROL_ASSETS
+
+CHROMIUM = "/usr/bin/chromium"
+VIEWPORT = {"width": 1280, "height": 720}
+RESULT_TIMEOUT_MS = 90_000
+CAPTION_SCRIPT = """text => {
+  let box = document.getElementById('mbm-demo-caption');
+  if (!box) {
+    box = document.createElement('div');
+    box.id = 'mbm-demo-caption';
+    box.style.cssText = 'position:fixed;left:50%;bottom:24px;transform:translateX(-50%);z-index:99999;' +
+      'max-width:90%;padding:12px 22px;border-radius:10px;background:rgba(20,20,28,.88);color:#fff;' +
+      'font:600 22px/1.35 sans-serif;text-align:center;box-shadow:0 4px 18px rgba(0,0,0,.35)';
+    document.body.appendChild(box);
+  }
+  box.textContent = text;
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(gallery_dir: Path, log: Path):
+    """``python app.py`` on a free loopback port; yields its URL, always stops it."""
+    port = _free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False", MBM_GALLERY_DIR=str(gallery_dir))
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}; see {log}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app.py did not answer within 180 s; see {log}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def webcam_video(face: Path, out: Path) -> Path:
+    """A 2 s Y4M video of a still photo, which Chromium loops as its fake webcam."""
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-loop", "1", "-i", str(face), "-t", "2", "-r", "10",
+                    "-vf", "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2",
+                    "-pix_fmt", "yuv420p", str(out)], check=True)
+    return out
+
+
+class Demo:
+    """The page being recorded, and the steps of the walk-through."""
+
+    def __init__(self, page, pause_ms: int):
+        self.page, self.pause_ms = page, pause_ms
+
+    def caption(self, text: str, hold: float = 1.0) -> None:
+        self.page.evaluate(CAPTION_SCRIPT, text)
+        self.page.wait_for_timeout(int(self.pause_ms * hold))
+
+    def wait_for_text(self, selector: str, pattern: str) -> None:
+        from playwright.sync_api import expect
+
+        expect(self.page.locator(selector)).to_contain_text(re.compile(pattern), timeout=RESULT_TIMEOUT_MS)
+
+    def example(self, caption: str, expect_text: str) -> None:
+        self.page.get_by_role("button", name=caption, exact=True).click(timeout=60_000)
+        self.wait_for_text("#vc-status", expect_text)
+
+    def voice_control(self, short: bool) -> None:
+        page = self.page
+        page.locator("#vc-run").wait_for(timeout=60_000)
+        self.caption("Voice control: a spoken command + a photo of the device (+ typed text, if you like)")
+        self.example("'up' + a lamp → brighter", "brighter")
+        self.caption("'up' + a lamp → brighter. The chart shows how much each input counted.", 1.5)
+        if short:
+            return
+        self.example("the same 'up' + a music player → volume up", "volume up")
+        self.caption("The same 'up' with a music player → volume up: the photo decides what the word does.", 1.5)
+        page.locator("#vc-use-audio input[type=checkbox]").uncheck()
+        self.wait_for_text("#vc-status", r"audio 0 \(absent\)")
+        self.caption("Switch the audio off: the photo alone cannot tell the command, and the weights say so.", 1.5)
+        page.locator("#vc-use-audio input[type=checkbox]").check()
+        page.get_by_role("button", name="Clear").first.click()
+        audio, image = page.locator("#vc-audio"), page.locator("#vc-image")
+        image.locator("input[type=file]").set_input_files(str(VOICE_CONTROL_ASSETS / "lamp.jpg"))
+        self.caption("Now speak: the microphone records 'up' …")
+        audio.locator("button.record-button").click()
+        page.wait_for_timeout(2500)
+        audio.locator("button.stop-button").click()
+        from playwright.sync_api import expect
+
+        expect(audio.locator("a[data-testid=download-link]")).to_have_attribute(
+            "href", re.compile(r"/gradio_api/file="), timeout=30_000)
+        page.locator("#vc-run").click()
+        self.wait_for_text("#vc-status", "lamp")
+        self.caption("… and the lamp photo makes it 'brighter'. Below: where in each input the answer comes from.", 1.5)
+        page.locator("#vc-explanation").scroll_into_view_if_needed()
+        self.caption("Occlusion maps: what the answer loses when each part of an input is masked.", 1.5)
+
+    def portrait(self) -> None:
+        page = self.page
+        page.evaluate("window.scrollTo(0, 0)")
+        page.get_by_role("tab", name="Portrait recognition").click(timeout=60_000)
+        face = page.locator("#pt-face")
+        self.caption("Portrait recognition: who is this, among the enrolled people, or unknown?")
+        face.get_by_label("Capture from camera").click()
+        face.get_by_text("Click to Access Webcam").click()
+        page.wait_for_timeout(1500)
+        face.get_by_label("capture photo").click()
+        page.wait_for_timeout(1000)
+        page.locator("#pt-run").click()
+        self.wait_for_text("#pt-status", "unknown")
+        self.caption("A stranger at the webcam → unknown: nobody in the gallery is close enough.", 1.5)
+        page.locator("#pt-enrol-name textarea, #pt-enrol-name input").first.fill("Dana")
+        photos = sorted((PORTRAIT_ASSETS / "faces" / "orl" / "s18").glob("*.pgm"))[:3]
+        page.locator("#pt-enrol-photos input[type=file]").set_input_files([str(p) for p in photos])
+        page.locator("#pt-enrol").scroll_into_view_if_needed()
+        self.caption("Enrol them as 'Dana' from three photos: no retraining.")
+        page.locator("#pt-enrol").click()
+        self.wait_for_text("#pt-enrol-status", "Dana")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator("#pt-run").click()
+        self.wait_for_text("#pt-status", "Dana")
+        self.caption("The same webcam photo → Dana, recognised at once.", 2.0)
+
+
+def use_system_ffmpeg(folder: Path) -> Path:
+    """Let Playwright's video recorder run Debian's FFmpeg (never ``playwright install``).
+
+    Playwright looks for its recorder at ``$PLAYWRIGHT_BROWSERS_PATH/ffmpeg-<revision>/ffmpeg-linux``
+    (the revision is in its ``browsers.json``); a link there to ``/usr/bin/ffmpeg`` serves, since the
+    recorder only asks FFmpeg to encode JPEG frames from a pipe to VP8.
+    """
+    import json
+
+    import playwright
+
+    listing = Path(playwright.__file__).parent / "driver" / "package" / "browsers.json"
+    revision = next(b["revision"] for b in json.loads(listing.read_text())["browsers"] if b["name"] == "ffmpeg")
+    target = folder / f"ffmpeg-{revision}" / "ffmpeg-linux"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(shutil.which("ffmpeg"))
+    return folder
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+def record(out: Path, short: bool = False, pause_ms: int = 1800) -> Path:
+    """Record the walk-through into ``out`` (.webm); returns it."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists() or shutil.which("ffmpeg") is None:
+        raise SystemExit(f"needs {CHROMIUM} and ffmpeg (Debian: apt-get install chromium ffmpeg)")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mbm_demo_") as tmp:
+        tmp = Path(tmp)
+        camera = webcam_video(PORTRAIT_ASSETS / "examples" / "s18_stranger.png", tmp / "webcam.y4m")
+        before = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
+        os.environ["PLAYWRIGHT_BROWSERS_PATH"] = str(use_system_ffmpeg(tmp / "playwright"))  # read at driver start
+        with running_app(tmp / "gallery", tmp / "app.log") as url, sync_playwright() as p:
+            _restore_env("PLAYWRIGHT_BROWSERS_PATH", before)
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-audio-capture={VOICE_CONTROL_ASSETS / 'mic_up.wav'}",
+                f"--use-file-for-fake-video-capture={camera}"])
+            context = browser.new_context(viewport=VIEWPORT, record_video_dir=str(tmp / "video"),
+                                          record_video_size=VIEWPORT)
+            page = context.new_page()
+            try:
+                page.goto(url)
+                demo = Demo(page, pause_ms)
+                demo.voice_control(short)
+                if not short:
+                    demo.portrait()
+            finally:
+                context.close()  # writes the video
+                browser.close()
+            shutil.move(page.video.path(), out)
+    return out
+
+
+def make_gif(video: Path, gif: Path, width: int = 640, fps: int = 4) -> Path:
+    """A palette-optimised GIF of ``video``."""
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(video), "-vf",
+                    f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen=max_colors=128[p];"
+                    "[b][p]paletteuse=dither=bayer", str(gif)], check=True)
+    return gif
+
+
+def duration_seconds(video: Path) -> float:
+    """The video's duration by ffprobe (0 when it has none)."""
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                            "default=noprint_wrappers=1:nokey=1", str(video)], capture_output=True, text=True)
+    try:
+        return float(probe.stdout.strip())
+    except ValueError:
+        return 0.0
+
+
+def save_frame(video: Path, seconds: float, png: Path) -> Path:
+    """One frame of ``video`` at ``seconds`` as a PNG (the README's picture)."""
+    png.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-y", "-v", "error", "-ss", f"{seconds:.2f}", "-i", str(video), "-frames:v", "1",
+                    str(png)], check=True)
+    return png
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="the video (.webm)")
+    parser.add_argument("--gif", type=Path, help="also write a GIF")
+    parser.add_argument("--frame", type=Path, help="also write one frame as PNG")
+    parser.add_argument("--frame-at", type=float, default=9.0, help="seconds into the video of that frame")
+    parser.add_argument("--short", action="store_true", help="the first scene only")
+    parser.add_argument("--pause-ms", type=int, default=1800, help="how long each caption stays")
+    args = parser.parse_args(argv)
+    video = record(args.out, short=args.short, pause_ms=args.pause_ms)
+    seconds = duration_seconds(video)
+    print(f"wrote {video} ({seconds:.1f} s)")
+    if args.gif:
+        print(f"wrote {make_gif(video, args.gif)}")
+    if args.frame:
+        print(f"wrote {save_frame(video, min(args.frame_at, max(0.0, seconds - 0.5)), args.frame)}")
+
+
+if __name__ == "__main__":
+    main()
