@@ -18,7 +18,7 @@ import os
 import gradio as gr
 import torch
 
-from mbm.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodyLimitMiddleware
+from mbm.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodyLimitMiddleware, tame_malloc
 from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import check_arguments, env_int, remove_stale_outputs
@@ -40,6 +40,7 @@ torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
 remove_stale_outputs()  # output images and report exports an earlier run left in the temp folder
+tame_malloc()  # memory a big request freed goes back to the system (glibc), not kept per thread
 
 with gr.Blocks(title="mbm: multimodal fusion demo", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# mbm: multimodal fusion\nOne model, three inputs (sound, image, text), fused by attention.")

@@ -119,3 +119,32 @@ class BodyLimitMiddleware:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+def tame_malloc(arenas: int = 2, trim_every_s: float = 5.0) -> bool:
+    """Give freed memory back to the system (glibc only; a no-op elsewhere). Call once at start.
+
+    With one malloc arena per thread, memory a big request freed stays mapped in its thread's arena
+    (the server held 1.2 GB 30 s after a load that peaked at 1.3 GB). This caps the arenas
+    (``mallopt(M_ARENA_MAX)``) and trims the heap every ``trim_every_s`` seconds from a daemon thread
+    (``malloc_trim(0)``). Returns whether glibc was found.
+    """
+    import ctypes
+    import ctypes.util
+    import threading
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim, mallopt = libc.malloc_trim, libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_ARENA_MAX = -8
+    mallopt(M_ARENA_MAX, int(arenas))
+
+    def trimmer() -> None:
+        stop = threading.Event()
+        while not stop.wait(trim_every_s):
+            trim(0)
+
+    threading.Thread(target=trimmer, name="malloc-trim", daemon=True).start()
+    return True

@@ -1,8 +1,11 @@
 """Load test: concurrent gradio_client clients against a fresh ``python app.py`` on 127.0.0.1.
 
     python -m mbm.loadtest --clients 20 --requests 50 --json
+    python -m mbm.loadtest --hostile --json        # normal requests mixed with attacks (issue 18)
 
-Each client alternates voice-control and portrait requests (committed assets).
+Each client alternates voice-control and portrait requests (committed assets). ``--hostile`` (see
+:func:`run_hostile`) mixes them with attacks for a fixed time and checks the reliability targets of
+docs/reliability.md, including a ``kill -9`` and restart.
 Bounded in count (clients x requests) and time; loopback only. Prints errors,
 p50/p95 latency and throughput as one JSON object, plus the CPU time the app
 process (with any children) and this client process spent per request: with every client waiting
@@ -102,10 +105,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--deadline", type=float, default=600.0, help="stop sending after this many seconds")
     parser.add_argument("--ssl-verify", action="store_true",
                         help="let gradio_client load the CA bundle per call, as by default (costs client CPU)")
+    parser.add_argument("--hostile", action="store_true",
+                        help="normal requests mixed with attacks for --duration seconds (issue 18), then kill -9 "
+                             "and restart; prints the measured numbers beside the targets")
+    parser.add_argument("--duration", type=float, default=60.0, help="--hostile: seconds of load (10-600)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not (1 <= args.clients <= 64 and 1 <= args.requests <= 500):
         parser.error("keep the load bounded: 1-64 clients, 1-500 requests each")
+    if args.hostile:
+        if not 10 <= args.duration <= 600:
+            parser.error("keep the load bounded: --duration 10-600 seconds")
+        from mbm.loadtest_hostile import run_hostile
+
+        result = run_hostile(args.clients, args.duration)
+        print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+        raise SystemExit(0 if result["targets_met"] else 1)
     result = run_load(args.clients, args.requests, args.deadline, ssl_verify=args.ssl_verify)
     print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 

@@ -1,0 +1,371 @@
+"""The hostile load test (issue 18): normal requests mixed with attacks, against ``python app.py`` on 127.0.0.1.
+
+    python -m mbm.loadtest --hostile --json               # 20 clients, 60 s
+    python -m mbm.loadtest --hostile --clients 20 --duration 90
+
+A fresh server runs with its own gallery folder, admin token and temp folder (``TMPDIR`` /
+``GRADIO_TEMP_DIR`` under the system temp folder, so its disk growth is measured alone). ``clients``
+threads send requests back to back for ``duration`` seconds; every other request is an attack, in turn:
+
+- pixel bombs: a flat 10000x10000 PNG, the same as 16-bit, a 24 MP PNG under the decode bound;
+- a big data URL (3 MB JSON body) over raw HTTP, and a small one under the cap;
+- an HLS playlist and an FFmpeg concat list naming a server file, uploaded as voice;
+- wrong JSON types, missing arguments;
+- an enrol flood (session enrolments past the per-session cap), removals of shipped people without the
+  token, a reset without the token;
+- owner enrolments with the admin token (acknowledged ones are checked after the restart).
+
+Normal requests (voice control, portrait) must all succeed. Afterwards the server's RSS is read 30 s
+later, then it is killed with SIGKILL and restarted on the same gallery folder: the shipped people and
+every acknowledged owner enrolment must be listed. Bounded in time (``duration`` + about 2 minutes) and
+count (one request in flight per client); loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree
+from mbm.paths import ROOT
+
+TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
+           "rss_30s_after_mb": 1024, "normal_p95_ms": 2000, "normal_errors": 0, "tmp_mb_per_1000_requests": 5.0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_mb(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return total / 1024
+
+
+def _du_bytes(folder: Path) -> tuple[int, int]:
+    size = files = 0
+    for dirpath, _, names in os.walk(folder):
+        for n in names:
+            try:
+                size += os.lstat(os.path.join(dirpath, n)).st_size
+                files += 1
+            except OSError:
+                pass
+    return size, files
+
+
+class Server:
+    """``python app.py`` on a loopback port with the given environment; start / kill -9 / stop."""
+
+    def __init__(self, env: dict, log: Path):
+        self.env, self.log, self.proc, self.url = env, log, None, None
+
+    def start(self, timeout_s: float = 180.0) -> float:
+        from gradio_client import Client
+
+        port = _free_port()
+        env = {**os.environ, **self.env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+               "GRADIO_ANALYTICS_ENABLED": "False"}
+        t0 = time.perf_counter()
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.url = f"http://127.0.0.1:{port}/"
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {self.proc.returncode}; see {self.log}")
+            if time.perf_counter() - t0 > timeout_s:
+                self.stop()
+                raise RuntimeError(f"app.py did not serve within {timeout_s:.0f} s")
+            try:
+                Client(self.url, verbose=False, ssl_verify=False, download_files=False)
+                return time.perf_counter() - t0
+            except Exception:
+                time.sleep(0.5)
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(15)
+
+
+def _attack_files(folder: Path) -> dict[str, Path]:
+    from PIL import Image
+
+    files = {"bomb_png": folder / "bomb.png", "bomb16_png": folder / "bomb16.png", "big24mp_png": folder / "big.png",
+             "hls_playlist": folder / "playlist.wav", "concat_list": folder / "concat.wav"}
+    Image.new("L", (10_000, 10_000), 200).save(files["bomb_png"])
+    Image.new("I;16", (10_000, 10_000), 40_000).save(files["bomb16_png"])
+    Image.new("RGB", (6000, 4000), (120, 130, 140)).save(files["big24mp_png"])
+    target = next((ROOT / "assets" / "portrait" / "fsdd" / "recordings").glob("*.wav"))  # a file on the server
+    files["hls_playlist"].write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{target}\n#EXT-X-ENDLIST\n")
+    files["concat_list"].write_text(f"ffconcat version 1.0\nfile '{target}'\n")
+    return files
+
+
+def _raw_call(url: str, api: str, data=None, body: bytes | None = None) -> tuple[int, str, object]:
+    """POST /gradio_api/call/<api> and read the answer: (HTTP status, event, data)."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    try:
+        conn.request("POST", f"/gradio_api/call/{api}", body=body if body is not None else
+                     json.dumps({"data": data}).encode(), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read()
+        if response.status != 200:
+            return response.status, "http", json.loads(raw or b"null")
+        event_id = json.loads(raw)["event_id"]
+        conn.request("GET", f"/gradio_api/call/{api}/{event_id}")
+        stream = conn.getresponse().read().decode()
+    except (BrokenPipeError, ConnectionResetError):
+        return 413, "reset", None
+    finally:
+        conn.close()
+    lines = stream.splitlines()
+    event = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("event:")), "")
+    data = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("data:")), "null")
+    return 200, event, json.loads(data)
+
+
+def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    work = Path(tempfile.mkdtemp(prefix="mbm_hostile_"))
+    server_tmp = work / "server_tmp"
+    server_tmp.mkdir()
+    gallery = work / "gallery"
+    token = secrets.token_urlsafe(16)
+    attack = _attack_files(work)
+    server = Server({"MBM_GALLERY_DIR": str(gallery), "MBM_ADMIN_TOKEN": token, "TMPDIR": str(server_tmp),
+                     "GRADIO_TEMP_DIR": str(server_tmp / "gradio"), "PYTHONFAULTHANDLER": "1"},
+                    work / "app.log")
+    shipped_names = None
+    lock = threading.Lock()
+    normal_ms: dict[str, list[float]] = {"voice_control": [], "portrait": []}
+    normal_errors: list[str] = []
+    attacks: dict[str, dict] = {}
+    tracebacks: list[str] = []
+    unclear: list[str] = []
+    acknowledged: list[str] = []
+    rss_samples: list[float] = []
+    try:
+        cold = server.start()
+        url = server.url
+        tmp0 = _du_bytes(server_tmp)
+        first = Client(url, verbose=False, ssl_verify=False, download_files=False)
+        shipped_names = [p["name"] for p in first.predict(api_name="/list_people")]
+        audio, lamp = handle_file(str(ASSETS / "up.wav")), handle_file(str(ASSETS / "lamp.jpg"))
+        face = handle_file(str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"))
+        s18 = handle_file(str(PORTRAIT_ASSETS / "faces" / "orl" / "s18" / "1.pgm"))
+        face_b64 = base64.b64encode((PORTRAIT_ASSETS / "examples" / "s1_clear.png").read_bytes()).decode()
+        big_body = json.dumps({"data": [{"url": "data:image/png;base64," + "A" * (3 * 1024 * 1024)}, None, ""]})
+
+        def note(kind: str, outcome: str, message: str | None) -> None:
+            with lock:
+                a = attacks.setdefault(kind, {"count": 0, "outcomes": {}, "sample": None})
+                a["count"] += 1
+                a["outcomes"][outcome] = a["outcomes"].get(outcome, 0) + 1
+                if message and a["sample"] is None:
+                    a["sample"] = message[:160]
+                if message and ("Traceback" in message or 'File "' in message):
+                    tracebacks.append(f"{kind}: {message[:200]}")
+                if outcome == "error" and not (message or "").strip():
+                    unclear.append(kind)
+
+        def expect_error(kind: str, fn, ok: str = "accepted") -> None:
+            try:
+                fn()
+                note(kind, ok, None)
+            except AppError as e:
+                note(kind, "error", e.message if isinstance(e.message, str) else str(e))
+            except Exception as e:  # noqa: BLE001 - a transport failure is counted, not hidden
+                note(kind, f"failed:{type(e).__name__}", str(e))
+
+        def raw(kind: str, api: str, data=None, body: bytes | None = None, ok_event: str = "error") -> None:
+            try:
+                status, event, payload = _raw_call(url, api, data, body)
+            except Exception as e:  # noqa: BLE001
+                note(kind, f"failed:{type(e).__name__}", str(e))
+                return
+            message = payload.get("error") if isinstance(payload, dict) else None
+            if status == 413:
+                note(kind, "refused_413", message or "413 request too large")
+            elif event == "error":
+                note(kind, "error", message)
+            else:
+                note(kind, "accepted" if ok_event == "error" else event, None)
+
+        def client_loop(k: int, stop_at: float) -> None:
+            client = Client(url, verbose=False, ssl_verify=False, download_files=False)
+            i = 0
+            while time.perf_counter() < stop_at:
+                i += 1
+                if i % 2:  # a normal request
+                    scenario = "voice_control" if (i // 2 + k) % 2 == 0 else "portrait"
+                    t = time.perf_counter()
+                    try:
+                        if scenario == "voice_control":
+                            client.predict(audio, lamp, "", api_name="/voice_control")
+                        else:
+                            client.predict(face, None, "", api_name="/portrait")
+                        with lock:
+                            normal_ms[scenario].append((time.perf_counter() - t) * 1000)
+                    except Exception as e:  # noqa: BLE001
+                        with lock:
+                            normal_errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:160]}")
+                    continue
+                kind = ATTACKS[(i // 2 + k) % len(ATTACKS)]
+                if kind == "bomb_png" or kind == "bomb16_png" or kind == "big24mp_png":
+                    expect_error(kind, lambda: client.predict(handle_file(str(attack[kind])), None, "",
+                                                              api_name="/portrait"))
+                elif kind in ("hls_playlist", "concat_list"):
+                    expect_error(kind, lambda: client.predict(None, handle_file(str(attack[kind])), "",
+                                                              api_name="/portrait"))
+                elif kind == "big_data_url":
+                    raw(kind, "portrait", body=big_body.encode())
+                elif kind == "small_data_url":
+                    raw(kind, "portrait", [{"url": "data:image/png;base64," + face_b64}, None, ""],
+                        ok_event="complete")
+                elif kind == "wrong_types":
+                    raw(kind, "voice_control_explain", [None, None, 5, [1], "x", None, None, "maybe", 1, 2])
+                elif kind == "no_arguments":
+                    raw(kind, "enroll", [])
+                elif kind == "enrol_flood":
+                    expect_error(kind, lambda: client.predict(f"flood {k} {i}", [s18], None, "x" * 400, "",
+                                                              api_name="/enroll"), ok="enrolled_within_cap")
+                elif kind == "remove_without_token":
+                    victim = shipped_names[(i + k) % len(shipped_names)]
+                    expect_error(kind, lambda: client.predict(victim, "", api_name="/remove_person"))
+                elif kind == "reset_without_token":
+                    expect_error(kind, lambda: client.predict("guess", api_name="/reset_gallery"))
+                elif kind == "owner_enrol":
+                    name = f"owner {k} {i}"
+                    try:
+                        client.predict(name, [s18], None, "", token, api_name="/enroll")
+                        with lock:
+                            acknowledged.append(name)
+                        note(kind, "acknowledged", None)
+                    except AppError as e:  # e.g. the shared gallery is full: a message
+                        note(kind, "error", e.message if isinstance(e.message, str) else str(e))
+
+        stop_sampling = threading.Event()
+
+        def sample_rss() -> None:
+            while not stop_sampling.is_set():
+                rss_samples.append(_rss_mb(server.proc.pid))
+                stop_sampling.wait(0.25)
+
+        rss_before = _rss_mb(server.proc.pid)
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        stop_at = start + duration_s
+        threads = [threading.Thread(target=client_loop, args=(k, stop_at)) for k in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(duration_s + 300)
+        wall = time.perf_counter() - start
+        alive_after_load = server.proc.poll() is None
+        time.sleep(30)
+        stop_sampling.set()
+        sampler.join()
+        rss_after = _rss_mb(server.proc.pid) if server.proc.poll() is None else float("nan")
+        tmp1 = _du_bytes(server_tmp)
+        crashes = 0 if (alive_after_load and server.proc.poll() is None) else 1
+
+        # kill -9 and restart on the same gallery folder
+        if server.proc.poll() is None:
+            server.kill9()
+        restart_s = server.start()
+        after = Client(server.url, verbose=False, ssl_verify=False, download_files=False)
+        listed = [p["name"] for p in after.predict(api_name="/list_people")]
+        server.stop()
+    finally:
+        server.stop()
+
+    normal = [x for v in normal_ms.values() for x in v]
+    n_normal = len(normal)
+    n_attacks = sum(a["count"] for a in attacks.values())
+    total = n_normal + len(normal_errors) + n_attacks
+    tmp_growth = tmp1[0] - tmp0[0]
+    missing_shipped = [n for n in shipped_names or [] if n not in listed]
+    missing_acknowledged = [n for n in acknowledged if n not in listed]
+    result = {
+        "clients": clients, "duration_s": duration_s, "wall_s": round(wall, 1), "requests": total,
+        "normal_requests": n_normal, "attack_requests": n_attacks, "cold_start_s": round(cold, 1),
+        "crashes": crashes, "tracebacks_to_client": len(tracebacks), "traceback_samples": tracebacks[:3],
+        "unclear_attack_answers": len(unclear),
+        "attacks_accepted": {k: a["outcomes"].get("accepted", 0) for k, a in attacks.items()
+                             if a["outcomes"].get("accepted")},
+        "normal_errors": len(normal_errors), "normal_error_samples": normal_errors[:5],
+        "normal_p50_ms": round(float(np.median(normal)), 1) if normal else None,
+        "normal_p95_ms": round(float(np.percentile(normal, 95)), 1) if normal else None,
+        **{f"{k}_p95_ms": round(float(np.percentile(v, 95)), 1) for k, v in normal_ms.items() if v},
+        "rss_before_load_mb": round(rss_before, 1), "peak_rss_mb": round(max(rss_samples), 1),
+        "rss_30s_after_mb": round(rss_after, 1),
+        "tmp_growth_mb": round(tmp_growth / 1e6, 3), "tmp_growth_files": tmp1[1] - tmp0[1],
+        "tmp_mb_per_1000_requests": round(tmp_growth / 1e6 / max(total, 1) * 1000, 3),
+        "restart_s": round(restart_s, 1), "shipped_people": len(shipped_names or []),
+        "missing_shipped_after_restart": missing_shipped, "acknowledged_owner_enrolments": len(acknowledged),
+        "missing_acknowledged_after_restart": missing_acknowledged,
+        "attacks": {k: {"count": a["count"], "outcomes": a["outcomes"], "sample_message": a["sample"]}
+                    for k, a in sorted(attacks.items())},
+        "targets": TARGETS, "cores": os.cpu_count(),
+    }
+    checks = {
+        "crashes": result["crashes"] <= TARGETS["crashes"],
+        "tracebacks_to_client": result["tracebacks_to_client"] <= TARGETS["tracebacks_to_client"],
+        "unclear_attack_answers": result["unclear_attack_answers"] <= TARGETS["unclear_attack_answers"],
+        "attacks_refused": not result["attacks_accepted"],
+        "peak_rss_mb": result["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+        "rss_30s_after_mb": result["rss_30s_after_mb"] < TARGETS["rss_30s_after_mb"],
+        "normal_p95_ms": (result["normal_p95_ms"] or 1e9) <= TARGETS["normal_p95_ms"],
+        "normal_errors": result["normal_errors"] <= TARGETS["normal_errors"],
+        "tmp_mb_per_1000_requests": result["tmp_mb_per_1000_requests"] <= TARGETS["tmp_mb_per_1000_requests"],
+        "shipped_and_acknowledged_after_kill9": not missing_shipped and not missing_acknowledged,
+        "ran_long_enough": wall >= duration_s and clients >= 1,
+    }
+    result["checks"] = checks
+    result["targets_met"] = all(checks.values())
+    if os.environ.get("MBM_HOSTILE_KEEP"):
+        result["work_folder"] = str(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+ATTACKS = ["bomb_png", "hls_playlist", "big_data_url", "wrong_types", "enrol_flood", "bomb16_png",
+           "remove_without_token", "concat_list", "no_arguments", "small_data_url", "big24mp_png",
+           "reset_without_token", "owner_enrol"]
