@@ -81,7 +81,7 @@ def enroll(name=None, photos=None, voice=None, profile=None, admin_token=None, s
     gallery. Returns a status line and JSON ``{"name", "photos", "voice", "profile", "where"}``.
     """
     if name is not None and not isinstance(name, str):
-        raise ParameterError(f"name: expected text, got {type(name).__name__}")
+        raise ParameterError(f"name: expected text, got a {type(name).__name__}")
     session = _session(session)
     info = models.portrait().enrol(name or "", file_values(photos, "photos"), voice=file_value(voice, "voice"),
                                    profile=text_value(profile, "profile", MAX_PROFILE_CHARS),
@@ -99,7 +99,7 @@ def remove_person(name=None, admin_token=None, session=None):
     """Remove a person by name: your own session's people freely; shared or shipped people only with the
     owner's admin token. Returns a status line and JSON ``{"removed": name, "people": n}``."""
     if name is not None and not isinstance(name, str):
-        raise ParameterError(f"name: expected text, got {type(name).__name__}")
+        raise ParameterError(f"name: expected text, got a {type(name).__name__}")
     if not (name or "").strip():
         raise ParameterError("choose or type the name of the person to remove")
     session = _session(session)
