@@ -181,6 +181,7 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
                 w = out["modality_weights"].mean(0)
                 result["mean_modality_weights"] = {m: round(float(x), 4) for m, x in zip(model.modalities, w)}
         result["n_pairs"] = len(pairs)
+        result.update(not_sure_threshold(torch.cat(list(single.values())), truth.repeat(len(single))))
         if faithfulness:
             from mbm.faithfulness import faithfulness_voice_control
 
@@ -194,6 +195,27 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             result["map_deletion_ratio_attention"] = ratios["attention"]
             result["map_deletion_n"] = ratios["n"]
     return result
+
+
+NOT_SURE_TARGET = 0.9  # answers at or above the threshold must be right this often (held-out)
+
+
+def not_sure_threshold(probs: torch.Tensor, truth: torch.Tensor, target: float = NOT_SURE_TARGET) -> dict:
+    """The lowest confidence (in steps of 0.05) above which held-out answers are right >= ``target``.
+
+    ``probs`` (N, A) action probabilities of every prediction (fused and each input alone), ``truth``
+    (N,). The app says "not sure" below it. Returns ``not_sure_below``, the accuracy and share of
+    answers at or above it; 1.0 (always "not sure") if no threshold reaches the target.
+    """
+    confidence, predicted = probs.max(1)
+    correct = (predicted == truth).float()
+    for threshold in np.arange(0.05, 1.0, 0.05):
+        sure = confidence >= threshold
+        if sure.any() and float(correct[sure].mean()) >= target:
+            return {"not_sure_below": round(float(threshold), 2),
+                    "accuracy_when_sure": round(float(correct[sure].mean()), 4),
+                    "share_sure": round(float(sure.float().mean()), 4)}
+    return {"not_sure_below": 1.0, "accuracy_when_sure": None, "share_sure": 0.0}
 
 
 def _by_group(correct: np.ndarray, groups: list[str]) -> dict:
@@ -277,3 +299,5 @@ def evaluate_voice_control_main(argv: list[str]) -> None:
     print_result(result, args.json)
 
 
+if __name__ == "__main__":
+    main()

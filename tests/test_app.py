@@ -32,9 +32,11 @@ def call(client, audio=None, image=None, text=""):
     assert len(outputs) == 4, outputs
     label, plot, status, result = outputs
     assert isinstance(result, dict), result
-    # The label shows the same action and top-5 as the JSON.
-    assert label["label"] == result["action"]
-    assert [c["label"] for c in label["confidences"]] == [t["label"] for t in result["top"]]
+    # The label shows the same action and top-5 as the JSON, in plain names ("music player").
+    from mbm.scenarios.voice_control import display_name
+
+    assert label["label"] == display_name(result["action"])
+    assert [c["label"] for c in label["confidences"]] == [display_name(t["label"]) for t in result["top"]]
     assert isinstance(status, str) and result["action"] in status
     # The chart is an SVG whose description lists the same weights as the JSON.
     assert plot.startswith("<svg") and plot.endswith("</svg>"), plot[:80]

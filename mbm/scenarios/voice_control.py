@@ -54,6 +54,18 @@ def action_name(device: str, word: str) -> str:
 
 
 ACTIONS: tuple[str, ...] = tuple(sorted({action_name(d, w) for d in DEVICES for w in WORDS}))
+
+
+def display_name(label: str) -> str:
+    """A label as a person reads it: ``"music_player → volume up"`` -> ``"music player → volume up"``."""
+    return label.replace("_", " ")
+
+
+def why_not_supported(device: str, word: str) -> str:
+    """Why a (device, word) pair has no action, and what the device does understand."""
+    understood = [w for w in WORDS if w in ACTION_TABLE[device] and w not in DIGITS]
+    return (f"a {display_name(device)} has no '{word}' (it understands {', '.join(understood)}"
+            f"{' and numbers' if any(d in ACTION_TABLE[device] for d in DIGITS) else ''})")
 SUPPORTED_PAIRS = tuple((d, w) for d in DEVICES for w in WORDS if w in ACTION_TABLE[d])
 
 

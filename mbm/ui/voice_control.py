@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 import tempfile
 import uuid
@@ -13,9 +14,10 @@ import gradio as gr
 from mbm.explain import explain_prediction
 from mbm.inference import VoiceControlResult
 from mbm.maps import with_occlusion_maps
-from mbm.paths import VOICE_CONTROL_EXAMPLES
+from mbm.paths import EVAL_RESULTS, VOICE_CONTROL_EXAMPLES
 from mbm.report import export_report
 from mbm.robustness import predict_corrupted
+from mbm.scenarios.voice_control import NOT_SUPPORTED, display_name, why_not_supported
 from mbm.ui import models
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.preprocess import MAX_TEXT_CHARS
@@ -24,14 +26,48 @@ from mbm.ui.common import (bool_value, file_value, guarded, image_file, load_exa
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16
+DEFAULT_NOT_SURE_BELOW = 0.65  # without a results file: the held-out choice for the shipped checkpoint
+
+
+def not_sure_below() -> float:
+    """The confidence under which the headline says "not sure": chosen on held-out data by
+    ``mbm.evaluate`` (``not_sure_below`` in the results file; answers above it were right >= 90 %)."""
+    try:
+        return float(json.loads(EVAL_RESULTS.read_text(encoding="utf-8"))["not_sure_below"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_NOT_SURE_BELOW
+
+
+def headline(result: VoiceControlResult, threshold: float) -> str:
+    """The answer in words: the action, or "not supported" and why, or "not sure" and what is missing."""
+    present = result.inputs.present
+    device, word = result.device[0], result.word[0]
+    if result.action == NOT_SUPPORTED and result.confidence >= threshold:
+        return f"**Not supported**: {plain(why_not_supported(device, word))}."
+    if result.confidence >= threshold:
+        return f"**{plain(display_name(result.action))}** ({result.confidence:.0%} sure)"
+    if "image" in present and result.sees is not None and result.sees[1] < threshold and "text" not in present:
+        missing = "that does not look like one of the devices; show the device (or name it)"
+    elif "audio" not in present and "text" not in present:
+        missing = "say a command (or type one)"
+    elif "image" not in present and "text" not in present:
+        missing = "show the device (or name it)"
+    elif present == ["text"]:
+        missing = "the typed command was not understood; try e.g. 'turn off the lamp'"
+    elif "audio" in present and result.heard is not None and result.heard[1] < threshold:
+        missing = "the command was not clear; say it again"
+    else:
+        missing = "the inputs do not agree"
+    return (f"**Not sure**: {missing}. <small>Best guess: {plain(display_name(result.action))} "
+            f"({result.confidence:.0%}).</small>")
 
 
 def voice_control_status(result: VoiceControlResult) -> str:
-    """The status line: the action, what each input contributed, weights, warnings and notes."""
+    """The status: the headline, what each input contributed, weights, warnings and notes."""
     present = result.inputs.present
-    lines = [f"**{plain(result.action)}** (confidence {result.confidence:.2f})"]
+    lines = [headline(result, not_sure_below())]
     if result.summary():
-        lines.append(plain(result.summary()))
+        lines.append(plain(display_name(result.summary())))
     lines.append("attention: " + " · ".join(
         f"{m} {w:.2f}" if m in present else f"{m} 0 (absent)" for m, w in result.modality_weights.items()))
     if result.confidence_without:
@@ -70,7 +106,7 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
 
 def _prediction_outputs(result: VoiceControlResult) -> tuple:
     """The four outputs of ``/voice_control``: top-5 label, weights chart, status line, JSON."""
-    return (dict(result.top), modality_weights_chart(result.modality_weights, result.inputs.present),
+    return ({display_name(a): p for a, p in result.top}, modality_weights_chart(result.modality_weights, result.inputs.present),
             voice_control_status(result), result.to_json())
 
 

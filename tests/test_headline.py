@@ -1,0 +1,47 @@
+"""The voice-control headline: a calibrated "not sure" that says what is missing, and "not supported" with why."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbm.paths import PORTRAIT_ASSETS, VOICE_CONTROL_ASSETS
+from mbm.scenarios.voice_control import display_name, why_not_supported
+from mbm.ui.voice_control import headline, not_sure_below
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from mbm.inference import VoiceControlPredictor
+
+    return VoiceControlPredictor.from_checkpoint()
+
+
+def test_plain_names_and_why_a_pair_is_not_supported():
+    assert display_name("music_player → volume up") == "music player → volume up"
+    why = why_not_supported("door", "up")
+    assert why.startswith("a door has no 'up'") and "on, off" in why and "numbers" not in why
+    assert "and numbers" in why_not_supported("lamp", "left")
+
+
+@pytest.mark.parametrize("inputs, expected", [
+    ({"image": PORTRAIT_ASSETS / "examples" / "s1_clear.png"}, "does not look like one of the devices"),  # a face
+    ({"image": VOICE_CONTROL_ASSETS / "tv.jpg"}, "say a command"),  # a device but no command
+    ({"text": "TURN OFF THE LAMPP"}, "typed command was not understood"),  # nothing but typos
+    ({"audio": VOICE_CONTROL_ASSETS / "up.wav", "image": PORTRAIT_ASSETS / "examples" / "s1_clear.png"},
+     "does not look like one of the devices"),  # a command and a face as the 'device'
+])
+def test_inputs_that_say_too_little_end_in_not_sure(predictor, inputs, expected):
+    result = predictor.predict(**{k: str(v) if k != "text" else v for k, v in inputs.items()})
+    line = headline(result, not_sure_below())
+    assert line.startswith("**Not sure**") and expected in line, line
+
+
+def test_a_clear_command_and_photo_is_a_confident_answer(predictor):
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "up.wav"), image=str(VOICE_CONTROL_ASSETS / "lamp.jpg"))
+    assert headline(result, not_sure_below()) == f"**lamp → brighter** ({result.confidence:.0%} sure)"
+
+
+def test_a_pair_outside_the_table_says_why(predictor):
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "up.wav"), image=str(VOICE_CONTROL_ASSETS / "door.jpg"))
+    assert result.action == "not supported" and result.confidence >= 0.5, (result.action, result.confidence)
+    assert headline(result, threshold=0.5).startswith("**Not supported**: a door has no 'up'")
