@@ -44,7 +44,7 @@ tame_malloc()  # memory a big request freed goes back to the system (glibc), not
 
 with gr.Blocks(title="mbm: multimodal fusion demo", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# mbm: multimodal fusion\nOne model, three inputs (sound, image, text), fused by attention.")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):  # every tab reachable on a phone
         for scenario in SCENARIOS.values():  # one tab per registered scenario (mbm/scenarios)
             with gr.Tab(scenario.title, id=scenario.name):
                 on_load = scenario.part("tab")()  # None, or events to run when a page opens

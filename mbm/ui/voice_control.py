@@ -190,29 +190,33 @@ def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, ima
     return [str(paths[k]) for k in ("png", "html", "json")]
 
 
-def voice_control_help() -> str:
-    """What the tab does; the device names, words and window length come from the checkpoint."""
-    devices = ", ".join(d.replace("_", " ") for d in models.voice_control().labels["device"])
+def voice_control_help() -> tuple[str, str]:
+    """What the tab does, in one line and in full; device names, words and window come from the checkpoint."""
+    devices = ", ".join(display_name(d) for d in models.voice_control().labels["device"])
     words = ", ".join(models.voice_control().labels["word"])
     seconds = f"{models.voice_control().cfg.audio.clip_seconds:g}"
-    return f"""
-Record a spoken command or upload a clip, give a photo of a device, and/or type a command
-(*turn off the fan*, *open the blinds*), then press **Run**. The model fuses whatever you give it: the same
-spoken *up* brightens a lamp, raises blinds or turns the music up, depending on the photo.
-
+    short = ("Say a command, show the device, and/or type a command, then **Run** — or click an example. "
+             "The same spoken *up* brightens a lamp, raises blinds or turns the music up: the photo decides.")
+    full = f"""
 **Any subset works.** The chart shows how much each input counted: the weights sum to 1, and an
-input you leave out gets exactly 0. Below, **Explanation** shows where inside each input the model
-looked and whether the weights agree with what removing each input measurably does; the
-**robustness** controls switch inputs off or corrupt them and predict again at once.
+input you leave out gets exactly 0. Below the answer, **Explanation** shows where inside each input
+the answer comes from and whether the weights agree with what removing each input measurably does;
+the **robustness** controls switch inputs off or corrupt them and predict again at once. Below a
+confidence chosen on held-out data the answer says **Not sure** and what is missing.
 
 <small>Devices: {devices}. Spoken words: {words}. Only the loudest {seconds} s of a recording is
 used.</small>
 """
+    return short, full
 
 
 def voice_control_tab() -> None:
     """The Voice control tab: inputs, prediction, robustness controls, explanation, export, API events."""
-    gr.Markdown(voice_control_help())
+    short, full = voice_control_help()
+    gr.Markdown(short, elem_id="vc-help")
+    examples_row = gr.Row()  # the examples come first (filled below, once the outputs exist)
+    with gr.Accordion("How to read this page", open=False):
+        gr.Markdown(full)
     with gr.Row(equal_height=False):
         with gr.Column():
             audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken command",
@@ -224,7 +228,6 @@ def voice_control_tab() -> None:
             with gr.Row():
                 clear = gr.ClearButton(value="Clear")
                 run = gr.Button("Run", variant="primary", elem_id="vc-run")
-            examples_column = gr.Column()  # filled below, once the outputs exist
         with gr.Column():
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
             weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
@@ -247,7 +250,7 @@ def voice_control_tab() -> None:
                 details = gr.JSON(label="Result", show_label=False, elem_id="vc-json")
 
     with gr.Accordion("Explanation", open=True, elem_id="vc-explanation"):
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):
             with gr.Tab("Where the answer comes from", id="vc-where"):
                 gr.Markdown("<small>Occlusion maps: how much the answer's probability drops when each part "
                             "of an input is masked. Checked on held-out data: masking the top 20 % costs "
@@ -303,7 +306,7 @@ def voice_control_tab() -> None:
     heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
     view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
                 api_visibility="undocumented", **heavy)
-    run.click(**view)
+    run.click(**dict(view, scroll_to_output=True))
     text.submit(**view)
     rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
     for slider in controls[:4]:
@@ -323,7 +326,8 @@ def voice_control_tab() -> None:
 
     rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
     if rows:
-        with examples_column:
+        with examples_row:
             examples = gr.Examples(rows, inputs, example_labels=captions, label="Examples: click one to run it",
                                    examples_per_page=12)
-        examples.load_input_event.then(**dict(view, api_visibility="private"))
+        # On a phone the answer is below the inputs: bring it into view.
+        examples.load_input_event.then(**dict(view, api_visibility="private", scroll_to_output=True))
