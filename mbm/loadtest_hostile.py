@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree
+from mbm.loadtest import _cpu_seconds
 from mbm.paths import ROOT
 
 TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
@@ -289,6 +290,8 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         rss_before = _rss_mb(server.proc.pid)
         sampler = threading.Thread(target=sample_rss, daemon=True)
         sampler.start()
+        load_before = os.getloadavg()[0]
+        server_cpu0, client_cpu0 = _cpu_seconds(server.proc.pid), time.process_time()
         start = time.perf_counter()
         stop_at = start + duration_s
         threads = [threading.Thread(target=client_loop, args=(k, stop_at)) for k in range(clients)]
@@ -297,6 +300,9 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         for th in threads:
             th.join(duration_s + 300)
         wall = time.perf_counter() - start
+        server_cpu = _cpu_seconds(server.proc.pid) - server_cpu0
+        client_cpu = time.process_time() - client_cpu0
+        load_after = os.getloadavg()[0]
         alive_after_load = server.proc.poll() is None
         time.sleep(30)
         stop_sampling.set()
@@ -342,6 +348,9 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         "missing_acknowledged_after_restart": missing_acknowledged,
         "attacks": {k: {"count": a["count"], "outcomes": a["outcomes"], "sample_message": a["sample"]}
                     for k, a in sorted(attacks.items())},
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / max(total, 1), 1),
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / max(total, 1), 1),
+        "load_average_before_after": [round(load_before, 2), round(load_after, 2)],
         "targets": TARGETS, "cores": os.cpu_count(),
     }
     checks = {
