@@ -402,32 +402,42 @@ def confusion_figure(results: dict, which: str = "device") -> Figure | None:
     m = np.asarray(conf["matrix"], dtype=float)
     labels = conf["labels"]
     rates = m / np.maximum(m.sum(1, keepdims=True), 1)
-    side = 3 + 0.3 * len(labels)
-    fig = Figure(figsize=(side, side * 0.85), layout="constrained")
+    labels = [label.replace("_", " ") for label in labels]
+    # Drawn at the size it is shown (about 600 px wide), so that 10 pt labels stay legible.
+    fig = Figure(figsize=(6.5, 6), layout="constrained")
     ax = fig.subplots()
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=10)
+    ax.set_yticks(range(len(labels)), labels, fontsize=10)
+    ax.set_xlabel("predicted", fontsize=11)
+    ax.set_ylabel("true", fontsize=11)
     for i in range(len(labels)):
         for j in range(len(labels)):
             if m[i, j]:
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=6,
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=9 if len(labels) < 12 else 7,
                         color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_title(f"{which} confusion", fontsize=10)
+    ax.set_title(f"{which} from {'the photo' if which == 'device' else 'speech'} alone: truth × prediction",
+                 fontsize=12)
     return fig
 
 
 def accuracy_table(results: dict) -> list[list]:
-    """Rows ``[what, action accuracy]`` for a gr.Dataframe: each subset, our fusion and late fusion."""
+    """Rows ``[what, value]`` for a gr.Dataframe, in plain words, each saying which inputs it counts.
+
+    The fusion rows are over every held-out audio + photo pair; the "each subset" rows are over the
+    smaller set of held-out (clip, photo, typed command) triples, which is why "audio + photo"
+    appears twice with different values.
+    """
     r = results or {}
-    rows = [["fusion: audio + image (action_accuracy)", r.get("action_accuracy")],
-            ["late fusion: audio + image (average of unimodal)", r.get("late_fusion_action_accuracy")],
-            ["fusion: audio + image + typed text", r.get("action_accuracy_with_text")],
-            ["late fusion: audio + image + typed text", r.get("late_fusion_action_accuracy_with_text")]]
-    rows += [[f"subset: {k}", v] for k, v in (r.get("action_accuracy_by_subset") or {}).items()]
-    rows += [["weight_effect_spearman", r.get("weight_effect_spearman")],
-             ["noised_weight_drop", r.get("noised_weight_drop")],
-             ["noised_weight_drop_unseen_noise", r.get("noised_weight_drop_unseen_noise")]]
-    return [[k, None if v is None else round(float(v), 4)] for k, v in rows]
+    pairs, triples = r.get("n_pairs", "?"), r.get("n_triples", "?")
+    rows = [[f"our fusion: speech + photo ({pairs} pairs)", r.get("action_accuracy")],
+            ["late fusion: speech + photo (the two alone, averaged)", r.get("late_fusion_action_accuracy")],
+            [f"our fusion: speech + photo + typed text ({triples} sets)", r.get("action_accuracy_with_text")],
+            ["late fusion: all three (averaged)", r.get("late_fusion_action_accuracy_with_text")]]
+    names = {"audio": "speech", "image": "photo", "text": "text"}
+    rows += [[f"on the {triples} sets, " + " + ".join(names.get(m, m) for m in k.split("+")) + " only", v]
+             for k, v in (r.get("action_accuracy_by_subset") or {}).items()]
+    rows += [["weights follow what removing an input does (Spearman; target ≥ 0.8)", r.get("weight_effect_spearman")],
+             ["weight an input loses when it is noise (target ≥ 0.5)", r.get("noised_weight_drop")],
+             ["the same, with kinds of noise training never used", r.get("noised_weight_drop_unseen_noise")]]
+    return [[k, None if v is None else round(float(v), 3)] for k, v in rows]

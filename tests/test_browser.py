@@ -262,7 +262,7 @@ def test_evaluation_tab_shows_the_shipped_results(browser, app_url):
         page.get_by_role("tab", name="Evaluation").click(timeout=60_000)
         expect(page.locator("#ev-summary")).to_contain_text("late fusion", timeout=RESULT_TIMEOUT_MS)
         expect(page.locator("#ev-summary")).to_contain_text("python -m mbm.evaluate")
-        expect(page.locator("#ev-accuracy")).to_contain_text("late fusion: audio + image", timeout=30_000)
+        expect(page.locator("#ev-accuracy")).to_contain_text("late fusion: speech + photo", timeout=30_000)
         for plot in ("#ev-robustness", "#ev-confusion-device", "#ev-confusion-word"):
             img = page.locator(f"{plot} img").first
             expect(img).to_be_visible(timeout=30_000)

@@ -117,7 +117,7 @@ def test_modality_effects_of_a_constructed_result():
 # --- the Evaluation tab ---------------------------------------------------------------------------
 
 def test_evaluation_figures_from_a_results_dict(tmp_path):
-    results = {"action_accuracy": 0.8, "late_fusion_action_accuracy": 0.4,
+    results = {"action_accuracy": 0.8, "late_fusion_action_accuracy": 0.4, "n_pairs": 12, "n_triples": 5,
                "action_accuracy_by_subset": {"audio": 0.2, "audio+image": 0.8},
                "confusion": {"device": {"labels": ["a", "b"], "matrix": [[3, 1], [0, 4]]}},
                "robustness": {"levels": [0, 0.5, 1], "n": 8, "audio_noise": {"accuracy": [0.8, 0.6, 0.1]},
@@ -126,7 +126,8 @@ def test_evaluation_figures_from_a_results_dict(tmp_path):
     assert isinstance(viz.confusion_figure(results, "device"), Figure)
     assert viz.confusion_figure(results, "word") is None and viz.robustness_figure({}) is None
     table = viz.accuracy_table(results)
-    assert table[0] == ["fusion: audio + image (action_accuracy)", 0.8] and ["subset: audio", 0.2] in table
+    assert table[0] == ["our fusion: speech + photo (12 pairs)", 0.8]
+    assert ["on the 5 sets, speech only", 0.2] in table and ["on the 5 sets, speech + photo only", 0.8] in table
     assert viz.load_eval_results(tmp_path / "missing.json") is None
 
 

@@ -40,20 +40,30 @@ def evaluation_summary(results: dict) -> str:
                 f"```\n{(results or {}).get('command') or EVAL_COMMAND}\n```")
     r = results
     return f"""
-Measured on the **{plain(str(r.get('split', '?')))}** split ({r.get('n_clips', '?')} clips, {r.get('n_photos', '?')}
-photos: {r.get('n_pairs', '?')} audio + image pairs, {r.get('n_triples', '?')} triples with a typed command in
-unseen phrasings) with the shipped checkpoint, {plain(str(r.get('created', '?')))}.
+Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}** split of our data
+({r.get('n_clips', '?')} real recordings and {r.get('n_photos', '?')} photos that training never saw),
+{plain(str(r.get('created', '?')))}. How to read it:
 
-**Our fusion {_fmt(r.get('action_accuracy'))}** vs late fusion (average of the audio-only and
-image-only predictions) **{_fmt(r.get('late_fusion_action_accuracy'))}** action accuracy on audio + image;
-with a typed command {_fmt(r.get('action_accuracy_with_text'))} vs {_fmt(r.get('late_fusion_action_accuracy_with_text'))}.
-Faithfulness: weight/effect Spearman {_fmt(r.get('weight_effect_spearman'))} (target ≥ 0.8),
-noised-weight drop {_fmt(r.get('noised_weight_drop'))} (target ≥ 0.5; with kinds of noise training never used
-{_fmt(r.get('noised_weight_drop_unseen_noise'))}); definitions in `docs/explanations.md`.
+- **Our fusion vs late fusion.** Given a spoken command and a photo, the model picked the right action
+  **{_pct(r.get('action_accuracy'))}** of the time. Simply averaging what each input says alone
+  ("late fusion") gets {_pct(r.get('late_fusion_action_accuracy'))}: fusing the inputs is what makes it work.
+- **Each subset.** The table also shows each input alone and every pair, on the held-out sets that
+  have all three inputs (a typed command in phrasings never trained on).
+- **Robustness.** The curves show the accuracy as each input is made worse (noise, blur, covering
+  part of the photo, typos).
+- **Confusions.** Rows are the truth, columns the prediction: off-diagonal cells are mistakes.
+- **Can the weights be trusted?** When the model says an input counted more, removing that input
+  really hurts more (Spearman {_fmt(r.get('weight_effect_spearman'))}, target ≥ 0.8), and an input
+  replaced by noise loses {_pct(r.get('noised_weight_drop'))} of its weight (target ≥ 50 %).
+  Definitions: `docs/explanations.md`.
 
-<small>The numbers come from `assets/voice_control/eval_results.json`, written by
-`{r.get('command') or EVAL_COMMAND}`.</small>
+<small>Every number here and in the README comes from `assets/voice_control/eval_results.json`,
+written by `{r.get('command') or EVAL_COMMAND}`.</small>
 """
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{float(x):.0%}"
 
 
 def evaluation_view(results):
@@ -68,13 +78,16 @@ def evaluation_tab():
     """The Evaluation tab; returns the event arguments that (re)load it, for its Tab's select event."""
     summary = gr.Markdown("Loading the evaluation results…", elem_id="ev-summary")
     with gr.Row(equal_height=False):
-        table = gr.Dataframe(headers=["what", "action accuracy"], interactive=False, scale=2, wrap=True,
-                             column_widths=["72%", "28%"],
-                             label="Accuracy per modality subset · our fusion vs late fusion", elem_id="ev-accuracy")
+        table = gr.Dataframe(headers=["what", "value"], interactive=False, scale=2, wrap=True,
+                             column_widths=["78%", "22%"],
+                             label="Action accuracy (share right) and how far the weights can be trusted",
+                             elem_id="ev-accuracy")
         robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3, elem_id="ev-robustness")
-    with gr.Row(equal_height=False):
-        confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", elem_id="ev-confusion-device")
-        confusion_word = gr.Plot(label="Word confusion", show_label=False, format="png", elem_id="ev-confusion-word")
+    with gr.Row(equal_height=False):  # side by side on a wide screen, one under the other on a phone
+        confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", min_width=420,
+                                   elem_id="ev-confusion-device")
+        confusion_word = gr.Plot(label="Word confusion", show_label=False, format="png", min_width=420,
+                                 elem_id="ev-confusion-word")
     with gr.Accordion("Raw results (what the API returns)", open=False):
         results = gr.JSON(show_label=False, elem_id="ev-json")
     return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),
