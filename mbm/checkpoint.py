@@ -78,3 +78,11 @@ def load_checkpoint(path: str | Path, scenario: str | None = None,
     except (KeyError, TypeError, RuntimeError, ValueError, AttributeError) as e:  # tampered fields
         raise ValueError(f"checkpoint {path} is inconsistent: {(str(e).splitlines() or [''])[0][:200]}") from None
     return ckpt
+
+
+def fingerprint(path: str | Path) -> dict[str, str]:
+    """What a report names a checkpoint by: its file name and the first 12 hex digits of its sha256."""
+    import hashlib
+
+    path = Path(path)
+    return {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}

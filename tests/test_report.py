@@ -52,3 +52,21 @@ def test_export_text_only(voice_predictor, tmp_path):
     assert len(parser.srcs) == 1  # only the figure: no image or audio map is made up
     assert data["maps"]["image_grid"] is None and data["maps"]["audio_frames"] is None
     assert data["effects"]["drop"] == {}
+
+
+def test_the_card_carries_its_context_and_why_a_map_is_absent(voice_predictor, make_tone, write_audio, tmp_path):
+    """Date, model and checkpoint, settings and each input (or the reason it has no map) are on the card."""
+    import json
+
+    from mbm.report import absent_reasons
+
+    r = voice_predictor.predict(audio=str(write_audio(make_tone(16000, 1.0), 16000)), text="turn on the lamp")
+    settings = {"audio_noise": 0.2, "use_image": False, "use_text": True}
+    paths = export_report(r, tmp_path, settings=settings, model={"checkpoint": "x.pt", "sha256": "abc123"})
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "x.pt" in page and "abc123" in page and "audio_noise = 0.2" in page
+    assert "absent: switched off in the robustness controls" in page  # the image, on the card itself
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert data["absent_maps"] == {"image": "switched off in the robustness controls"}
+    assert data["settings"] == settings and data["model"]["sha256"] == "abc123"
+    assert absent_reasons(r) == {"image": "not given"}

@@ -14,7 +14,8 @@ import gradio as gr
 from mbm.explain import explain_prediction
 from mbm.inference import VoiceControlResult
 from mbm.maps import with_occlusion_maps
-from mbm.paths import EVAL_RESULTS, VOICE_CONTROL_EXAMPLES
+from mbm.checkpoint import fingerprint
+from mbm.paths import EVAL_RESULTS, VOICE_CONTROL_CHECKPOINT, VOICE_CONTROL_EXAMPLES
 from mbm.report import export_report
 from mbm.robustness import predict_corrupted
 from mbm.scenarios.voice_control import NOT_SUPPORTED, display_name, why_not_supported
@@ -185,7 +186,13 @@ def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, ima
     result = _explained(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
                         use_audio, use_image, use_text)
     folder = REPORTS / uuid.uuid4().hex
-    paths = export_report(result, folder)
+    # (checked by _explained above, so these conversions cannot fail here)
+    settings = {name: number_value(value, name) for name, value in (
+        ("audio_noise", audio_noise), ("image_blur", image_blur), ("image_occlusion", image_occlusion),
+        ("text_typos", text_typos))}
+    settings.update({name: bool_value(value, name) for name, value in (
+        ("use_audio", use_audio), ("use_image", use_image), ("use_text", use_text))})
+    paths = export_report(result, folder, settings=settings, model=fingerprint(VOICE_CONTROL_CHECKPOINT))
     prune_folder(REPORTS, keep=KEEP_REPORTS)  # Gradio serves its own copy; ours are kept only briefly
     return [str(paths[k]) for k in ("png", "html", "json")]
 
