@@ -116,16 +116,16 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def running_app(timeout_s: float = 120.0):
+def running_app(timeout_s: float = 120.0, env: dict[str, str] | None = None):
     """Start ``python app.py`` on a free loopback port; yields (process, url, cold start seconds).
 
-    The cold start runs from the spawn to the first served /voice_control response.
-    The app is always stopped afterwards.
+    The cold start runs from the spawn to the first served /voice_control response. ``env`` adds
+    settings (e.g. ``MBM_GALLERY_DIR``). The app is always stopped afterwards.
     """
     from gradio_client import Client, handle_file
 
     port = _free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port),
+    env = {**os.environ, **(env or {}), "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port),
            "GRADIO_SERVER_NAME": "127.0.0.1"}
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,

@@ -3,7 +3,8 @@
     python -m mbm.demo_video --out demo.webm --gif docs/images/demo.gif --frame docs/images/demo.png
     python -m mbm.demo_video --out /tmp/short.webm --short      # the first scene only (the test runs this)
 
-It starts ``python app.py`` on a free loopback port (with a throwaway gallery folder), launches
+It starts ``python app.py`` on a free loopback port (``mbm.bench.running_app``, with a throwaway
+gallery folder), launches
 Debian's Chromium with a fake microphone (``assets/voice_control/mic_up.wav``) and a fake webcam
 (a still of a face from ``assets/portrait/examples``, turned into a Y4M video with FFmpeg), and
 records the page with Playwright while it clicks through: the *up* examples (the photo decides
@@ -18,16 +19,12 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
-from mbm.paths import PORTRAIT_ASSETS, ROOT, VOICE_CONTROL_ASSETS
+from mbm.bench import running_app
+from mbm.paths import PORTRAIT_ASSETS, VOICE_CONTROL_ASSETS
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 720}
@@ -44,43 +41,6 @@ CAPTION_SCRIPT = """text => {
   }
   box.textContent = text;
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def running_app(gallery_dir: Path, log: Path):
-    """``python app.py`` on a free loopback port; yields its URL, always stops it."""
-    port = _free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", MBM_GALLERY_DIR=str(gallery_dir))
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"app.py exited with {proc.returncode}; see {log}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not answer within 180 s; see {log}") from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def webcam_video(face: Path, out: Path) -> Path:
@@ -207,7 +167,7 @@ def record(out: Path, short: bool = False, pause_ms: int = 1800) -> Path:
         camera = webcam_video(PORTRAIT_ASSETS / "examples" / "s18_stranger.png", tmp / "webcam.y4m")
         before = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")
         os.environ["PLAYWRIGHT_BROWSERS_PATH"] = str(use_system_ffmpeg(tmp / "playwright"))  # read at driver start
-        with running_app(tmp / "gallery", tmp / "app.log") as url, sync_playwright() as p:
+        with running_app(env={"MBM_GALLERY_DIR": str(tmp / "gallery")}) as (_, url, _), sync_playwright() as p:
             _restore_env("PLAYWRIGHT_BROWSERS_PATH", before)
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
                 "--no-sandbox", "--disable-gpu", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
