@@ -285,22 +285,24 @@ def image_file(image) -> str | None:
     path = OUTPUT_IMAGES / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
     if not path.is_file():
         atomic_write(path, lambda f: f.write(data), fsync=False)
-        prune_folder(OUTPUT_IMAGES, keep=KEEP_OUTPUT_IMAGES)  # Gradio serves its own copy
+        prune_folder(OUTPUT_IMAGES, keep=KEEP_OUTPUT_IMAGES, protect=path)  # Gradio serves its own copy
     return str(path)
 
 
 KEEP_OUTPUT_IMAGES = 256
 
 
-def prune_folder(folder: Path, keep: int) -> None:
-    """Keep only the ``keep`` newest entries (files or folders) of ``folder``: a bounded temp folder."""
+def prune_folder(folder: Path, keep: int, protect: Path | None = None) -> None:
+    """Keep only the ``keep`` newest entries (files or folders) of ``folder``, and ``protect`` (the answer
+    being served) whatever its time: a bounded temp folder."""
     import shutil
 
     try:
-        entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        entries = sorted((p for p in folder.iterdir() if p != protect), key=lambda p: p.stat().st_mtime,
+                         reverse=True)
     except OSError:
         return
-    for old in entries[keep:]:
+    for old in entries[max(0, keep - 1):]:
         try:
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         except OSError:

@@ -193,7 +193,7 @@ def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, ima
     settings.update({name: bool_value(value, name) for name, value in (
         ("use_audio", use_audio), ("use_image", use_image), ("use_text", use_text))})
     paths = export_report(result, folder, settings=settings, model=fingerprint(VOICE_CONTROL_CHECKPOINT))
-    prune_folder(REPORTS, keep=KEEP_REPORTS)  # Gradio serves its own copy; ours are kept only briefly
+    prune_folder(REPORTS, keep=KEEP_REPORTS, protect=folder)  # Gradio serves its own copy; ours kept briefly
     return [str(paths[k]) for k in ("png", "html", "json")]
 
 
