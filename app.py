@@ -18,7 +18,7 @@ import os
 import gradio as gr
 import torch
 
-from mbm.limits import MAX_REQUEST_BYTES, MAX_UPLOAD_BYTES, BodyLimitMiddleware, tame_malloc
+from mbm.limits import MAX_REQUEST_BYTES, MAX_SESSIONS, MAX_UPLOAD_BYTES, BodyLimitMiddleware, tame_malloc
 from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import check_arguments, env_int, remove_stale_outputs
@@ -65,4 +65,5 @@ if __name__ == "__main__":
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME"),
                 server_port=env_int("GRADIO_SERVER_PORT", 7860, minimum=1),
                 max_file_size=MAX_FILE_SIZE, show_error=True,  # messages only: handlers never raise tracebacks
+                state_session_capacity=MAX_SESSIONS,  # visitors' session galleries kept at once (oldest dropped)
                 app_kwargs={"middleware": [Middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)]})
