@@ -158,3 +158,14 @@ def test_every_file_endpoint_shares_one_concurrency_limit():
     heavy = {fn.api_name for fn in app.demo.fns.values() if fn.concurrency_id == HEAVY_CONCURRENCY_ID}
     for api in ("portrait", "enroll", "voice_control", "voice_control_explain", "voice_control_report"):
         assert api in heavy, (api, heavy)
+
+
+def test_data_urls_obey_the_upload_cap_in_the_handler_too(monkeypatch):
+    """Whatever MBM_MAX_REQUEST_MB allows, a data URL is checked against the upload cap before decoding."""
+    import mbm.limits as limits
+    from mbm.ui.common import file_value
+
+    monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 1000)
+    with pytest.raises(ValueError, match="face: the inlined file is larger than"):
+        file_value({"url": "data:image/png;base64," + "A" * 4000}, "face")
+    assert file_value({"url": "data:image/png;base64," + base64.b64encode(b"x" * 500).decode()}, "face") == b"x" * 500

@@ -233,3 +233,18 @@ def test_concurrent_face_requests_do_not_corrupt_memory():
                           env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"})
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert proc.stdout.split() == ["ok", "0"], proc.stdout
+
+
+def test_a_gallery_saved_with_a_huge_profile_loads_with_it_cut(tmp_path):
+    """A 10 MB profile enrolled before the cap no longer costs every page load 11 MB."""
+    import json
+
+    from mbm.limits import MAX_PROFILE_CHARS
+
+    g = Gallery()
+    g.add("Old Person", _rng_faces(0))
+    data = g.to_json()
+    data["people"][0]["profile"] = "tall " * 2_000_000
+    (tmp_path / "gallery.json").write_text(json.dumps(data))
+    loaded = Gallery.load(tmp_path)
+    assert len(loaded.people["Old Person"].profile) == MAX_PROFILE_CHARS
