@@ -169,7 +169,7 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
         res["fused_with_voice_share"] = float(has_v.float().mean())
         res["mean_modality_weights"] = {"voice": float(w[:, 0].mean()), "face": float(w[:, 1].mean()),
                                         "profile": float(w[:, 2].mean())}
-        from mbm.faithfulness import faithfulness_portrait  # weight_effect_spearman, noised_weight_drop
+        from mbm.portrait_faithfulness import faithfulness_portrait  # weight_effect_spearman, noised_weight_drop
 
         res.update(faithfulness_portrait(model, gallery, q, [p.identity for p in known_q]))
     else:

@@ -206,7 +206,7 @@ def test_evaluation_returns_the_shipped_results(client):
 
 
 def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
-    from mbm import viz
+    from mbm import eval_figures
     from mbm.paths import ASSETS, EVAL_RESULTS
     from mbm.ui import evaluation
 
@@ -216,7 +216,7 @@ def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
     summary, table, *figures = evaluation.evaluation_view(results)
     assert "missing" in summary and "python -m mbm.evaluate" in summary
     assert table is None and figures == [None, None, None]
-    summary, table, *figures = evaluation.evaluation_view(viz.load_eval_results(EVAL_RESULTS))
+    summary, table, *figures = evaluation.evaluation_view(eval_figures.load_eval_results(EVAL_RESULTS))
     assert "late fusion" in summary and table and all(f is not None for f in figures)
 
 

@@ -55,7 +55,7 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
 
 
 def test_portrait_faithfulness_on_gallery_prototypes():
-    from mbm.faithfulness import faithfulness_portrait
+    from mbm.portrait_faithfulness import faithfulness_portrait
     from mbm.gallery import Gallery
     from mbm.portrait_engine import Queries, gallery_tensors
     from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mbm import viz
+from mbm import eval_figures, viz
 from mbm.explain import disagreement, effects_table, modality_effects
 from mbm.inference import VoiceControlResult, PreparedInputs
 
@@ -122,13 +122,13 @@ def test_evaluation_figures_from_a_results_dict(tmp_path):
                "confusion": {"device": {"labels": ["a", "b"], "matrix": [[3, 1], [0, 4]]}},
                "robustness": {"levels": [0, 0.5, 1], "n": 8, "audio_noise": {"accuracy": [0.8, 0.6, 0.1]},
                               "text_typos": {"accuracy": [0.8, 0.7, 0.5]}}}
-    assert isinstance(viz.robustness_figure(results), Figure)
-    assert isinstance(viz.confusion_figure(results, "device"), Figure)
-    assert viz.confusion_figure(results, "word") is None and viz.robustness_figure({}) is None
-    table = viz.accuracy_table(results)
+    assert isinstance(eval_figures.robustness_figure(results), Figure)
+    assert isinstance(eval_figures.confusion_figure(results, "device"), Figure)
+    assert eval_figures.confusion_figure(results, "word") is None and eval_figures.robustness_figure({}) is None
+    table = eval_figures.accuracy_table(results)
     assert table[0] == ["our fusion: speech + photo (12 pairs)", 0.8]
     assert ["on the 5 sets, speech only", 0.2] in table and ["on the 5 sets, speech + photo only", 0.8] in table
-    assert viz.load_eval_results(tmp_path / "missing.json") is None
+    assert eval_figures.load_eval_results(tmp_path / "missing.json") is None
 
 
 def test_shipped_results_file_if_present():
@@ -137,11 +137,11 @@ def test_shipped_results_file_if_present():
     path = Path(__file__).resolve().parent.parent / "assets" / "voice_control" / "eval_results.json"
     if not path.is_file():
         pytest.skip("no shipped results file")
-    results = viz.load_eval_results(path)
+    results = eval_figures.load_eval_results(path)
     for key in ("action_accuracy", "late_fusion_action_accuracy", "weight_effect_spearman", "noised_weight_drop",
                 "action_accuracy_by_subset", "confusion", "robustness"):
         assert key in results, key
-    assert isinstance(viz.robustness_figure(results), Figure)
+    assert isinstance(eval_figures.robustness_figure(results), Figure)
 
 
 def test_explain_prediction_bundle(voice_predictor, make_image):

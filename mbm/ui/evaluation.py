@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from mbm import viz
+from mbm import eval_figures
 from mbm.paths import EVAL_RESULTS, ROOT
 from mbm.ui.common import plain
 
@@ -19,7 +19,7 @@ def evaluation():
     """
     rel = EVAL_RESULTS.relative_to(ROOT)
     try:
-        results = viz.load_eval_results(EVAL_RESULTS)
+        results = eval_figures.load_eval_results(EVAL_RESULTS)
     except (OSError, ValueError) as e:
         return {"error": f"{rel} cannot be read: {e}", "command": EVAL_COMMAND}
     if results is None:
@@ -69,9 +69,9 @@ def _pct(x) -> str:
 def evaluation_view(results):
     """The Evaluation tab from ``evaluation``'s JSON (a message and empty outputs without results)."""
     ok = isinstance(results, dict) and "error" not in results
-    return (evaluation_summary(results), viz.accuracy_table(results) if ok else None,
-            viz.robustness_figure(results) if ok else None, viz.confusion_figure(results, "device") if ok else None,
-            viz.confusion_figure(results, "word") if ok else None)
+    return (evaluation_summary(results), eval_figures.accuracy_table(results) if ok else None,
+            eval_figures.robustness_figure(results) if ok else None, eval_figures.confusion_figure(results, "device") if ok else None,
+            eval_figures.confusion_figure(results, "word") if ok else None)
 
 
 def evaluation_tab():
