@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mbm.paths import PORTRAIT_CHECKPOINT, VOICE_CONTROL_CHECKPOINT
+from mbm.paths import PORTRAIT_CHECKPOINT, RETRIEVAL_CHECKPOINT, VOICE_CONTROL_CHECKPOINT
 
 
 @dataclass(frozen=True)
@@ -51,4 +51,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              checkpoint=PORTRAIT_CHECKPOINT, spec="mbm.scenarios.portrait",
              train="mbm.portrait_train:main", evaluate="mbm.portrait_eval:main",
              tab="mbm.ui.portrait:portrait_tab"),
+    Scenario("retrieval", "Search",
+             inputs={"audio": "a spoken query", "image": "a photo query", "text": "a typed query (+ an optional negative)"},
+             output="the top-k items of a collection, each with every input's exact share of its score",
+             checkpoint=RETRIEVAL_CHECKPOINT, spec="mbm.scenarios.retrieval",
+             train="mbm.retrieval.train:main", evaluate="mbm.retrieval.evaluate:main",
+             tab="mbm.ui.search:search_tab"),
 )}

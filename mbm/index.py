@@ -1,0 +1,314 @@
+"""A searchable collection: ``python -m mbm.index build FOLDER --out INDEX`` and the index format.
+
+FOLDER holds photos, each with an optional same-name ``.txt`` caption and/or ``.wav``/``.mp3`` voice
+note (``lamp1.jpg``, ``lamp1.txt``, ``lamp1.wav``). Re-running adds new and changed files only
+(unchanged ones keep their vectors; removed ones drop out); a progress bar shows the work; files
+that cannot be read are skipped and listed.
+
+The index is ONE ``.npz`` file (read with ``allow_pickle=False``: plain arrays only) that also holds
+its JSON manifest as a uint8 array; it is written to a temporary file, fsynced and renamed over the
+old one, so an interrupted build never loses the existing index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mbm.errors import InputError
+
+FORMAT = "mbm-retrieval-index-1"
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
+VOICE_SUFFIXES = (".wav", ".mp3")
+MAX_CAPTION_CHARS = 2000
+MAX_ITEMS = 1_000_000
+
+
+def checkpoint_id(path: Path | None = None) -> str:
+    from mbm.paths import RETRIEVAL_CHECKPOINT
+
+    return hashlib.sha256(Path(path or RETRIEVAL_CHECKPOINT).read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class Index:
+    """Item vectors and what each item is. ``root``: the folder the relative paths are under."""
+
+    vectors: np.ndarray  # (N, 192) unit item vectors
+    photo_sem: np.ndarray  # (N, 128)
+    app: np.ndarray  # (N, 64)
+    extra_sem: np.ndarray  # (N, 128) caption/voice-note meaning (zeros where none)
+    extra_mask: np.ndarray  # (N,) bool
+    items: list[dict]  # {"path", "size", "mtime_ns", "caption", "transcript", "notes"}
+    root: Path
+    checkpoint: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def vocabulary(self) -> tuple[str, ...]:
+        """Phrases the speech recogniser listens for: captions, transcripts, file and folder names."""
+        out = set()
+        for it in self.items:
+            for t in (it.get("caption") or "", it.get("transcript") or ""):
+                out.update(p.strip() for p in t.replace(",", ".").split(".") if p.strip())
+            out.add(Path(it["path"]).stem.replace("_", " ").replace("-", " "))
+            out.add(Path(it["path"]).parent.name.replace("_", " "))
+        return tuple(sorted(o[:80] for o in out if o and not o[0].isdigit()))
+
+    def path_of(self, i: int) -> Path:
+        return self.root / self.items[i]["path"]
+
+    # --- file format ----------------------------------------------------------------------------
+    def save(self, out: Path) -> None:
+        out = Path(out)
+        try:  # a collection beside its index (the shipped demo) keeps working from any checkout
+            rel = os.path.relpath(Path(self.root).resolve(), out.resolve().parent)
+        except ValueError:
+            rel = None
+        manifest = {"format": FORMAT, "root": str(self.root), "root_relative": rel, "checkpoint": self.checkpoint,
+                    "items": self.items, "skipped": self.skipped}
+        buf = io.BytesIO()
+        np.savez(buf, vectors=self.vectors.astype(np.float32), photo_sem=self.photo_sem.astype(np.float32),
+                 app=self.app.astype(np.float32), extra_sem=self.extra_sem.astype(np.float32),
+                 extra_mask=self.extra_mask.astype(bool),
+                 manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        try:
+            fd = os.open(out.parent, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        except OSError:
+            pass
+
+    @classmethod
+    def load(cls, path: Path, root: Path | None = None) -> "Index":
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"no index at {path}; build one with `python -m mbm.index build FOLDER --out {path}`")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ("vectors", "photo_sem", "app", "extra_sem", "extra_mask", "manifest")}
+            manifest = json.loads(arrays.pop("manifest").tobytes().decode())
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            raise InputError(f"{path} is not a readable retrieval index ({type(e).__name__})") from None
+        if manifest.get("format") != FORMAT:
+            raise InputError(f"{path} is not a retrieval index of format {FORMAT}")
+        n = len(manifest["items"])
+        if any(len(a) != n for a in arrays.values()):
+            raise InputError(f"{path}: the arrays and the manifest disagree on the number of items")
+        r = Path(root) if root is not None else Path(manifest["root"])
+        rel = manifest.get("root_relative")
+        if root is None and rel is not None and not rel.startswith("..") and (path.parent / rel).is_dir():
+            r = (path.parent / rel).resolve()
+        return cls(items=manifest["items"], root=r, checkpoint=manifest.get("checkpoint", ""),
+                   skipped=manifest.get("skipped", []), **arrays)
+
+    @classmethod
+    def empty(cls, root: Path) -> "Index":
+        from mbm.retrieval.model import APP_DIM, SEM_DIM, VECTOR_DIM
+
+        z = lambda d: np.zeros((0, d), np.float32)  # noqa: E731
+        return cls(z(VECTOR_DIM), z(SEM_DIM), z(APP_DIM), z(SEM_DIM), np.zeros(0, bool), [], Path(root))
+
+
+def scan(folder: Path) -> tuple[list[Path], list[str]]:
+    """Photos under folder (recursively, sorted) and the files that are neither photo nor companion."""
+    photos, other = [], []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
+        if p.suffix.lower() in PHOTO_SUFFIXES:
+            photos.append(p)
+        elif p.suffix.lower() not in (".txt", *VOICE_SUFFIXES, ".npz", ".json", ".md"):
+            other.append(str(p.relative_to(folder)))
+    return photos, other
+
+
+def read_caption(p: Path) -> tuple[str, list[str]]:
+    notes = []
+    raw = p.read_bytes()[:MAX_CAPTION_CHARS * 4]
+    text = raw.decode("utf-8", errors="replace").strip()
+    if len(text) > MAX_CAPTION_CHARS:
+        text = text[:MAX_CAPTION_CHARS]
+        notes.append(f"caption cut to {MAX_CAPTION_CHARS} characters")
+    if "\ufffd" in text:
+        notes.append("caption is not valid UTF-8; unreadable characters replaced")
+    return text, notes
+
+
+def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
+          space=None, log=print) -> Index:
+    """Index folder into out (incremental when out exists and was built with the same checkpoint)."""
+    from mbm.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
+    from mbm.retrieval.model import load_space
+
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder")
+    photos, other = scan(folder)
+    if not photos:
+        raise InputError(f"no photos in {folder} (looked for {', '.join(PHOTO_SUFFIXES)}); nothing to index")
+    if len(photos) > MAX_ITEMS:
+        raise InputError(f"{len(photos)} photos; an index holds at most {MAX_ITEMS}")
+    space = space or load_space(checkpoint)
+    ck = checkpoint_id(checkpoint)
+    old = None
+    if Path(out).exists():
+        try:
+            old = Index.load(out)
+        except InputError as e:
+            log(f"note: the existing index could not be read ({e}); building from scratch")
+        if old is not None and (old.checkpoint != ck or old.root != folder):
+            log("note: the existing index was built with another checkpoint or folder; re-indexing everything")
+            old = None
+    kept = {}
+    if old is not None:
+        for i, it in enumerate(old.items):
+            kept[it["path"]] = i
+    items, rows_old, todo = [], [], []
+    for p in photos:
+        rel = str(p.relative_to(folder))
+        st = p.stat()
+        companions = [p.with_suffix(s) for s in (".txt", *VOICE_SUFFIXES)]
+        stamp = [st.st_size, st.st_mtime_ns] + [c.stat().st_mtime_ns if c.exists() else 0 for c in companions]
+        i = kept.get(rel)
+        if i is not None and old.items[i].get("stamp") == stamp:
+            items.append(old.items[i]); rows_old.append(i)
+        else:
+            items.append({"path": rel, "stamp": stamp}); rows_old.append(-1); todo.append(len(items) - 1)
+    log(f"{len(photos)} photos: {len(photos) - len(todo)} unchanged, {len(todo)} to index"
+        + (f"; {len(other)} other files ignored" if other else ""))
+    n = len(items)
+    from mbm.retrieval.model import APP_DIM, SEM_DIM
+
+    photo_sem = np.zeros((n, SEM_DIM), np.float32)
+    app = np.zeros((n, APP_DIM), np.float32)
+    extra_sem = np.zeros((n, SEM_DIM), np.float32)
+    extra_mask = np.zeros(n, bool)
+    for j, i in enumerate(rows_old):
+        if i >= 0:
+            photo_sem[j], app[j], extra_sem[j], extra_mask[j] = old.photo_sem[i], old.app[i], old.extra_sem[i], old.extra_mask[i]
+    skipped: list[str] = []
+    bad = set()
+    # captions first: their words are the speech recogniser's vocabulary for the voice notes
+    for j in todo:
+        p = folder / items[j]["path"]
+        items[j].update(caption="", transcript="", notes=[])
+        if p.with_suffix(".txt").exists():
+            try:
+                cap, notes = read_caption(p.with_suffix(".txt"))
+                items[j]["caption"] = cap
+                items[j]["notes"] += notes
+                lang = text_language_note(cap) if cap else None
+                if lang:
+                    items[j]["notes"].append("caption: " + lang)
+            except OSError as e:
+                skipped.append(f"{items[j]['path']}: caption unreadable ({e.strerror})")
+    vocab = tuple(sorted({c for it in items for c in [it.get("caption", "")] if c and len(c) < 80}
+                         | {Path(it["path"]).stem.replace("_", " ") for it in items}))
+    it_range = range(0, len(todo), 32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="indexing", unit="photo")
+    for s in it_range:
+        batch = todo[s:s + 32]
+        pix, ok = [], []
+        for j in batch:
+            p = folder / items[j]["path"]
+            try:
+                pix.append(load_photo(p)); ok.append(j)
+            except Exception as e:  # noqa: BLE001 - skipped and listed
+                skipped.append(f"{items[j]['path']}: {str(e)[:200] or type(e).__name__}")
+                bad.add(j)
+            for v in VOICE_SUFFIXES:
+                vp = p.with_suffix(v)
+                if vp.exists() and j not in bad:
+                    try:
+                        text, notes = transcribe(str(vp), vocab)
+                        items[j]["transcript"] = text
+                        items[j]["notes"] += [f"voice note: {n}" for n in notes]
+                        if not text:
+                            items[j]["notes"].append("voice note: no words made out")
+                    except Exception as e:  # noqa: BLE001
+                        skipped.append(f"{items[j]['path']}: voice note {vp.name} unreadable ({str(e)[:160]})")
+                    break
+        if pix:
+            pooled, probs = photo_features(pix)
+            photo_sem[ok] = space.photo_sem(pooled, probs)
+            app[ok] = space.appearance(pooled)
+            texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t)) for j in ok]
+            texts = [(j, t) for j, t in texts if t]
+            if texts:
+                extra_sem[[j for j, _ in texts]] = space.text_sem(*text_features([t for _, t in texts]))
+                extra_mask[[j for j, _ in texts]] = True
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    keep = np.array([j not in bad for j in range(n)], bool)
+    items = [it for j, it in enumerate(items) if keep[j]]
+    if not items:
+        raise InputError(f"none of the {len(photos)} photos in {folder} could be read: "
+                         + "; ".join(skipped[:5]))
+    idx = Index(space.item_vectors(photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep]),
+                photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep], items, folder, ck, skipped)
+    idx.save(out)
+    return idx
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mbm.index", description="Build a retrieval index of a folder.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="index FOLDER's photos (+ same-name .txt captions, .wav/.mp3 voice notes)")
+    b.add_argument("folder", type=Path)
+    b.add_argument("--out", type=Path, required=True, help="the index file (.npz); re-running adds new files only")
+    b.add_argument("--checkpoint", type=Path, default=None)
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    i = sub.add_parser("info", help="what an index holds")
+    i.add_argument("index", type=Path)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            t = time.time()
+            idx = build(args.folder, args.out, progress=not args.quiet, checkpoint=args.checkpoint)
+            print(f"wrote {args.out}: {len(idx)} items in {time.time() - t:.1f} s")
+        else:
+            idx = Index.load(args.index)
+            print(f"{args.index}: {len(idx)} items from {idx.root}; "
+                  f"{int(idx.extra_mask.sum())} with a caption or voice note")
+        if idx.skipped:
+            print(f"skipped {len(idx.skipped)}:", file=sys.stderr)
+            for s in idx.skipped:
+                print(f"  {s}", file=sys.stderr)
+        return 0
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""The frozen encoders of retrieval: photo, text, speech (what was said) and their raw features.
+
+- photo: SqueezeNet v1.1 (ImageNet, ``mbm.features.squeezenet``) at 224 px: the fire9 grid averaged
+  (512) and the ImageNet class probabilities (1000).
+- text: all-MiniLM-L6-v2 (``mbm.retrieval.text``, 384) plus a ConSE bridge: the text's similarity
+  to the 1000 ImageNet class names (torchvision's list), softmax-sharpened, so a word the heads never
+  saw still lands on the photos whose classes it names (Norouzi et al. 2014).
+- speech: PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the
+  collection's vocabulary (its captions, the device names and paraphrases, the ImageNet names); the
+  transcript is then a text query. Who spoke is Resemblyzer (``mbm.portrait_features``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from mbm.errors import InputError
+
+IMAGE_SIZE = 224
+IMAGE_DIM = 512
+N_CLASSES = 1000
+TEXT_DIM = 384
+CONSE_TEMPERATURE = 0.05
+MAX_SPEECH_SECONDS = 30.0  # a longer voice note is cut (and the user told)
+
+
+@lru_cache(maxsize=1)
+def imagenet_names() -> tuple[str, ...]:
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return tuple(_IMAGENET_CATEGORIES)
+
+
+def load_photo(source) -> np.ndarray:
+    """A path / bytes / PIL / array -> (224, 224, 3) uint8 RGB (shorter side resized, centre crop)."""
+    from PIL import Image
+
+    from mbm.config import ImageConfig
+    from mbm.preprocess import read_image
+
+    img = read_image(source, ImageConfig(size=IMAGE_SIZE))
+    w, h = img.size
+    if min(w, h) < 8:
+        raise InputError(f"the photo is only {w}x{h} pixels")
+    s = min(w, h)
+    box = ((w - s) / 2, (h - s) / 2, (w + s) / 2, (h + s) / 2)
+    return np.asarray(img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR, box=box,
+                                 reducing_gap=2.0), dtype=np.uint8)
+
+
+@torch.inference_mode()
+def photo_features(photos: list[np.ndarray], batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 224, 224, 3) uint8 -> (pooled fire9 (N, 512), ImageNet probabilities (N, 1000)), float32."""
+    from mbm.features.squeezenet import pretrained_squeezenet
+
+    net = pretrained_squeezenet()
+    pooled, probs = [], []
+    for s in range(0, len(photos), batch):
+        x = torch.from_numpy(np.stack(photos[s:s + batch])).permute(0, 3, 1, 2).float()
+        grid = net.features(x)
+        pooled.append(grid.mean((2, 3)).numpy())
+        probs.append(net.classify(grid).softmax(1).numpy())
+    if not pooled:
+        return np.zeros((0, IMAGE_DIM), np.float32), np.zeros((0, N_CLASSES), np.float32)
+    return np.concatenate(pooled), np.concatenate(probs)
+
+
+@lru_cache(maxsize=1)
+def _class_name_vectors() -> np.ndarray:
+    from mbm.retrieval.text import text_encoder
+
+    return text_encoder().encode([f"a photo of a {n}" for n in imagenet_names()])
+
+
+def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> (MiniLM (N, 384), ConSE class distribution (N, 1000))."""
+    from mbm.retrieval.text import text_encoder
+
+    if not texts:
+        return np.zeros((0, TEXT_DIM), np.float32), np.zeros((0, N_CLASSES), np.float32)
+    v = text_encoder().encode(list(texts))
+    sims = torch.from_numpy(v @ _class_name_vectors().T)
+    return v, (sims / CONSE_TEMPERATURE).softmax(1).numpy()
+
+
+def text_language_note(text: str) -> str | None:
+    """A note when a text is mostly outside the English model's reach (another script, unknown words)."""
+    from mbm.retrieval.text import text_encoder
+
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(ord(c) > 0x24F for c in letters) / len(letters) > 0.5:
+        return ("this text is mostly in a non-Latin script; the text model was trained on English, "
+                "so it may match poorly")
+    if text_encoder().tokenizer.unknown_share(text) > 0.5:
+        return "most words of this text are unknown to the English text model; it may match poorly"
+    return None
+
+
+# --- speech: what was said ----------------------------------------------------------------------
+
+BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan", "ceiling fan", "desk fan",
+                "tower fan", "heater", "space heater", "radiator", "lamp", "table lamp", "desk lamp",
+                "floor lamp", "reading light", "light", "music player", "radio", "stereo", "boombox",
+                "cd player", "cassette player", "speaker", "tv", "television", "monitor", "screen")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+class SpeechRecognizer:
+    """PocketSphinx with a JSGF grammar of whole phrases: the vocabulary's phrases (a caption, a class
+    name), and the base phrases, each optionally after "a/an/the/some"; phrases
+    with a word outside its dictionary are dropped. A phrase grammar is far more exact than a loop of
+    single words (measured: "television" -> "and bee to and" with a word loop)."""
+
+    def __init__(self, vocabulary: list[str] | tuple[str, ...] = ()):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, loglevel="FATAL", cmn="batch")  # batch CMN: no drift between queries
+        phrases = {" ".join(_words(p)[:8]) for p in (*BASE_PHRASES, *vocabulary)}
+        self.phrases = sorted(p for p in phrases if p and all(self.decoder.lookup_word(w) is not None
+                                                              for w in p.split()))
+        grammar = ("#JSGF V1.0;\ngrammar vocab;\npublic <s> = [a | an | the | some] <p> ;\n<p> = "
+                   + " | ".join(self.phrases) + " ;\n")
+        self.decoder.add_jsgf_string("vocab", grammar)
+        self.decoder.activate_search("vocab")
+
+    def transcribe(self, wave16k: np.ndarray) -> str:
+        pcm = (np.clip(wave16k, -1, 1) * 32767).astype(np.int16).tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr.strip() if hyp is not None else ""
+
+
+@lru_cache(maxsize=8)
+def recognizer(vocabulary: tuple[str, ...] = ()) -> SpeechRecognizer:
+    return SpeechRecognizer(vocabulary)
+
+
+def speech_wave(source) -> tuple[np.ndarray, list[str]]:
+    """A path / bytes / (rate, array) -> 16 kHz mono float32 peak-normalised, and notes (cut, ...)."""
+    import soxr
+
+    from mbm.preprocess import read_audio
+
+    samples, rate = read_audio(source)
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(1)
+    if samples.size == 0 or not np.all(np.isfinite(samples)):
+        raise InputError("the voice clip is empty or invalid; record or upload a few words")
+    notes = []
+    if rate != 16000:
+        samples = soxr.resample(samples, rate, 16000).astype(np.float32)
+    if len(samples) > MAX_SPEECH_SECONDS * 16000:
+        notes.append(f"the voice clip is {len(samples) / 16000:.0f} s long; only its first "
+                     f"{MAX_SPEECH_SECONDS:.0f} s were used")
+        samples = samples[:int(MAX_SPEECH_SECONDS * 16000)]
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak < 1e-3:
+        raise InputError("the voice clip is silent; record again closer to the microphone")
+    return (samples * (0.7 / peak)).astype(np.float32), notes
+
+
+def transcribe(source, vocabulary: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    wave, notes = speech_wave(source)
+    return recognizer(tuple(sorted(set(vocabulary)))).transcribe(wave), notes

@@ -1,0 +1,94 @@
+"""One search: encode the inputs a person gave, score every item, fold near-duplicates.
+
+score(item) = sum_m w_m * sim(q_m, item) - w_neg * sim(negative, item); each result carries the
+terms, so the shares it shows add up to the score exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mbm.errors import InputError
+
+MAX_QUERY_CHARS = 500
+
+
+@dataclass
+class Query:
+    vectors: dict[str, np.ndarray]  # modality -> query vector (192)
+    negative: np.ndarray | None
+    notes: list[str] = field(default_factory=list)
+    heard: str | None = None  # the transcript of the spoken clip
+
+
+@dataclass
+class Result:
+    index: int
+    score: float
+    terms: dict[str, float]  # modality (and "negative") -> w * sim; sums to score
+    folded: int = 0  # near-duplicates folded under this result
+
+
+def encode_query(space, index, speech=None, photo=None, text: str | None = None,
+                 negative: str | None = None) -> Query:
+    from mbm.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
+
+    text = (text or "").strip()[:MAX_QUERY_CHARS] or None
+    negative = (negative or "").strip()[:MAX_QUERY_CHARS] or None
+    if speech is None and photo is None and text is None:
+        raise InputError("the query is empty: record or upload a spoken clip, add a photo, or type some words")
+    vectors, notes, heard = {}, [], None
+    if speech is not None:
+        heard, cut = transcribe(speech, index.vocabulary() if index is not None else ())
+        notes += cut
+        if heard:
+            vectors["speech"] = space.text_query(space.text_sem(*text_features([heard])))[0]
+            notes.append(f'heard: "{heard}"')
+        else:
+            notes.append("no words could be made out in the spoken clip; it was left out")
+    if photo is not None:
+        pooled, probs = photo_features([load_photo(photo)])
+        vectors["photo"] = space.photo_query(space.photo_sem(pooled, probs)[0], space.appearance(pooled)[0])
+    if text is not None:
+        lang = text_language_note(text)
+        if lang:
+            notes.append(lang)
+        vectors["text"] = space.text_query(space.text_sem(*text_features([text])))[0]
+    neg = None
+    if negative is not None:
+        neg = space.text_query(space.text_sem(*text_features([negative])))[0]
+    if not vectors:
+        raise InputError("nothing usable in the query: " + "; ".join(notes))
+    return Query(vectors, neg, notes, heard)
+
+
+def search(space, index, query: Query, weights: dict[str, float], k: int = 8,
+           fold: bool = True) -> list[Result]:
+    from mbm.retrieval.model import score_terms
+
+    if len(index) == 0:
+        raise InputError("the collection has no items; index a folder with "
+                         "`python -m mbm.index build FOLDER --out INDEX` or upload photos")
+    if all(float(weights.get(m, 0)) == 0 for m in query.vectors):
+        raise InputError("every slider of the given inputs is at 0; raise at least one")
+    terms = score_terms(index.vectors, query.vectors, weights, query.negative)
+    total = sum(terms.values())
+    order = np.argsort(-total, kind="stable")
+    results: list[Result] = []
+    kept_vectors: list[np.ndarray] = []
+    for i in order:
+        v = index.vectors[i]
+        if fold and kept_vectors:
+            sims = np.stack(kept_vectors) @ v
+            j = int(np.argmax(sims))
+            if sims[j] >= space.dup_threshold:
+                results[j].folded += 1
+                continue
+        results.append(Result(int(i), float(total[i]), {m: float(t[i]) for m, t in terms.items()}))
+        kept_vectors.append(v)
+        if len(results) >= k and (not fold or len(results) >= k):
+            # keep scanning a little so near-duplicates of shown results are counted
+            break
+    return results

@@ -1,0 +1,57 @@
+"""Retrieval: the classes of the evaluation collection and the words for them (no model code).
+
+``TRAIN_CAPTIONS`` are what the alignment is trained on; ``EVAL_PARAPHRASES`` are held out: none of
+them is a training caption (a test checks it), so ``text_to_image_map`` measures words the heads were
+not trained on. ``SPOKEN_NAMES`` are the device names spoken in ``spoken_to_image_map``. ``MIXED``
+are the photo + text queries where the text changes the target.
+"""
+
+from __future__ import annotations
+
+CLASSES = ("blinds", "door", "fan", "heater", "lamp", "music_player", "tv")
+
+TRAIN_CAPTIONS: dict[str, tuple[str, ...]] = {
+    "blinds": ("blinds", "window blinds", "curtains", "a curtain", "drapes over a window", "roller shade",
+               "venetian blinds", "a window covering"),
+    "door": ("door", "a door", "front door", "a wooden door", "patio door", "an entrance to a house",
+             "sliding glass door", "a doorway"),
+    "fan": ("fan", "an electric fan", "ceiling fan", "desk fan", "tower fan", "a pedestal fan",
+            "a fan that blows air", "a ventilator"),
+    "heater": ("heater", "space heater", "an oil radiator", "electric heater", "a propane heater",
+               "a device that heats a room", "a fan heater", "a radiator"),
+    "lamp": ("lamp", "table lamp", "desk lamp", "floor lamp", "a lamp with a shade", "a light fixture",
+             "a bedside lamp", "a lamp that is switched on"),
+    "music_player": ("music player", "radio", "boombox", "cd player", "cassette player", "a stereo",
+                     "hi-fi system", "a portable radio"),
+    "tv": ("tv", "television", "a flat screen tv", "a computer monitor", "a screen", "a display",
+           "a tv set", "an lcd monitor"),
+}
+
+EVAL_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "blinds": ("shades that cover a window", "something to keep the sunlight out", "window treatment",
+               "fabric hanging by the window"),
+    "door": ("the way into a room", "something you open to walk through", "an entryway",
+             "a doorway with a handle"),
+    "fan": ("something that cools me down", "spinning blades moving air", "a blower for hot days",
+            "an appliance that circulates air"),
+    "heater": ("something that keeps me warm in winter", "a warming appliance", "a heating unit",
+               "a portable heat source"),
+    "lamp": ("a reading light", "something that lights a room", "a light for my desk",
+             "a lampshade on a stand"),
+    "music_player": ("something to play songs on", "a device for listening to music", "a sound system",
+                     "a tape deck"),
+    "tv": ("something to watch the news on", "a telly", "a screen for movies", "a flat panel display"),
+}
+
+SPOKEN_NAMES: dict[str, tuple[str, ...]] = {
+    "blinds": ("blinds", "curtains"), "door": ("door",), "fan": ("fan", "ceiling fan"),
+    "heater": ("heater", "space heater"), "lamp": ("lamp", "table lamp"),
+    "music_player": ("radio", "music player"), "tv": ("television", "monitor"),
+}
+
+# photo of class A + a text naming class B -> relevant: B items of the photo's source (its look)
+MIXED_TEXTS: dict[str, str] = {
+    "blinds": "but curtains instead", "door": "but a door instead", "fan": "but a ceiling fan instead",
+    "heater": "but a space heater instead", "lamp": "but a lamp instead",
+    "music_player": "but a radio instead", "tv": "but a television instead",
+}

@@ -1,0 +1,230 @@
+"""Retrieval (issue 20): the index format and CLI, incremental builds, exact per-input shares, bad input.
+
+Everything is generated here (small photos, captions, tones) over the shipped checkpoint
+(checkpoints/retrieval.pt); no ../shared data.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from mbm.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def photo(path: Path, seed: int, size=(96, 80)) -> Path:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, 3)
+    arr = np.clip(base + rng.normal(0, 40, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    d = tmp_path / "coll"
+    d.mkdir()
+    for i in range(3):
+        photo(d / f"item{i}.jpg", i)
+    (d / "item0.txt").write_text("a lamp on a desk", encoding="utf-8")
+    return d
+
+
+@pytest.fixture(scope="module")
+def space():
+    from mbm.retrieval.model import load_space
+
+    return load_space()
+
+
+def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
+    from mbm.index import Index, build
+
+    out = tmp_path / "coll.npz"
+    idx = build(folder, out, progress=False, space=space, log=lambda *_: None)
+    assert len(idx) == 3 and idx.items[0]["caption"] == "a lamp on a desk"
+    with np.load(out, allow_pickle=False) as z:  # plain arrays only
+        assert z["vectors"].dtype == np.float32
+    with zipfile.ZipFile(out) as z:
+        assert all(n.endswith(".npy") for n in z.namelist())
+    back = Index.load(out)
+    assert back.items == idx.items and back.root == folder.resolve()
+    np.testing.assert_array_equal(back.vectors, idx.vectors)
+    assert np.allclose(np.linalg.norm(back.vectors, axis=1), 1, atol=1e-5)
+    assert back.extra_mask.tolist() == [True, False, False]
+
+
+def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypatch):
+    from mbm.index import Index, build
+    import mbm.retrieval.encoders as enc
+
+    out = tmp_path / "coll.npz"
+    first = build(folder, out, progress=False, space=space, log=lambda *_: None)
+    photo(folder / "item3.jpg", 3)
+    seen, real = [], enc.photo_features
+    monkeypatch.setattr(enc, "photo_features", lambda photos, **k: (seen.append(len(photos)), real(photos))[1])
+    logs = []
+    second = build(folder, out, progress=False, space=space, log=logs.append)
+    assert seen == [1], "only the new photo is encoded"
+    assert "3 unchanged, 1 to index" in logs[0]
+    np.testing.assert_array_equal(second.vectors[:3], first.vectors)
+    assert len(Index.load(out)) == 4
+    (folder / "item1.jpg").unlink()
+    assert [it["path"] for it in build(folder, out, progress=False, space=space, log=lambda *_: None).items] == \
+        ["item0.jpg", "item2.jpg", "item3.jpg"]
+
+
+def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypatch):
+    from mbm.index import build
+    import mbm.retrieval.encoders as enc
+
+    out = tmp_path / "coll.npz"
+    build(folder, out, progress=False, space=space, log=lambda *_: None)
+    before = out.read_bytes()
+    photo(folder / "item9.jpg", 9)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(enc, "photo_features", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build(folder, out, progress=False, space=space, log=lambda *_: None)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
+    from mbm.index import build
+    from mbm.retrieval.model import combined_query
+    from mbm.retrieval.search import encode_query, search
+
+    idx = build(folder, tmp_path / "c.npz", progress=False, space=space, log=lambda *_: None)
+    q = encode_query(space, idx, photo=str(folder / "item1.jpg"), text="a reading lamp", negative="a door")
+    weights = {"photo": 0.7, "text": 1.3, "negative": 0.4}
+    results = search(space, idx, q, weights, k=3, fold=False)
+    assert len(results) == 3 and set(results[0].terms) == {"photo", "text", "negative"}
+    combined = combined_query(q.vectors, weights, q.negative)
+    for r in results:
+        assert abs(sum(r.terms.values()) - r.score) < 1e-5
+        assert abs(float(idx.vectors[r.index] @ combined) - r.score) < 1e-4
+        assert abs(r.terms["text"] - 1.3 * float(idx.vectors[r.index] @ q.vectors["text"])) < 1e-5
+        assert r.terms["negative"] <= 0.4 + 1e-6
+    assert results[0].index == 0  # the captioned "a lamp on a desk" wins on the text
+    alone = search(space, idx, encode_query(space, idx, photo=str(folder / "item1.jpg")), weights, k=1)
+    assert alone[0].index == 1 and set(alone[0].terms) == {"photo"}  # the photo itself, by its own share
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+
+
+def test_near_duplicates_are_folded(tmp_path, space):
+    from mbm.index import build
+    from mbm.retrieval.search import encode_query, search
+
+    d = tmp_path / "dups"
+    d.mkdir()
+    photo(d / "a.jpg", 1)
+    photo(d / "b.jpg", 1)  # the same pixels
+    photo(d / "c.jpg", 5)
+    idx = build(d, tmp_path / "d.npz", progress=False, space=space, log=lambda *_: None)
+    q = encode_query(space, idx, photo=str(d / "a.jpg"))
+    res = search(space, idx, q, space.weights, k=2)
+    assert res[0].folded == 1 and len(res) == 2
+
+
+def test_bad_input_gives_clear_messages(tmp_path, space):
+    from mbm.index import Index, build
+    from mbm.retrieval.search import encode_query, search
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no photos"):
+        build(empty, tmp_path / "e.npz", progress=False, space=space)
+    d = tmp_path / "mixed"
+    d.mkdir()
+    photo(d / "good.jpg", 0)
+    (d / "broken.jpg").write_bytes(b"not a jpeg at all" * 10)
+    (d / "good.txt").write_text("настольная лампа у кровати", encoding="utf-8")  # a caption in Russian
+    idx = build(d, tmp_path / "m.npz", progress=False, space=space, log=lambda *_: None)
+    assert [it["path"] for it in idx.items] == ["good.jpg"]
+    assert len(idx.skipped) == 1 and idx.skipped[0].startswith("broken.jpg")
+    assert any("non-Latin script" in n for n in idx.items[0]["notes"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"\x00" * 100)
+    with pytest.raises(InputError, match="could be read"):
+        build(bad, tmp_path / "b.npz", progress=False, space=space)
+    with pytest.raises(InputError, match="query is empty"):
+        encode_query(space, idx, text="   ")
+    with pytest.raises(InputError, match="no items"):
+        search(space, Index.empty(tmp_path), encode_query(space, None, text="lamp"), space.weights)
+    with pytest.raises(InputError, match="no index"):
+        Index.load(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(InputError, match="not a readable"):
+        Index.load(tmp_path / "junk.npz")
+
+
+def test_a_ten_minute_voice_note_is_cut_and_said(tmp_path, space):
+    from mbm.index import build
+
+    d = tmp_path / "voice"
+    d.mkdir()
+    photo(d / "fan.jpg", 2)
+    t = np.arange(16000 * 600) / 16000
+    sf.write(d / "fan.wav", (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    idx = build(d, tmp_path / "v.npz", progress=False, space=space, log=lambda *_: None)
+    assert len(idx) == 1
+    notes = " ".join(idx.items[0]["notes"]) + " ".join(idx.skipped)
+    assert "first 30 s" in notes or "30" in notes, notes
+
+
+def test_cli_empty_folder_and_build(tmp_path, folder):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(empty), "--out", str(tmp_path / "x.npz")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "no photos" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(folder), "--out", str(tmp_path / "y.npz")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3 items" in proc.stdout and "indexing" in proc.stderr  # the progress bar
+
+
+def test_spec_paraphrases_are_held_out():
+    from mbm.scenarios.retrieval import CLASSES, EVAL_PARAPHRASES, TRAIN_CAPTIONS
+
+    train = {t for ts in TRAIN_CAPTIONS.values() for t in ts}
+    for c in CLASSES:
+        assert len(EVAL_PARAPHRASES[c]) >= 3
+        assert not set(EVAL_PARAPHRASES[c]) & train
+
+
+def test_registered_and_checkpoint_loads_weights_only():
+    import torch
+
+    from mbm.scenarios import SCENARIOS
+
+    s = SCENARIOS["retrieval"]
+    assert s.part("evaluate") and s.part("train") and s.part("tab")
+    state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
+    assert state["format"] == "mbm-retrieval-1" and s.checkpoint.stat().st_size < 5_000_000
+
+
+def test_search_api_function_on_the_demo_collection():
+    from mbm.ui.search import search_collection
+
+    gallery, status, details = search_collection(text="something to watch the news on", k=4)
+    assert len(gallery) == 4 and "results" in status
+    top = details["results"][0]
+    assert abs(sum(top["shares"].values()) - top["score"]) < 1e-3
+    assert set(top["shares"]) == {"text"}
+    with pytest.raises(Exception, match="query is empty"):
+        search_collection()
