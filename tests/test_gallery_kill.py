@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.gallery import Gallery
+from mbm.scenarios.portrait.gallery import Gallery
 
 ROOT = Path(__file__).resolve().parent.parent
 
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from mbm.gallery import Gallery
+    from mbm.scenarios.portrait.gallery import Gallery
 
     folder, = sys.argv[1:]
     rng = np.random.default_rng(0)

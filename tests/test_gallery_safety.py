@@ -19,10 +19,10 @@ import pytest
 
 pytest.importorskip("dlib")
 
-import mbm.portrait_features as features  # noqa: E402
-from mbm.gallery import Gallery, validate_name  # noqa: E402
+import mbm.scenarios.portrait.features as features  # noqa: E402
+from mbm.scenarios.portrait.gallery import Gallery, validate_name  # noqa: E402
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE  # noqa: E402
-from mbm.portrait_inference import PortraitPredictor  # noqa: E402
+from mbm.scenarios.portrait.predictor import PortraitPredictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ORL = ROOT / "assets" / "portrait" / "faces" / "orl"
@@ -91,7 +91,7 @@ def test_the_owner_changes_the_shared_gallery_with_the_token_and_can_reset_it(pr
 
 def test_session_cap_and_profile_cap(predictor, monkeypatch):
     emb = predictor.faces.embed_chips([predictor.faces.chip(np.asarray(
-        __import__("mbm.portrait_inference", fromlist=["_rgb"])._rgb(STRANGER[0])))[0]])
+        __import__("mbm.scenarios.portrait.predictor", fromlist=["_rgb"])._rgb(STRANGER[0])))[0]])
     monkeypatch.setattr(predictor.faces, "embed_chips", lambda chips: emb)  # no need to embed again
     mine = Gallery()
     for i in range(MAX_SESSION_PEOPLE):
@@ -143,8 +143,8 @@ def test_profiles_are_embedded_once_not_per_request(predictor, monkeypatch):
         calls.append(text)
         return real(text)
 
-    import mbm.portrait_engine as engine
-    import mbm.portrait_inference as inference
+    import mbm.scenarios.portrait.engine as engine
+    import mbm.scenarios.portrait.predictor as inference
     monkeypatch.setattr(features, "embed_profile", counting)
     monkeypatch.setattr(inference, "embed_profile", counting)
     if hasattr(engine, "embed_profile"):  # where the old code embedded every profile per request
@@ -203,7 +203,7 @@ def test_stale_temp_files_are_removed_at_start_and_the_folder_is_fsynced(tmp_pat
 CONCURRENT = """
 import sys, threading
 from pathlib import Path
-from mbm.portrait_inference import PortraitPredictor
+from mbm.scenarios.portrait.predictor import PortraitPredictor
 p = PortraitPredictor.from_checkpoint(gallery_folder=None)
 import numpy as np
 big = np.full((1600, 2400, 3), 120, np.uint8)  # no face: the detector scans a 640 px copy

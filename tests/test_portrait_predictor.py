@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("dlib")
 
-from mbm.portrait_inference import PortraitPredictor  # noqa: E402
+from mbm.scenarios.portrait.predictor import PortraitPredictor  # noqa: E402
 from mbm.preprocess import InputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from mbm.gallery import Gallery, gallery_dir, validate_name
-from mbm.portrait_engine import Queries, fuse, gallery_tensors
-from mbm.portrait_model import FEATURE_DIMS, PortraitModel, load_portrait_model, save_portrait_model
+from mbm.scenarios.portrait.gallery import Gallery, gallery_dir, validate_name
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.model import FEATURE_DIMS, PortraitModel, load_portrait_model, save_portrait_model
 
 
 def unit(rng, n, d):

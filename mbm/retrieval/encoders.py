@@ -7,7 +7,7 @@
   saw still lands on the photos whose classes it names (Norouzi et al. 2014).
 - speech: PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the
   collection's vocabulary (its captions, the device names and paraphrases, the ImageNet names); the
-  transcript is then a text query. Who spoke is Resemblyzer (``mbm.portrait_features``).
+  transcript is then a text query. Who spoke is Resemblyzer (``mbm.scenarios.portrait.features``).
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     # --- faces ----------------------------------------------------------------------------------
     faces = face_photos(root)
     if faces:
-        from mbm.face_features import face_embedder
+        from mbm.features.face import face_embedder
         from mbm.preprocess import read_image
         from mbm.config import ImageConfig
 
@@ -193,7 +193,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     if max_clips and len(clips) > max_clips:
         clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_clips).astype(int)]
     if clips:
-        from mbm.portrait_features import embed_voices, voice_waveform
+        from mbm.scenarios.portrait.features import embed_voices, voice_waveform
 
         waves, ids = [], []
         for f, who in clips:

@@ -161,7 +161,7 @@ def file_values(value, param: str = "files") -> list:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise ParameterError(f"{param}: expected a list of files, got a {type(value).__name__}")
-    from mbm.portrait_inference import MAX_ENROL_PHOTOS
+    from mbm.scenarios.portrait.predictor import MAX_ENROL_PHOTOS
 
     if len(value) > MAX_ENROL_PHOTOS:
         raise ParameterError(f"{param}: give at most {MAX_ENROL_PHOTOS} photos")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 
 from mbm.inference import VoiceControlPredictor
-from mbm.portrait_inference import PortraitPredictor
+from mbm.scenarios.portrait.predictor import PortraitPredictor
 
 
 @cache

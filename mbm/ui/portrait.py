@@ -6,12 +6,12 @@ import html
 
 import gradio as gr
 
-from mbm.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
-from mbm.gallery import ENV_VAR as GALLERY_ENV_VAR
+from mbm.scenarios.portrait.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
+from mbm.scenarios.portrait.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.paths import PORTRAIT_EXAMPLES
-from mbm.gallery import MAX_NAME, Gallery
+from mbm.scenarios.portrait.gallery import MAX_NAME, Gallery
 from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
-from mbm.portrait_inference import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
+from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
 from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.ui import models
 from mbm.ui.common import (PORTRAIT_COLOURS, ParameterError, file_value, file_values, guarded, image_file,

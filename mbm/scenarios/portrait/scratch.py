@@ -1,9 +1,9 @@
 """A FROM-SCRATCH face embedding for the portrait scenario, measured beside the shipped dlib route (issue 3).
 
-    python -m mbm.portrait_scratch --data ../shared/data --json [--budget 330] [--seed 0]
+    python -m mbm.scenarios.portrait.scratch --data ../shared/data --json [--budget 330] [--seed 0]
 
 Trains a small CNN (no pretrained weights) on the *train* people only (people split by
-``mbm.portrait_train.split_of``), with a cosine-softmax classifier and an additive cosine
+``mbm.scenarios.portrait.train.split_of``), with a cosine-softmax classifier and an additive cosine
 margin (CosFace, s=16, m=0.2); the embedding is the L2-normalised 128-d output. Input:
 grayscale face, 64x64, 1 channel, each image standardised (zero mean, unit std).
 ORL photos are already face crops (used whole); Yale photos are cropped around dlib's HOG
@@ -12,10 +12,10 @@ image centre when no face is found. Augmentation: random shift / scale / small r
 horizontal flip, brightness / contrast, slight Gaussian blur. Training is time-bound
 (``--budget`` seconds, learning rate on a cosine schedule over that time), 2 threads.
 
-Evaluation follows mbm/portrait_eval.py with face only, cosine similarity to prototypes:
+Evaluation follows mbm/scenarios/portrait/evaluate.py with face only, cosine similarity to prototypes:
 - gallery = train + calib people, prototype = mean embedding of the first 3 photos (by
   file name), re-normalised; queries = their other photos;
-- threshold (primary, same rule as mbm/portrait_train.py): on the calib people's
+- threshold (primary, same rule as mbm/scenarios/portrait/train.py): on the calib people's
   non-enrolment photos, genuine = best score with the gallery train + calib (correct if the
   top-1 is the right person), impostor = best score with the gallery = train people only;
   the threshold maximises calib_known_accuracy + calib_rejection over a grid, middle of
@@ -42,9 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mbm.data.faces import by_identity, list_face_photos
+from mbm.scenarios.portrait.faces import by_identity, list_face_photos
 from mbm.encoders import conv_block
-from mbm.portrait_train import ENROL_K, split_of
+from mbm.scenarios.portrait.train import ENROL_K, split_of
 
 SIZE = 64
 
@@ -232,7 +232,7 @@ def evaluate(emb: dict, people: dict, split: dict, k: int = ENROL_K) -> dict:
                 "calib_rejection": float(np.mean(imp < t))}
 
     res = at(thr_opt)
-    res.update(threshold_rule="maximise calib_known_accuracy + calib_rejection (as mbm/portrait_train.py)",
+    res.update(threshold_rule="maximise calib_known_accuracy + calib_rejection (as mbm/scenarios/portrait/train.py)",
                face_top1_known_closed_set=float(np.mean(kright)),
                enrolled_top1_closed_set=float(np.mean(eright)),
                at_threshold_95pct_calib_genuine=at(thr_95),

@@ -1,6 +1,6 @@
 """Pretrained per-modality feature extractors for the portrait scenario.
 
-- Face: dlib's detector, 5-point alignment and ResNet descriptor (:mod:`mbm.face_features`,
+- Face: dlib's detector, 5-point alignment and ResNet descriptor (:mod:`mbm.features.face`,
   re-exported here).
 - Voice: the speaker encoder of ``Resemblyzer`` (Resemble AI, Apache-2.0; a
   GE2E-trained 3-layer LSTM on 40 mel bands, 256-d embedding). Its weights ship in
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-# The face model lives in its own module (mbm.face_features); re-exported.
-from mbm.face_features import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: F401
+# The face model lives in its own module (mbm.features.face); re-exported.
+from mbm.paths import CHECKPOINTS
+from mbm.features.face import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: F401
                                package_file, sharpness)
 from mbm.preprocess import InputError, read_audio, tokenize
 
@@ -51,7 +51,7 @@ class SpeakerEncoder(nn.Module):
 # Resemblyzer 0.1.4's weights, only the tensors inference uses (Apache-2.0; checkpoints/speaker_encoder.NOTICE).
 # Shipped in the repository because Resemblyzer's declared dependencies do not install on Python 3.11 and a
 # Space installs only requirements.txt.
-SPEAKER_ENCODER = Path(__file__).resolve().parent.parent / "checkpoints" / "speaker_encoder.pt"
+SPEAKER_ENCODER = CHECKPOINTS / "speaker_encoder.pt"
 
 
 @lru_cache(maxsize=1)

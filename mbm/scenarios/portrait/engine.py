@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
-from mbm.gallery import Gallery
-from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM
-from mbm.portrait_model import PortraitModel, PortraitOutput
+from mbm.scenarios.portrait.gallery import Gallery
+from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.scenarios.portrait.model import PortraitModel, PortraitOutput
 
 A, I, T = MODALITIES.index("audio"), MODALITIES.index("image"), MODALITIES.index("text")
 

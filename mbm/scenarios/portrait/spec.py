@@ -34,6 +34,31 @@ HOBBIES = ["plays chess", "plays the guitar", "runs marathons", "loves cycling",
            "plays football", "sings in a choir", "collects stamps", "climbs", "swims"]
 
 
+# Readable names for the composed identities, in dataset order: ORL s1..s40, then Yale subject01..15.
+READABLE_NAMES = (
+    "Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya",
+    "Nikolai", "Olivia", "Pablo", "Quinn", "Rosa", "Samir", "Tess", "Umar", "Vera", "Wen", "Xavier", "Yara",
+    "Zoe", "Arjun", "Bianca", "Carlos", "Dalia", "Emil", "Fatima", "Gabriel", "Hana", "Ivan", "Julia", "Kofi",
+    "Lena", "Marco", "Nadia", "Oscar", "Priya", "Rafael", "Sofia", "Tomas", "Uma", "Victor", "Wanda", "Yusuf",
+    "Zara", "Anton", "Beatrix", "Cyrus", "Delia", "Ezra")
+
+
+def readable_name(person: str) -> str:
+    """A composed identity's dataset id as a name a person reads, with the id: ``"s1"`` -> ``"Ada (s1)"``.
+
+    ORL ids ``s1``..``s40`` and Yale ids ``subject01``..``subject15`` get a fixed first name; any
+    other name (an enrolled person's) is returned unchanged.
+    """
+    import re
+
+    orl, yale = re.fullmatch(r"s([1-9]|[1-3][0-9]|40)", person), re.fullmatch(r"subject(0[1-9]|1[0-5])", person)
+    if orl:
+        return f"{READABLE_NAMES[int(orl.group(1)) - 1]} ({person})"
+    if yale:
+        return f"{READABLE_NAMES[40 + int(yale.group(1)) - 1]} ({person})"
+    return person
+
+
 def _rng(key: str) -> random.Random:
     return random.Random(int(hashlib.md5(key.encode()).hexdigest(), 16))
 

@@ -1,6 +1,6 @@
 """Copy the few portrait demo/test examples from a data folder into assets/portrait/ (credited there).
 
-    python -m mbm.data.portrait_assets --data ../shared/data
+    python -m mbm.scenarios.portrait.make_assets --data ../shared/data
 
 The layout mirrors the data folder, so ``assets/portrait`` is itself a tiny evaluation set:
 s1 and subject01 are in the shipped gallery (their photos here were not enrolled);
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter
 
-from mbm.scenarios.portrait import enrol_and_query_clips, list_voice_clips
+from mbm.scenarios.portrait.spec import enrol_and_query_clips, list_voice_clips
 
 FILES = ["faces/orl/s1/5.pgm", "faces/orl/s1/6.pgm", "faces/yale/subject01.sad.png"] + \
     [f"faces/orl/s18/{k}.pgm" for k in (1, 2, 3, 4)] + \

@@ -27,7 +27,7 @@ from torch import nn
 from mbm.config import MODALITIES, EncoderConfig, FusionConfig, ModelConfig
 from mbm.encoders import Tokens
 from mbm.model import MultimodalModel
-from mbm.portrait_features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
 from mbm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 N_STATS = 3  # best calibrated similarity, margin to the second best, a quality cue

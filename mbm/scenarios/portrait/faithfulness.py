@@ -28,7 +28,7 @@ def faithfulness_portrait(model, gallery, q, truth: list[str], seed: int = NOISE
     - ``noised_weight_drop``: per modality, relative drop of its mean weight when its embedding is
       replaced by a random unit vector (the others clean), averaged over the three modalities.
     """
-    from mbm.portrait_engine import Queries, fuse as portrait_fuse, gallery_tensors
+    from mbm.scenarios.portrait.engine import Queries, fuse as portrait_fuse, gallery_tensors
 
     g = gallery_tensors(gallery)
     present = q.present or {}

@@ -6,7 +6,7 @@ face-recognition model (128-d descriptor), from the registry packages
 68-point landmark model in the same package is never loaded (non-commercial).
 
 Detection and alignment run in dlib (about 5 ms a photo). The descriptor network
-runs in torch (:mod:`mbm.dlib_resnet`, the same weights read from dlib's file):
+runs in torch (:mod:`mbm.features.dlib_resnet`, the same weights read from dlib's file):
 about 9 ms instead of dlib's 75 ms, and torch releases the GIL while it computes.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.dlib_resnet import load_dlib_face_net
+from mbm.features.dlib_resnet import load_dlib_face_net
 from mbm.errors import InputError
 
 FACE_DIM = 128

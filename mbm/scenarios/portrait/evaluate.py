@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.data.faces import FacePhoto, by_identity, list_face_photos
-from mbm.gallery import Gallery
-from mbm.portrait_engine import Queries, fuse, gallery_tensors
-from mbm.portrait_features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
-from mbm.portrait_model import PortraitModel
+from mbm.scenarios.portrait.faces import FacePhoto, by_identity, list_face_photos
+from mbm.scenarios.portrait.gallery import Gallery
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.model import PortraitModel
 from mbm.preprocess import InputError
-from mbm.scenarios.portrait import enrol_and_query_clips, list_voice_clips, profile_hint
+from mbm.scenarios.portrait.spec import enrol_and_query_clips, list_voice_clips, profile_hint
 
 
 def load_rgb(path) -> np.ndarray:
@@ -169,7 +169,7 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
         res["fused_with_voice_share"] = float(has_v.float().mean())
         res["mean_modality_weights"] = {"voice": float(w[:, 0].mean()), "face": float(w[:, 1].mean()),
                                         "profile": float(w[:, 2].mean())}
-        from mbm.portrait_faithfulness import faithfulness_portrait  # weight_effect_spearman, noised_weight_drop
+        from mbm.scenarios.portrait.faithfulness import faithfulness_portrait  # weight_effect_spearman, noised_weight_drop
 
         res.update(faithfulness_portrait(model, gallery, q, [p.identity for p in known_q]))
     else:
@@ -179,12 +179,12 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json`` (also ``-m mbm.portrait_eval``)."""
+    """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json`` (also ``-m mbm.scenarios.portrait.evaluate``)."""
     import argparse
 
     from mbm.cli import print_result
-    from mbm.portrait_inference import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
-    from mbm.portrait_model import load_portrait_model
+    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
+    from mbm.scenarios.portrait.model import load_portrait_model
 
     ap = argparse.ArgumentParser(description="Evaluate the portrait scenario on a data folder.")
     ap.add_argument("--scenario", default="portrait", choices=("portrait",))

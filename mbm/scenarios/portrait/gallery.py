@@ -118,7 +118,7 @@ class Person:
     def profile_embedding(self) -> np.ndarray | None:
         """The profile's text embedding, computed once (at enrol or load) and kept, never per request."""
         if "_profile_vec" not in self.__dict__:
-            from mbm.portrait_features import embed_profile
+            from mbm.scenarios.portrait.features import embed_profile
 
             self.__dict__["_profile_vec"] = embed_profile(self.profile)
         return self.__dict__["_profile_vec"]

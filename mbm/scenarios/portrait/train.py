@@ -1,7 +1,7 @@
 """Train the portrait fusion (attention weights + score calibration) and build the shipped gallery.
 
     python -m mbm.train --scenario portrait --data ../shared/data [--steps 600] [--out checkpoints]
-    (same as python -m mbm.portrait_train ...)
+    (same as python -m mbm.scenarios.portrait.train ...)
 
 Pretrained, frozen: dlib face descriptors, Resemblyzer speaker embeddings. Trained
 here: the shared fusion block over feature tokens and the per-modality score
@@ -29,13 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mbm.data.faces import by_identity, list_face_photos
-from mbm.gallery import Gallery
-from mbm.portrait_engine import Queries, fuse, gallery_tensors
-from mbm.portrait_eval import evaluate_portrait, load_rgb
-from mbm.portrait_features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
-from mbm.portrait_model import PortraitModel, default_config, save_portrait_model
-from mbm.scenarios.portrait import (COMPOSED_NOTE, assign_voices, enrol_and_query_clips, list_voice_clips,
+from mbm.scenarios.portrait.faces import by_identity, list_face_photos
+from mbm.scenarios.portrait.gallery import Gallery
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.evaluate import evaluate_portrait, load_rgb
+from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.model import PortraitModel, default_config, save_portrait_model
+from mbm.scenarios.portrait.spec import (COMPOSED_NOTE, assign_voices, enrol_and_query_clips, list_voice_clips,
                                     make_profile, profile_hint)
 
 ENROL_K = 3  # photos per person in the galleries (the rest stay for evaluation)

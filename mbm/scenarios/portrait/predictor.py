@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.gallery import GALLERY_FILE, Gallery, gallery_dir, validate_name
+from mbm.scenarios.portrait.gallery import GALLERY_FILE, Gallery, gallery_dir, validate_name
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
 from mbm.storage import remove_stale_temp_files
-from mbm.portrait_engine import Queries, fuse, gallery_tensors
-from mbm.portrait_features import embed_profile, embed_voices, face_embedder, voice_waveform
-from mbm.portrait_model import load_portrait_model
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, voice_waveform
+from mbm.scenarios.portrait.model import load_portrait_model
 from mbm.preprocess import ImageConfig, InputError, read_image
-from mbm.scenarios.portrait import COMPOSED_NOTE
+from mbm.scenarios.portrait.spec import COMPOSED_NOTE
 
 from mbm.paths import PORTRAIT_CHECKPOINT as DEFAULT_CHECKPOINT
 from mbm.paths import PORTRAIT_SHIPPED_GALLERY as SHIPPED_GALLERY
