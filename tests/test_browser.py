@@ -154,7 +154,8 @@ def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_
         page.screenshot(path=str(shot), full_page=True)
 
         first_line = text.splitlines()[0]
-        action = re.match(r"(.+?) \(confidence ([0-9.]+)\)", first_line)
+        # "lamp → brighter (91% sure)", or "Not sure: ... Best guess: lamp → brighter (34%)."
+        action = re.match(r"(.+?) \((\d+)% sure\)", first_line) or re.search(r"Best guess: (.+?) \((\d+)%\)", text)
         assert action, f"no action in the status line: {text!r}"
         assert action.group(1) in action_text, (action.group(1), action_text)
         weights = parse_weights(text)
