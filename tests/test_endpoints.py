@@ -38,6 +38,8 @@ def test_every_endpoint_once(launch_app, tmp_path_factory, generated_inputs):
         "/remove_person": dict(name="Visitor Person", admin_token=""),
         "/reset_gallery": dict(admin_token=TOKEN),
         "/evaluation": {},
+        "/search": dict(speech=None, photo=image, text="something to read by", negative="", w_speech=None,
+                        w_photo=None, w_text=None, w_negative=None, k=4, collection=None),
     }
     folder = tmp_path_factory.mktemp("endpoints_gallery")
     with launch_app(tmp_path_factory.mktemp("endpoints_app"), MBM_GALLERY_DIR=str(folder),
@@ -54,3 +56,4 @@ def test_every_endpoint_once(launch_app, tmp_path_factory, generated_inputs):
     assert answers["/remove_person"][1]["removed"] == "Visitor Person"
     assert answers["/reset_gallery"][1] == {"people": 42}
     assert len(answers["/voice_control_report"]) == 3
+    assert 1 <= len(answers["/search"][2]["results"]) <= 4
