@@ -13,6 +13,7 @@ from mbm.scenarios.portrait.gallery import MAX_NAME, Gallery
 from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
 from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
 from mbm.preprocess import MAX_TEXT_CHARS
+from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
 from mbm.ui.common import (PORTRAIT_COLOURS, ParameterError, file_value, file_values, guarded, image_file,
                            load_examples, modality_weights_chart, plain, share, text_value)
@@ -36,15 +37,30 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def portrait_status(result: PortraitResult, present: list[str]) -> str:
-    """The status line: who (or unknown), the match score, the weights, notes and the composed note."""
+TIE_BELOW = 0.3  # a best match holding less of the confidence than this is one of several that fit
+
+
+def match_words(result: PortraitResult) -> str:
+    """The answer in words: how sure, and who (a readable name with the dataset id), numbers left to the details."""
     if result.identity == "unknown":
-        nearest = result.top5[0] if result.top5 else None
-        lines = ["**unknown**: nobody in the gallery is close enough"
-                 + (f" (nearest {plain(nearest[0])}, score {nearest[1]:.2f} < threshold {result.threshold:.2f})"
-                    if nearest else "")]
-    else:
-        lines = [f"**{plain(result.identity)}** (score {result.score:.2f}, threshold {result.threshold:.2f})"]
+        nearest = result.top5[0][0] if result.top5 else None
+        return ("**Not a person in the gallery**: nobody is close enough"
+                + (f" (the nearest is {plain(readable_name(nearest))})." if nearest else "."))
+    who = plain(readable_name(result.identity))
+    best = max(result.confidences.values(), default=0.0)
+    if best < TIE_BELOW:
+        return f"**Not sure**: several people fit about equally; the closest is {who}. Add a face photo or a voice."
+    margin = result.score - result.threshold
+    words = "Very likely" if margin > 1.0 else "Likely" if margin > 0.3 else "Probably"
+    return f"**{words} {who}**"
+
+
+def portrait_status(result: PortraitResult, present: list[str]) -> str:
+    """The status: the answer in words, then the numbers, the weights, notes and the composed note."""
+    lines = [match_words(result)]
+    best = result.top5[0] if result.top5 else None
+    if best:
+        lines.append(f"<small>score {best[1]:.2f}, threshold {result.threshold:.2f} (above it: a match)</small>")
     lines.append("attention: " + " · ".join(
         f"{m} {share(w)}" if m in present else f"{m} 0 (absent)" for m, w in result.modality_weights.items()))
     lines += [f"⚠️ {plain(n)}" for n in result.notes]
@@ -67,7 +83,8 @@ def predict_portrait(face=None, voice=None, text=None, session=None):
     for note in result.notes:  # e.g. several faces: the largest was used
         gr.Warning(html.escape(note, quote=False))
     present = [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
-    label = dict(result.confidences) if result.identity != "unknown" else "unknown"
+    label = ({readable_name(n): c for n, c in result.confidences.items()} if result.identity != "unknown"
+             else "unknown")
     return (label, modality_weights_chart(result.modality_weights, present, PORTRAIT_COLOURS),
             image_file(result.face_crop), portrait_status(result, present), result.to_json())
 
@@ -126,10 +143,22 @@ PEOPLE_COLUMNS = ["name", "photos", "voice", "profile", "composed", "origin"]
 
 
 def people_view(people):
-    """The People table and the Remove choices from ``list_people``'s JSON."""
+    """The People table (readable names, newest first) and the Remove choices from ``list_people``'s JSON."""
     people = people if isinstance(people, list) else []
-    rows = [[p.get(c) for c in PEOPLE_COLUMNS] for p in people]
-    return rows, gr.Dropdown(choices=[p["name"] for p in people], value=None)
+    order = ("yours", "shared", "shipped")  # your own enrolments at the top, not at the bottom
+    people = sorted(people, key=lambda p: next((k for k, o in enumerate(order)
+                                                if str(p.get("origin", "")).startswith(o)), len(order)))
+    rows = [[readable_name(p["name"]) if c == "name" else p.get(c) for c in PEOPLE_COLUMNS] for p in people]
+    return rows, gr.Dropdown(choices=[(readable_name(p["name"]), p["name"]) for p in people], value=None)
+
+
+def confirm_removal(name=None):
+    """The first click on Remove: ask before removing (a confirm button appears)."""
+    if not isinstance(name, str) or not name.strip():
+        raise gr.Error("choose or type the name of the person to remove", title="Cannot remove",
+                       print_exception=False)
+    return (gr.Row(visible=True),
+            f"Remove **{plain(readable_name(name.strip()))}**? Their enrolment is deleted; this cannot be undone.")
 
 
 def portrait_help() -> str:
@@ -211,7 +240,11 @@ def portrait_tab():
                 with gr.Row(equal_height=True):
                     remove_name = gr.Dropdown(choices=[], allow_custom_value=True, label="Person to remove",
                                               scale=3, elem_id="pt-remove-name")
-                    remove = gr.Button("Remove", variant="stop", scale=1, elem_id="pt-remove")
+                    remove = gr.Button("Remove…", variant="stop", scale=1, elem_id="pt-remove")
+                with gr.Row(visible=False, elem_id="pt-remove-confirm") as confirm_row:
+                    confirm_text = gr.Markdown()
+                    confirm = gr.Button("Yes, remove", variant="stop", elem_id="pt-remove-yes", min_width=100)
+                    cancel = gr.Button("Cancel", elem_id="pt-remove-cancel", min_width=100)
                 remove_status = gr.Markdown(elem_id="pt-remove-status")
                 remove_json = gr.JSON(visible=False)
                 people_json = gr.JSON(visible=False)
@@ -228,11 +261,20 @@ def portrait_tab():
                        api_visibility="private")
     refresh_people = dict(fn=list_people, inputs=session, outputs=people_json, api_visibility="private")
     refresh.click(list_people, session, people_json, api_name="list_people").then(**show_people)
-    enrol.click(enroll, [name, photos, enrol_voice, profile, admin_token, session],
-                [enrol_status, enrol_json, session], api_name="enroll",
-                preprocess=False, **heavy).success(**refresh_people).then(**show_people)
-    remove.click(remove_person, [remove_name, admin_token, session], [remove_status, remove_json, session],
-                 api_name="remove_person", preprocess=False).success(**refresh_people).then(**show_people)
+    statuses = [enrol_status, remove_status, reset_status]
+    clear_statuses = dict(fn=lambda: ("", "", ""), inputs=None, outputs=statuses, api_visibility="private",
+                          queue=False)  # an old "Enrolled Dana" must not stand beside a new error
+    enrol.click(**clear_statuses).then(
+        enroll, [name, photos, enrol_voice, profile, admin_token, session], [enrol_status, enrol_json, session],
+        api_name="enroll", preprocess=False, **heavy).success(
+        lambda: ("", None, None, ""), None, [name, photos, enrol_voice, profile], api_visibility="private",
+        queue=False).then(**refresh_people).then(**show_people)  # the form is reset after a success
+    remove.click(**clear_statuses).then(confirm_removal, remove_name, [confirm_row, confirm_text],
+                                        api_visibility="private", queue=False)
+    cancel.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private", queue=False)
+    confirm.click(lambda: gr.Row(visible=False), None, confirm_row, api_visibility="private", queue=False).then(
+        remove_person, [remove_name, admin_token, session], [remove_status, remove_json, session],
+        api_name="remove_person", preprocess=False).success(**refresh_people).then(**show_people)
     reset.click(reset_gallery, admin_token, [reset_status, reset_json], api_name="reset_gallery",
                 preprocess=False).success(**refresh_people).then(**show_people)
     return refresh_people, show_people
