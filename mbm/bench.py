@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("MBM_THREADS", "1")),
                         help="torch threads for the in-process measurements (the app reads MBM_THREADS)")
     parser.add_argument("--no-app", action="store_true", help="skip the app measurements")
+    parser.add_argument("--no-retrieval", action="store_true", help="skip the retrieval measurements")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats, requests = (40, 20) if args.quick else (200, 100)
@@ -202,6 +203,10 @@ def main(argv: list[str] | None = None) -> None:
         result[f"voice_control_predict_{stat}_ms"] = result[f"predict_{stat}_ms"]
         result[f"predict_{stat}_ms"] = max(result[f"predict_{stat}_ms"], result[f"portrait_predict_{stat}_ms"])
     result["checkpoint_mb"] = round(sum(p.stat().st_size for p in CHECKPOINTS.iterdir()) / 1e6, 2)
+    if not args.no_retrieval:  # issue 20: query over 10k items, exact vs FAISS over 1M vectors, indexing
+        from mbm.retrieval.bench import bench_retrieval
+
+        result["retrieval"] = bench_retrieval(quick=args.quick)
     if not args.no_app:
         result.update(bench_app(requests))
     if args.json:

@@ -40,7 +40,8 @@ def device_photos(root: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def photo_features_cached(paths: list[Path], progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def photo_features_cached(paths: list[Path], progress: bool = False,
+                          use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(pooled (N, 512), probs (N, 1000), errors) for paths; unreadable photos get zero rows + an error."""
     from mbm.retrieval.encoders import load_photo, photo_features
 
@@ -48,15 +49,16 @@ def photo_features_cached(paths: list[Path], progress: bool = False) -> tuple[np
     pooled = np.zeros((len(paths), 512), np.float32)
     probs = np.zeros((len(paths), 1000), np.float32)
     errors: list[str] = []
-    todo, keys = [], []
+    todo, keys, slot = [], [], {}
     for i, p in enumerate(paths):
         st = p.stat()
         key = hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
         f = FEATURE_CACHE / f"{key}.npz"
-        if f.exists():
+        if use_cache and f.exists():
             with np.load(f, allow_pickle=False) as z:
                 pooled[i], probs[i] = z["pooled"], z["probs"]
         else:
+            slot[i] = len(todo)
             todo.append(i)
             keys.append(f)
     it = range(0, len(todo), 32)
@@ -76,7 +78,8 @@ def photo_features_cached(paths: list[Path], progress: bool = False) -> tuple[np
             a, b = photo_features(photos)
             for j, i in enumerate(idx):
                 pooled[i], probs[i] = a[j], b[j]
-                np.savez(keys[todo.index(i)], pooled=a[j], probs=b[j])
+                if use_cache:
+                    np.savez(keys[slot[i]], pooled=a[j], probs=b[j])
     return pooled, probs, errors
 
 

@@ -110,7 +110,8 @@ def face_photos(root: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None = None) -> dict:
+def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None = None,
+             use_cache: bool = True) -> dict:
     import torch
 
     from mbm.retrieval.data import QUERY_VOICES, device_photos, photo_features_cached, source_of, synthesize
@@ -124,7 +125,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     # --- devices --------------------------------------------------------------------------------
     items = [(p, c) for p, c in device_photos(root) if c in CLASSES] if (root / "devices").is_dir() else []
     paths = [p for p, _ in items]
-    pooled, probs, errors = photo_features_cached(paths)
+    pooled, probs, errors = photo_features_cached(paths, use_cache=use_cache)
     ok = np.abs(pooled).sum(1) > 0
     labels = np.array([CLASSES.index(c) for _, c in items])[ok]
     sources = [source_of(p.name) for p, k in zip(paths, ok) if k]
@@ -218,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--checkpoint", type=Path, default=None)
     ap.add_argument("--max-clips", type=int, default=None, help="evaluate who-spoke on at most this many clips")
+    ap.add_argument("--no-cache", action="store_true", help="encode every photo afresh (for timing)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         print(f"error: --data {args.data} is not a folder", file=sys.stderr)
         return 2
-    res = evaluate(args.data, args.checkpoint, args.max_clips)
+    res = evaluate(args.data, args.checkpoint, args.max_clips, use_cache=not args.no_cache)
     if args.json:
         print(json.dumps(res))
     else:

@@ -125,6 +125,13 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
               + " + ".join(f"{weights[m]:g} × sim({LABELS[m]})" for m in used)
               + (f" − {weights['negative']:g} × sim(not)" if query.negative is not None else "")]
     status += [html.escape(n, quote=False) for n in query.notes]
+    if rows:  # the shares in full (the gallery's captions are cut to fit)
+        cols = [m for m in ("speech", "photo", "text", "negative") if m in rows[0]["shares"]]
+        status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " |\n|---|---|---|"
+                      + "---|" * len(cols) + "\n" + "\n".join(
+                          f"| {i + 1} | {html.escape(r['path'], quote=False)}"
+                          + (f" (+{r['folded']})" if r["folded"] else "") + f" | {r['score']:.2f} | "
+                          + " | ".join(f"{r['shares'][m]:+.2f}" for m in cols) + " |" for i, r in enumerate(rows)))
     if index.skipped:
         status.append(f"{len(index.skipped)} files of the collection were skipped: "
                       + html.escape("; ".join(index.skipped[:5]), quote=False))
