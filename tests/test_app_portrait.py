@@ -45,9 +45,11 @@ def recognise(client, face=None, voice=None, text="") -> dict:
     assert len(outputs) == 5, outputs
     label, plot, crop, status, result = outputs
     assert isinstance(result, dict), result
-    assert label["label"] == result["identity"], (label, result)
+    from mbm.scenarios.portrait.spec import readable_name
+
+    assert label["label"] == readable_name(result["identity"]), (label, result)  # "Ada (s1)"; the JSON keeps "s1"
     if result["identity"] != "unknown":  # the top 5 with scores; "unknown" alone otherwise
-        assert [c["label"] for c in label["confidences"]] == [t["name"] for t in result["top5"]]
+        assert [c["label"] for c in label["confidences"]] == [readable_name(t["name"]) for t in result["top5"]]
     assert plot.startswith("<svg") and isinstance(status, str) and result["identity"] in status
     assert "identities are composed" in status.lower()
     assert (crop is not None) == (face is not None), crop

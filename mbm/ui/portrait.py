@@ -44,7 +44,7 @@ def match_words(result: PortraitResult) -> str:
     """The answer in words: how sure, and who (a readable name with the dataset id), numbers left to the details."""
     if result.identity == "unknown":
         nearest = result.top5[0][0] if result.top5 else None
-        return ("**Not a person in the gallery**: nobody is close enough"
+        return ("**Not a person in the gallery** (unknown): nobody is close enough"
                 + (f" (the nearest is {plain(readable_name(nearest))})." if nearest else "."))
     who = plain(readable_name(result.identity))
     best = max(result.confidences.values(), default=0.0)
