@@ -27,6 +27,8 @@ from mbm.ui.common import (bool_value, file_value, guarded, image_file, load_exa
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16
+SHOW_ANSWER = dict(fn=None, inputs=None, outputs=None, api_visibility="private", queue=False,
+                   js="() => document.querySelector('#vc-action')?.scrollIntoView({block: 'nearest'})")
 DEFAULT_NOT_SURE_BELOW = 0.65  # without a results file: the held-out choice for the shipped checkpoint
 
 
@@ -313,7 +315,7 @@ def voice_control_tab() -> None:
     heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
     view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
                 api_visibility="undocumented", **heavy)
-    run.click(**dict(view, scroll_to_output=True))
+    run.click(**view).then(**SHOW_ANSWER)
     text.submit(**view)
     rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
     for slider in controls[:4]:
@@ -336,5 +338,5 @@ def voice_control_tab() -> None:
         with examples_row:
             examples = gr.Examples(rows, inputs, example_labels=captions, label="Examples: click one to run it",
                                    examples_per_page=12)
-        # On a phone the answer is below the inputs: bring it into view.
-        examples.load_input_event.then(**dict(view, api_visibility="private", scroll_to_output=True))
+        # On a phone the answer is below the inputs: bring it into view (a no-op where it is in view).
+        examples.load_input_event.then(**dict(view, api_visibility="private")).then(**SHOW_ANSWER)
