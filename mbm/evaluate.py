@@ -136,7 +136,8 @@ def pair_clips_with_devices(clips: list[SpeechClip], photos: list[DevicePhoto], 
 
 
 def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: list[DevicePhoto],
-                           faithfulness: bool = True, curves: bool = False) -> dict:
+                           faithfulness: bool = True, curves: bool = False, data_dir: Path | None = None,
+                           split: str = "heldout") -> dict:
     """Accuracy of words (audio only), devices (image only) and actions (audio + image and each alone).
 
     With ``faithfulness`` also the metrics of ``mbm.faithfulness`` (weight/effect Spearman, noised
@@ -161,6 +162,10 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         result["device_accuracy"] = float(correct.mean())
         result["device_accuracy_by_source"] = _by_group(correct, [p.source for p in photos])
         result["device_accuracy_by_class"] = _by_group(correct, [p.device for p in photos])
+        from mbm.features.image_eval import rejection_metrics, uses_pretrained_images
+
+        if uses_pretrained_images(model):  # "no device recognised" (issue #17; mbm.features.image_eval)
+            result.update(rejection_metrics(model, pixels, data_dir, split, cfg.image.size))
     if clips and photos:
         pairs = pair_clips_with_devices(clips, photos)
         ci = torch.tensor([i for i, _ in pairs])
@@ -292,7 +297,13 @@ def evaluate_voice_control_main(argv: list[str]) -> None:
         parser.error(str(e))
     clips, photos = voice_control_data(args.data, args.split)
     result = evaluate_voice_control(ckpt, clips, photos, faithfulness=not args.no_faithfulness,
-                                    curves=args.curves or args.results is not None)
+                                    curves=args.curves or args.results is not None, data_dir=args.data,
+                                    split=args.split)
+    if ckpt.config.encoder.image_backbone != "cnn":  # the source-shortcut test on all of DIR's photos
+        from mbm.features.image_eval import unseen_source_metrics
+
+        every = list_device_photos(args.data)
+        result.update(unseen_source_metrics(*encode_photos(every, ckpt.config.image)[::-1]))
     result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
     if args.results:
         write_results(result, args.results, argv)

@@ -31,6 +31,7 @@ class PreparedInputs:
     text: TextInput | None = None
     warnings: list[str] = field(default_factory=list)  # inputs that could not be used, and why
     notes: list[str] = field(default_factory=list)  # what preprocessing changed
+    no_device: bool = False  # a photo was given but shows no device (it was then left out)
 
     @property
     def present(self) -> list[str]:
@@ -58,6 +59,9 @@ class VoiceControlResult:
     # (mbm.maps.with_occlusion_maps) p(action) lost when each unit is masked; map_kind says which.
     maps: dict[str, list[float]] = field(default_factory=dict)
     map_kind: str = "attention"
+    # True: the photo shows a device; False: "no device recognised" (the photo was left out of the
+    # fusion as uninformative); None: no photo given
+    device_recognised: bool | None = None
 
     def __post_init__(self):
         if not self.maps:
@@ -70,6 +74,8 @@ class VoiceControlResult:
             parts.append(f"heard: '{self.heard[0]}' ({self.heard[1]:.2f})")
         if self.sees:
             parts.append(f"sees: {self.sees[0]} ({self.sees[1]:.2f})")
+        elif self.device_recognised is False:
+            parts.append("sees: no device recognised")
         if self.reads:
             parts.append("reads: " + ", ".join(f"{v[0]} ({v[1]:.2f})" for v in self.reads.values()))
         return " · ".join(parts)
@@ -89,6 +95,7 @@ class VoiceControlResult:
             "token_weights": {m: [round(x, 4) for x in w] for m, w in self.token_weights.items()},
             "maps": {m: [round(x, 4) for x in w] for m, w in self.maps.items()}, "map_kind": self.map_kind,
             "summary": self.summary(), "warnings": self.warnings, "notes": self.inputs.notes,
+            "device_recognised": self.device_recognised,
         }
 
 
@@ -129,8 +136,15 @@ class Predictor:
         if image is not None:
             try:
                 img = prepare_image(read_image(image, self.cfg.image), self.cfg.image)
+                rejected = self._no_device(img)
                 if "the image is a flat colour" in img.notes:
-                    prepared.warnings.append("image: the image is a single flat colour, so it was ignored")
+                    prepared.no_device = True
+                    prepared.warnings.append("image: the image is a single flat colour, so it was ignored "
+                                             "(no device recognised)")
+                elif rejected:
+                    prepared.no_device = True
+                    prepared.warnings.append(f"image: no device recognised in the photo ({rejected}), so it "
+                                             "was ignored")
                 else:
                     prepared.image = img
                     prepared.notes += [f"image: {n}" for n in img.notes]
@@ -149,6 +163,18 @@ class Predictor:
             raise InputError(f"Nothing usable to predict from ({reason}). Give a spoken command, a photo "
                              "of the device, or a typed command.")
         return prepared
+
+    @torch.inference_mode()
+    def _no_device(self, img) -> str | None:
+        """Why the photo shows no device (the presence detector of a pretrained image encoder), or None."""
+        encoder = self.model.encoders["image"] if "image" in getattr(self.model, "encoders", {}) else None
+        if not hasattr(encoder, "recognise"):
+            return None
+        verdict = encoder.recognise(img.pixels[None])
+        if bool(verdict["accepted"][0]):
+            return None
+        return (f"device presence {float(verdict['presence'][0]):.2f} < "
+                f"{float(encoder.presence.threshold):.2f}")
 
     def batch(self, prepared: PreparedInputs) -> dict[str, torch.Tensor]:
         """The prepared inputs as a batch of one."""
@@ -220,4 +246,5 @@ class VoiceControlPredictor(Predictor):
             modality_weights=weights,
             token_weights={m: out.token_weights[m][0].tolist() for m in present},
             heard=heard, sees=sees, reads=reads, confidence_without=without,
-            inputs=prep, warnings=list(prep.warnings))
+            inputs=prep, warnings=list(prep.warnings),
+            device_recognised=False if prep.no_device else True if "image" in present else None)

