@@ -25,7 +25,7 @@ IMAGE_DIM = 512
 N_CLASSES = 1000
 TEXT_DIM = 384
 CONSE_TEMPERATURE = 0.05
-MAX_SPEECH_SECONDS = 30.0  # a longer voice note is cut (and the user told)
+MAX_SPEECH_SECONDS = 10.0  # a longer clip is cut (and the user told): the grammar expects one phrase
 
 
 @lru_cache(maxsize=1)
@@ -108,6 +108,9 @@ BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan
                 "cd player", "cassette player", "speaker", "tv", "television", "monitor", "screen")
 
 
+FILLERS = frozenset(("a", "an", "the", "some"))
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
@@ -136,7 +139,9 @@ class SpeechRecognizer:
         self.decoder.process_raw(pcm, full_utt=True)
         self.decoder.end_utt()
         hyp = self.decoder.hyp()
-        return hyp.hypstr.strip() if hyp is not None else ""
+        words = (hyp.hypstr if hyp is not None else "").split()
+        # a partial path that never reached a phrase ("the") carries nothing
+        return "" if all(w in FILLERS for w in words) else " ".join(words)
 
 
 @lru_cache(maxsize=8)
@@ -159,10 +164,20 @@ def speech_wave(source) -> tuple[np.ndarray, list[str]]:
     notes = []
     if rate != 16000:
         samples = soxr.resample(samples, rate, 16000).astype(np.float32)
-    if len(samples) > MAX_SPEECH_SECONDS * 16000:
-        notes.append(f"the voice clip is {len(samples) / 16000:.0f} s long; only its first "
-                     f"{MAX_SPEECH_SECONDS:.0f} s were used")
-        samples = samples[:int(MAX_SPEECH_SECONDS * 16000)]
+    from mbm.limits import MAX_AUDIO_DECODE_SECONDS
+
+    cap = min(MAX_SPEECH_SECONDS, MAX_AUDIO_DECODE_SECONDS)  # decoding itself stops at the latter
+    if len(samples) >= (cap - 0.05) * 16000:
+        length = "longer than that"
+        if isinstance(source, str):
+            try:
+                import soundfile as sf
+
+                length = f"{sf.info(source).duration:.0f} s long"
+            except Exception:  # noqa: BLE001 - an mp3 or odd header: the length stays unsaid
+                pass
+        notes.append(f"only the first {cap:.0f} s of the voice clip were used (it is {length})")
+        samples = samples[:int(cap * 16000)]
     peak = float(np.abs(samples).max()) if samples.size else 0.0
     if peak < 1e-3:
         raise InputError("the voice clip is silent; record again closer to the microphone")
