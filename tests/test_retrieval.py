@@ -228,3 +228,17 @@ def test_search_api_function_on_the_demo_collection():
     assert set(top["shares"]) == {"text"}
     with pytest.raises(Exception, match="query is empty"):
         search_collection()
+
+
+def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
+    from mbm.ui.search import search_collection
+
+    coll = ROOT / "assets" / "retrieval" / "collection"
+    files = [str(coll / n) for n in ("fan_1.jpg", "fan_1.wav", "lamp_1.jpg", "tv_1.jpg", "door_1.jpg", "door_1.txt")]
+    gallery, status, details = search_collection(text="телевизор", k=2, collection=files)
+    assert "4 items" in status and len(details["results"]) == 2
+    assert any("non-Latin" in n for n in details["notes"])
+    _, _, details = search_collection(text="a wooden front door", k=1, collection=files)
+    assert details["results"][0]["path"] == "door_1.jpg" and details["results"][0]["caption"]
+    with pytest.raises(Exception, match="every slider"):
+        search_collection(text="lamp", w_text=0, collection=files)
