@@ -158,6 +158,16 @@ def read_caption(p: Path) -> tuple[str, list[str]]:
     return text, notes
 
 
+def _load_or_error(path: Path):
+    """The 224 px photo, or the reason it cannot be read (a string)."""
+    from mbm.retrieval.encoders import load_photo
+
+    try:
+        return load_photo(path)
+    except Exception as e:  # noqa: BLE001 - the caller lists it
+        return str(e)[:200] or type(e).__name__
+
+
 def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
           space=None, log=print) -> Index:
     """Index folder into out (incremental when out exists and was built with the same checkpoint)."""
@@ -234,15 +244,18 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="indexing", unit="photo")
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=2)  # decoding and resizing (PIL) release the GIL
     for s in it_range:
         batch = todo[s:s + 32]
         pix, ok = [], []
-        for j in batch:
+        for j, got in zip(batch, pool.map(_load_or_error, [folder / items[j]["path"] for j in batch])):
             p = folder / items[j]["path"]
-            try:
-                pix.append(load_photo(p)); ok.append(j)
-            except Exception as e:  # noqa: BLE001 - skipped and listed
-                skipped.append(f"{items[j]['path']}: {str(e)[:200] or type(e).__name__}")
+            if isinstance(got, np.ndarray):
+                pix.append(got); ok.append(j)
+            else:  # skipped and listed
+                skipped.append(f"{items[j]['path']}: {got}")
                 bad.add(j)
             for v in VOICE_SUFFIXES:
                 vp = p.with_suffix(v)
@@ -267,6 +280,7 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                 extra_mask[[j for j, _ in texts]] = True
         if bar is not None:
             bar.update(len(batch))
+    pool.shutdown()
     if bar is not None:
         bar.close()
     keep = np.array([j not in bad for j in range(n)], bool)
