@@ -137,6 +137,9 @@ def test_near_duplicates_are_folded(tmp_path, space):
     q = encode_query(space, idx, photo=str(d / "a.jpg"))
     res = search(space, idx, q, space.weights, k=2)
     assert res[0].folded == 1 and len(res) == 2
+    res = search(space, idx, q, space.weights, k=1)  # past k, near-duplicates of shown results still count
+    assert len(res) == 1 and res[0].folded == 1
+    assert [r.folded for r in search(space, idx, q, space.weights, k=3, fold=False)] == [0, 0, 0]
 
 
 def test_bad_input_gives_clear_messages(tmp_path, space):
@@ -242,3 +245,22 @@ def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
     assert details["results"][0]["path"] == "door_1.jpg" and details["results"][0]["caption"]
     with pytest.raises(Exception, match="every slider"):
         search_collection(text="lamp", w_text=0, collection=files)
+
+
+def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, space):
+    from PIL import Image as PILImage
+
+    import mbm.ui.search as ui
+    from mbm.index import build
+
+    build(folder, tmp_path / "mine.npz", progress=False, space=space, log=lambda *_: None)
+    monkeypatch.setenv("MBM_SEARCH_INDEX", str(tmp_path / "mine.npz"))
+    ui.demo_index.cache_clear()
+    try:
+        gallery, status, details = ui.search_collection(text="a lamp on a desk", k=2)
+        assert "from 3 items" in status and details["results"][0]["path"] == "item0.jpg"
+        assert isinstance(gallery[0][0], str)  # under the temp folder: served as the file
+        monkeypatch.setattr(ui.tempfile, "gettempdir", lambda: str(ROOT / "assets"))
+        assert isinstance(ui.shown(folder / "item0.jpg"), PILImage.Image)  # elsewhere: a small copy
+    finally:
+        ui.demo_index.cache_clear()

@@ -13,6 +13,7 @@ import numpy as np
 from mbm.errors import InputError
 
 MAX_QUERY_CHARS = 500
+FOLD_LOOKAHEAD = 4  # after k results, 4k more items are checked for near-duplicates of them
 
 
 @dataclass
@@ -78,6 +79,7 @@ def search(space, index, query: Query, weights: dict[str, float], k: int = 8,
     order = np.argsort(-total, kind="stable")
     results: list[Result] = []
     kept_vectors: list[np.ndarray] = []
+    scanned_after = 0
     for i in order:
         v = index.vectors[i]
         if fold and kept_vectors:
@@ -86,9 +88,12 @@ def search(space, index, query: Query, weights: dict[str, float], k: int = 8,
             if sims[j] >= space.dup_threshold:
                 results[j].folded += 1
                 continue
+        if len(results) >= k:
+            # full: the next FOLD_LOOKAHEAD items are scanned only to count near-duplicates of those shown
+            scanned_after += 1
+            if not fold or scanned_after > FOLD_LOOKAHEAD * k:
+                break
+            continue
         results.append(Result(int(i), float(total[i]), {m: float(t[i]) for m, t in terms.items()}))
         kept_vectors.append(v)
-        if len(results) >= k and (not fold or len(results) >= k):
-            # keep scanning a little so near-duplicates of shown results are counted
-            break
     return results

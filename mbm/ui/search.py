@@ -1,14 +1,16 @@
 """The Search tab (issue 20): find items of a collection by a spoken clip, a photo and/or typed text.
 
 score = sum_m w_m * sim(q_m, item) - w_neg * sim(negative text, item); each result shows every input's
-share of its score. The collection is the shipped demo (assets/retrieval) or photos uploaded here
-(with optional same-name .txt captions and .wav/.mp3 voice notes), indexed on the spot.
+share of its score. The collection is the shipped demo (assets/retrieval), an index named by $MBM_SEARCH_INDEX (built
+with ``python -m mbm.index build FOLDER --out INDEX.npz``), or photos uploaded here (with optional
+same-name .txt captions and .wav/.mp3 voice notes), indexed on the spot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import os
 import shutil
 import tempfile
 from functools import lru_cache
@@ -18,7 +20,7 @@ import gradio as gr
 
 from mbm.errors import InputError
 from mbm.limits import HEAVY_CONCURRENCY_ID
-from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX
+from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
 from mbm.ui.common import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
@@ -37,9 +39,24 @@ def space():
 
 @lru_cache(maxsize=1)
 def demo_index():
+    """The default collection: $MBM_SEARCH_INDEX (an index built with `python -m mbm.index build`) or the demo."""
     from mbm.index import Index
 
-    return Index.load(RETRIEVAL_DEMO_INDEX)
+    return Index.load(Path(os.environ.get("MBM_SEARCH_INDEX") or RETRIEVAL_DEMO_INDEX))
+
+
+def shown(path: Path):
+    """A result's picture for the gallery: the file itself where Gradio may serve it (the repository,
+    the temp folder), else a small copy (an index of any folder on this machine)."""
+    p = path.resolve()
+    if any(p.is_relative_to(r) for r in (ROOT.resolve(), Path(tempfile.gettempdir()).resolve())):
+        return str(p)
+    from mbm.config import ImageConfig
+    from mbm.preprocess import read_image
+
+    img = read_image(p, ImageConfig(size=256))
+    img.thumbnail((320, 320))
+    return img
 
 
 @lru_cache(maxsize=8)
@@ -116,7 +133,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
         cap = _share_line(r.terms, r.score) + (f" (+{r.folded} near-duplicate{'s' * (r.folded > 1)})" if r.folded else "")
         if it.get("caption"):
             cap += f" — {it['caption'][:80]}"
-        gallery.append((str(index.path_of(r.index)), cap))
+        gallery.append((shown(index.path_of(r.index)), cap))
         rows.append({"path": it["path"], "score": round(r.score, 4),
                      "shares": {m: round(t, 4) for m, t in r.terms.items()}, "caption": it.get("caption", ""),
                      "transcript": it.get("transcript", ""), "folded": r.folded})
