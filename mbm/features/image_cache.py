@@ -8,7 +8,7 @@ weights' checksum. Then:
 
 1. the device head is fitted on all views, source-balanced (:func:`fit_device_head`),
 2. the presence head on the same views against non-device images: faces of the training
-   identities of ``DIR/faces``, plain colours with a little noise, colour gradients, pixel noise
+   identities of ``DIR/faces`` (as they are and colour-tinted), plain colours with a little noise, colour gradients, pixel noise
    and colour blobs; its threshold accepts 98 % of the (source-weighted) training views,
 3. every view becomes a 15-channel score map, and the fusion is trained on those
    (:class:`ScoreMapSampler`): a batch costs no backbone pass at all.
@@ -35,6 +35,7 @@ from mbm.features.squeezenet_encoder import BackboneOutputs, SqueezeNetImageEnco
 from mbm.preprocess import InputError, normalise_pixels, prepare_image, read_image
 
 DEVICE_L2 = 0.1  # chosen by leave-one-source-out accuracy on the training photos (docs/real_photos.md)
+PRESENCE_L2 = 0.1  # 0.01 accepted an out-of-source colour portrait; equal on held-out faces and devices
 FACE_HELDOUT = 0.2  # share of face identities kept out of the presence head's negatives
 
 
@@ -90,6 +91,14 @@ def face_pixels(faces, cfg: ImageConfig) -> torch.Tensor:
     return torch.stack(out) if out else torch.zeros(0, 3, cfg.size, cfg.size)
 
 
+def tinted(pixels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Grey face photos -> coloured ones (per-channel gain and offset), so grey is not the cue."""
+    x = (pixels + 0.5) * 255
+    gain = 0.5 + torch.rand(len(x), 3, 1, 1, generator=g)
+    offset = torch.rand(len(x), 3, 1, 1, generator=g) * 60 - 30
+    return normalise_pixels((x * gain + offset).clamp(0, 255))
+
+
 def synthetic_non_devices(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     """(4n, 3, S, S) normalised pixels: near-plain colours, gradients, pixel noise, colour blobs."""
     colour = torch.rand(n, 3, 1, 1, generator=g) * 255
@@ -116,7 +125,7 @@ def fit_image_heads(encoder: SqueezeNetImageEncoder, train_views: list[BackboneO
     head = fit_device_head(feats, zs, devices, sources, l2=DEVICE_L2)
     encoder.device_head.load_state_dict(head.state_dict())
     presence = fit_presence(feats, zs, balanced_weights(devices, sources), negatives["pooled"].float(),
-                            zero_shot(negatives["logits"].float()))
+                            zero_shot(negatives["logits"].float()), l2=PRESENCE_L2)
     encoder.presence.load_state_dict(presence.state_dict())
     with torch.no_grad():
         p_neg = presence(negatives["pooled"].float(), zero_shot(negatives["logits"].float())).sigmoid()
@@ -126,7 +135,7 @@ def fit_image_heads(encoder: SqueezeNetImageEncoder, train_views: list[BackboneO
     return {"device_head_train_accuracy": round(train_acc, 4), "presence_threshold": round(thr, 4),
             "presence_train_rejection_non_device": round(float((p_neg < thr).float().mean()), 4),
             "presence_train_false_rejection": round(float((p_pos < thr).float().mean()), 4),
-            "views": n_views, "device_l2": DEVICE_L2}
+            "views": n_views, "device_l2": DEVICE_L2, "presence_l2": PRESENCE_L2}
 
 
 class ScoreMapSampler(VoiceControlSampler):
@@ -158,6 +167,7 @@ def prepare_pretrained_images(encoder: SqueezeNetImageEncoder, pool: PhotoPool, 
     g = torch.Generator().manual_seed(seed + 1)
     faces = face_pixels(split_faces(data_dir)[0], cfg)
     synthetic = synthetic_non_devices(64, cfg.size, g)
+    faces = torch.cat([faces, tinted(faces, g)])
     negatives = _batched(lambda a, b: torch.cat([faces, synthetic])[a:b], len(faces) + len(synthetic),
                          desc="squeezenet non-devices")
     measured = fit_image_heads(encoder, train_views, pool, negatives)
