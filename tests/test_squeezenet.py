@@ -120,7 +120,8 @@ def test_shipped_model_says_no_device_for_plain_colour_and_noise():
     predictor = VoiceControlPredictor(ckpt)
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
-    near_plain = np.clip(np.full((200, 200, 3), (40, 90, 200)) + rng.normal(0, 3, (200, 200, 3)), 0, 255).astype(np.uint8)
+    near_plain = np.clip(np.full((200, 200, 3), (40, 90, 200)) + rng.normal(0, 3, (200, 200, 3)), 0, 255)
+    near_plain = near_plain.astype(np.uint8)
     plain = np.full((200, 200, 3), (30, 60, 220), dtype=np.uint8)
     for image in (noise, near_plain, plain):
         result = predictor.predict(image=image, text="turn it up")

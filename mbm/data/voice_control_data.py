@@ -189,8 +189,8 @@ class VoiceControlSampler:
         noise_image = present["image"] & (torch.rand(batch_size, generator=self.g) < t.noise_modality)
         if noise_audio.any():
             waves[noise_audio] = torch.randn(int(noise_audio.sum()), waves.shape[1], generator=self.g) * 0.1
-        inputs = {"audio": self._mel(waves), "image": self._finish_images(images, noise_image),
-                  "text": self._pad(texts)}
+        image_input = self._finish_images(images, noise_image)  # before the log-mels (same random stream)
+        inputs = {"audio": self._mel(waves), "image": image_input, "text": self._pad(texts)}
         targets = {"device": torch.tensor(devices), "word": torch.tensor(words)}
         noised = {"audio": noise_audio, "image": noise_image, "text": present["text"] & torch.tensor(noise_text)}
         return inputs, present, targets, noised

@@ -8,7 +8,8 @@ weights' checksum. Then:
 
 1. the device head is fitted on all views, source-balanced (:func:`fit_device_head`),
 2. the presence head on the same views against non-device images: faces of the training
-   identities of ``DIR/faces`` (as they are and colour-tinted), plain colours with a little noise, colour gradients, pixel noise
+   identities of ``DIR/faces`` (as they are and colour-tinted), plain colours with a little noise,
+   colour gradients, pixel noise
    and colour blobs; its threshold accepts 98 % of the (source-weighted) training views,
 3. every view becomes a 15-channel score map, and the fusion is trained on those
    (:class:`ScoreMapSampler`): a batch costs no backbone pass at all.

@@ -106,8 +106,8 @@ def read_weights(path: str | Path | None = None, check_sha256: bool = True) -> d
         raise WeightFileError(f"{path} holds a {type(raw).__name__}, expected a dict of layers")
     shapes = expected_shapes()
     if set(raw) != set(shapes):
-        raise WeightFileError(f"{path}: layers differ from SqueezeNet v1.1 (missing "
-                              f"{sorted(set(shapes) - set(raw))[:5]}, extra {sorted(map(str, set(raw) - set(shapes)))[:5]})")
+        missing, extra = sorted(set(shapes) - set(raw))[:5], sorted(map(str, set(raw) - set(shapes)))[:5]
+        raise WeightFileError(f"{path}: layers differ from SqueezeNet v1.1 (missing {missing}, extra {extra})")
     out = {}
     for name, (k_shape, b_shape) in shapes.items():
         value = raw[name]
