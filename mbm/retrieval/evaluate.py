@@ -169,6 +169,10 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
             by_voice[v] = {"map": round(mean_ap(vectors, sq[rows], [s_labels[i] for i in rows], labels)[0], 4),
                            "transcript_exact": round(float(np.mean([SPOKEN_FLAT[i] in heard[i] for i in rows])), 4)}
         res["spoken_to_image_map_by_voice"] = by_voice
+        # the same names typed: what a perfect recogniser would reach
+        names = [(n, CLASSES.index(c)) for c, ns in SPOKEN_NAMES.items() for n in ns]
+        nq = space.text_query(space.text_sem(*text_features([n for n, _ in names])))
+        res["spoken_names_typed_map"] = mean_ap(vectors, nq, [c for _, c in names], labels)[0]
         res["spoken_queries_synthetic"] = True
         res["spoken_transcript_exact"] = round(correct / max(len(heard), 1), 4)
         res["counts"]["spoken_queries"] = len(heard)
