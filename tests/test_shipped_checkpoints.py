@@ -40,6 +40,17 @@ def test_example_gives_the_promised_action(predictor, example):
     image = str(ASSETS / example["image"]) if example["image"] else None
     result = predictor.predict(audio=audio, image=image, text=example["text"])
     assert result.action == example["expect"], (result.action, result.top, result.summary())
+    # The caption promises what the headline shows: the action, or "not sure" where the example says so.
+    from mbm.scenarios.voice_control import display_name
+    from mbm.ui.voice_control import headline, not_sure_below
+
+    line = headline(result, not_sure_below())
+    if example.get("not_sure"):
+        assert line.startswith("**Not sure**") and "not sure" in example["caption"], (line, example["caption"])
+    else:
+        assert line.startswith(f"**{display_name(example['expect'])}**"), line
+        assert example["caption"].endswith(display_name(example["expect"]).split(" → ")[1]) or \
+            display_name(example["expect"]).split(" → ")[1] in example["caption"], (example["caption"], line)
     given = {"audio": audio is not None, "image": image is not None, "text": bool(example["text"])}
     assert sum(result.modality_weights.values()) == pytest.approx(1.0, abs=1e-5)
     for modality, present in given.items():

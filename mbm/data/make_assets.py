@@ -73,15 +73,15 @@ EXAMPLES = [
     {"audio": "up.wav", "image": "blinds.jpg", "text": None, "expect": "blinds → raise",
      "caption": "the same 'up' + blinds → raise"},
     {"audio": "on.wav", "image": None, "text": "the fan", "expect": "fan → turn on",
-     "caption": "typed 'the fan' stands in for a missing photo"},
+     "caption": "'on' + typed 'the fan' instead of a photo → turn on"},
     {"audio": "off_noisy.wav", "image": "door.jpg", "text": None, "expect": "door → close",
-     "caption": "a clear photo rescues a noisy recording"},
+     "caption": "a noisy 'off' + a door → close"},
     {"audio": "five.wav", "image": "tv.jpg", "text": None, "expect": "tv → channel 5",
      "caption": "'five' + a TV → channel 5"},
     {"audio": "down.wav", "image": "heater.jpg", "text": None, "expect": "heater → cooler",
      "caption": "'down' + a heater → cooler"},
     {"audio": None, "image": None, "text": "open the blinds", "expect": "blinds → open",
-     "caption": "text alone: 'open the blinds'"},
+     "caption": "text alone: 'open the blinds' → not sure", "not_sure": True},
 ]
 
 CREDITS = """# Credits for the voice-control examples

@@ -55,6 +55,9 @@ def headline(result: VoiceControlResult, threshold: float) -> str:
         missing = "say a command (or type one)"
     elif "image" not in present and "text" not in present:
         missing = "show the device (or name it)"
+    elif present == ["text"] and result.reads and result.reads["device"][1] >= threshold:
+        missing = (f"the text names the {display_name(result.reads['device'][0])} but its command is unclear; "
+                   "say it, or type e.g. 'turn off the lamp'")
     elif present == ["text"]:
         missing = "the typed command was not understood; try e.g. 'turn off the lamp'"
     elif "audio" in present and result.heard is not None and result.heard[1] < threshold:
