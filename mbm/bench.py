@@ -41,7 +41,7 @@ def bench_model(repeats: int) -> dict:
     (The portrait model's own forward is a fusion over three feature tokens; its cost is the
     pretrained face descriptor, measured in :func:`bench_portrait`.)
     """
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     predictor = VoiceControlPredictor.from_checkpoint()
     prep = predictor.prepare(audio=str(ASSETS / "up.wav"), image=str(ASSETS / "lamp.jpg"), text="turn it up")

@@ -146,7 +146,7 @@ class TrainConfig:
     tts_per_word: int = 450  # synthetic clips per command word
     tts_seed: int | None = None  # which voices, speeds and pitches the synthetic clips get (None = seed)
     real_share: float = 0.3  # chance a clip is drawn from the real recordings of its word (they are few)
-    effect_weight: float = 0.0  # weight of mbm.removal_loss.removal_effect_loss (weights = softmax(effects))
+    effect_weight: float = 0.0  # weight of mbm.scenarios.voice_control.removal_loss.removal_effect_loss (weights = softmax(effects))
     effect_temperature: float = 0.2  # temperature of that loss's target
     warmup_share: float = 0.35  # first share of steps: unimodal batches (one encoder each), then fusion
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)

@@ -25,7 +25,7 @@ import torch
 
 from mbm.config import MODALITIES
 from mbm.encoders import Tokens
-from mbm.scenarios.voice_control import action_probs
+from mbm.scenarios.voice_control.spec import action_probs
 
 DELETE_SHARE = 0.2  # share of units masked by the deletion check
 RANDOM_DRAWS = 4  # random masks per input, averaged
@@ -178,7 +178,7 @@ def deletion_ratios(model, index: torch.Tensor, samples: list[dict[str, torch.Te
 def held_out_samples(ckpt, mels: torch.Tensor, pixels: torch.Tensor, clips, photos, pairs: list[tuple[int, int]],
                      n: int = SAMPLES) -> list[dict[str, torch.Tensor]]:
     """Up to ``n`` evenly spread (clip, photo) pairs, each with a typed command in a held-out phrasing."""
-    from mbm.faithfulness import typed_commands
+    from mbm.scenarios.voice_control.faithfulness import typed_commands
 
     chosen = [pairs[k] for k in np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int)]
     _, ids, usable, _ = typed_commands([(photos[j].device, clips[i].word) for i, j in chosen], ckpt.vocab,

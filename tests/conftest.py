@@ -155,7 +155,7 @@ def build_voice_checkpoint(seed: int = 0):
     from mbm.checkpoint import Checkpoint
     from mbm.model import MultimodalModel
     from mbm.preprocess import build_vocab
-    from mbm.scenarios.voice_control import ACTIONS, DEVICES, WORDS, action_index_matrix, training_vocabulary
+    from mbm.scenarios.voice_control.spec import ACTIONS, DEVICES, WORDS, action_index_matrix, training_vocabulary
 
     vocab = build_vocab(training_vocabulary())
     cfg = tiny_model_config(vocab_size=len(vocab), heads={"device": len(DEVICES), "word": len(WORDS)})
@@ -179,7 +179,7 @@ def voice_checkpoint_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def voice_predictor(voice_checkpoint_path):
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     return VoiceControlPredictor.from_checkpoint(voice_checkpoint_path)
 

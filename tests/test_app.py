@@ -33,7 +33,7 @@ def call(client, audio=None, image=None, text=""):
     label, plot, status, result = outputs
     assert isinstance(result, dict), result
     # The label shows the same action and top-5 as the JSON, in plain names ("music player").
-    from mbm.scenarios.voice_control import display_name
+    from mbm.scenarios.voice_control.spec import display_name
 
     assert label["label"] == display_name(result["action"])
     assert [c["label"] for c in label["confidences"]] == [display_name(t["label"]) for t in result["top"]]

@@ -132,7 +132,7 @@ def microphone_page(browser, app_url: str, shots: list[Path], height: int, failu
 def test_record_upload_run_shows_action_and_weights(browser, app_url, generated_inputs, microphone_wav):
     # What the shipped model hears in the WAV file itself: the browser's recording of it must agree
     # (this checks the recording path, whatever the accuracy of the checkpoint).
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     heard_in_file = VoiceControlPredictor.from_checkpoint().predict(audio=str(microphone_wav)).heard[0]
     shot = ARTIFACTS / "voice_control.png"

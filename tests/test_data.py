@@ -19,9 +19,9 @@ from PIL import Image
 from mbm.config import AudioConfig, ImageConfig, TrainConfig
 from mbm.data.readers import (heldout_speakers, list_device_photos, list_speech_clips, tts_clips,
                               split_photos, split_speech)
-from mbm.data.voice_control_data import (PHOTO_MARGIN, AudioPool, PhotoPool, VoiceControlSampler,
+from mbm.scenarios.voice_control.data import (PHOTO_MARGIN, AudioPool, PhotoPool, VoiceControlSampler,
                                          load_audio_pool, load_photo_pool)
-from mbm.scenarios.voice_control import DEVICES, DIGITS, WORDS
+from mbm.scenarios.voice_control.spec import DEVICES, DIGITS, WORDS
 
 SC_SPEAKERS = [f"{i:08x}" for i in (0x1eddce1d, 0x439c84f4, 0x51055bda, 0x0a7c2a8d, 0x9e2c2d01, 0xc0ffee00)]
 FSDD_SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -222,7 +222,7 @@ def test_audio_and_photo_pools(fake_data):
 
 def _sampler(tiny_config, seed: int = 0) -> VoiceControlSampler:
     from mbm.preprocess import build_vocab
-    from mbm.scenarios.voice_control import training_vocabulary
+    from mbm.scenarios.voice_control.spec import training_vocabulary
 
     g = torch.Generator().manual_seed(0)
     audio = AudioPool(torch.randn(len(WORDS) * 2, 16000, generator=g) * 0.1,

@@ -1,4 +1,4 @@
-"""The faithfulness metrics and the results file of ``python -m mbm.evaluate`` (mbm.faithfulness)."""
+"""The faithfulness metrics and the results file of ``python -m mbm.evaluate`` (mbm.scenarios.voice_control.faithfulness)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbm.faithfulness import _spearman
+from mbm.scenarios.voice_control.faithfulness import _spearman
 from test_data import build_fake_data
 
 
@@ -110,7 +110,7 @@ def _true_prob(logits):
 
 
 def test_removal_effect_loss_is_lowest_at_softmax_of_the_effects():
-    from mbm.removal_loss import removal_effect_loss
+    from mbm.scenarios.voice_control.removal_loss import removal_effect_loss
 
     model, tokens = _PresenceModel(), _tokens([(True, True, True)] * 4)
     target = (torch.tensor([0.5, 0.2, 0.05]) / 0.2).softmax(0)  # the drops of _true_prob, over T = 0.2
@@ -125,7 +125,7 @@ def test_removal_effect_loss_is_lowest_at_softmax_of_the_effects():
 
 
 def test_removal_effect_loss_targets_only_present_modalities():
-    from mbm.removal_loss import removal_effect_loss
+    from mbm.scenarios.voice_control.removal_loss import removal_effect_loss
 
     model = _PresenceModel()
     # audio + text: removing audio costs 0.5, removing text 0.05; image absent gets no target
@@ -140,7 +140,7 @@ def test_removal_effect_loss_targets_only_present_modalities():
 
 
 def test_unseen_noise_kinds_differ_from_the_training_noise():
-    from mbm.faithfulness import _colour_blobs, _pink_noise
+    from mbm.scenarios.voice_control.faithfulness import _colour_blobs, _pink_noise
 
     g = torch.Generator().manual_seed(0)
     power = torch.fft.rfft(_pink_noise(8, 16000, g)).abs().pow(2).mean(0)  # (8001,)

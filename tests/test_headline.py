@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mbm.paths import PORTRAIT_ASSETS, VOICE_CONTROL_ASSETS
-from mbm.scenarios.voice_control import display_name, why_not_supported
+from mbm.scenarios.voice_control.spec import display_name, why_not_supported
 from mbm.ui.voice_control import headline, not_sure_below
 
 
 @pytest.fixture(scope="module")
 def predictor():
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     return VoiceControlPredictor.from_checkpoint()
 

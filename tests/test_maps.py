@@ -29,7 +29,7 @@ def test_units_cover_each_input_and_masking_touches_only_the_unit():
 
 @pytest.fixture(scope="module")
 def shipped():
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     return VoiceControlPredictor.from_checkpoint()
 

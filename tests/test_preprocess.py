@@ -16,7 +16,7 @@ from mbm.config import AudioConfig, ImageConfig, TextConfig
 from mbm.preprocess import (MAX_AUDIO_SECONDS, MAX_TEXT_CHARS, MIN_IMAGE_SIDE, PAD, UNK, InputError,
                             build_vocab, encode_text, fit_window, log_mel, prepare_audio, prepare_image,
                             read_audio, read_image, tokenize)
-from mbm.scenarios.voice_control import training_vocabulary
+from mbm.scenarios.voice_control.spec import training_vocabulary
 
 ACFG = AudioConfig()
 ICFG = ImageConfig(size=32)

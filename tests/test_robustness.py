@@ -1,4 +1,4 @@
-"""Corruptions for live robustness (mbm.robustness): level 0 is the identity, more level = more change."""
+"""Corruptions for live robustness (mbm.scenarios.voice_control.robustness): level 0 is the identity, more level = more change."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mbm.preprocess import InputError
-from mbm.robustness import blur_image, noise_audio, occlude_image, predict_corrupted, typo_text
+from mbm.scenarios.voice_control.robustness import blur_image, noise_audio, occlude_image, predict_corrupted, typo_text
 
 LEVELS = (0.25, 0.5, 1.0)
 

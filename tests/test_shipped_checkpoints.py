@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mbm.checkpoint import load_checkpoint
-from mbm.inference import VoiceControlPredictor
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets" / "voice_control"
@@ -41,7 +41,7 @@ def test_example_gives_the_promised_action(predictor, example):
     result = predictor.predict(audio=audio, image=image, text=example["text"])
     assert result.action == example["expect"], (result.action, result.top, result.summary())
     # The caption promises what the headline shows: the action, or "not sure" where the example says so.
-    from mbm.scenarios.voice_control import display_name
+    from mbm.scenarios.voice_control.spec import display_name
     from mbm.ui.voice_control import headline, not_sure_below
 
     line = headline(result, not_sure_below())

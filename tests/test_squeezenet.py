@@ -113,7 +113,7 @@ def _shipped():
 
 def test_shipped_model_says_no_device_for_plain_colour_and_noise():
     from mbm.errors import InputError
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     ckpt = _shipped()
     assert ckpt.extra["image_backbone"]["sha256"] == SHA256

@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from mbm.config import FusionConfig, TrainConfig
-from mbm.train import RECIPES, load_recipe, main
+from mbm.scenarios.voice_control.train import RECIPE, load_recipe
+from mbm.train import main
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -34,7 +35,7 @@ def test_bad_training_options_are_usage_errors(tmp_path, capsys, flags, message)
 
 
 def test_a_recipe_with_an_unknown_field_is_a_usage_error(tmp_path, capsys):
-    recipe = json.loads((RECIPES / "voice_control.json").read_text())
+    recipe = json.loads((RECIPE).read_text())
     recipe["train"]["rank_weight"] = 1.0
     (tmp_path / "r.json").write_text(json.dumps(recipe))
     with pytest.raises(SystemExit):
@@ -43,11 +44,11 @@ def test_a_recipe_with_an_unknown_field_is_a_usage_error(tmp_path, capsys):
 
 
 def test_the_recipe_is_the_shipped_checkpoints_training_config():
-    """mbm/recipes/voice_control.json reproduces checkpoints/voice_control.pt: the same training settings."""
+    """mbm/scenarios/voice_control/recipe.json reproduces checkpoints/voice_control.pt: the same training settings."""
     from mbm.checkpoint import load_checkpoint
     from mbm.paths import VOICE_CONTROL_CHECKPOINT
 
-    train, fusion = load_recipe(RECIPES / "voice_control.json")
+    train, fusion = load_recipe(RECIPE)
     shipped = load_checkpoint(VOICE_CONTROL_CHECKPOINT, "voice_control")
     used = shipped.metrics["train_config"]
     for key, value in vars(train).items():

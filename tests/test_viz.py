@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from mbm import eval_figures, viz
 from mbm.explain import disagreement, effects_table, modality_effects
-from mbm.inference import VoiceControlResult, PreparedInputs
+from mbm.scenarios.voice_control.predictor import VoiceControlResult, PreparedInputs
 
 
 def test_image_map_shape_grid_and_normalisation():

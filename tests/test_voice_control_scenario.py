@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mbm.preprocess import tokenize
-from mbm.scenarios.voice_control import (ACTION_TABLE, ACTIONS, DEVICE_SYNONYMS, DEVICES, DIGITS, NOT_SUPPORTED,
+from mbm.scenarios.voice_control.spec import (ACTION_TABLE, ACTIONS, DEVICE_SYNONYMS, DEVICES, DIGITS, NOT_SUPPORTED,
                                          SUPPORTED_PAIRS, WORDS, action_index_matrix, action_name, action_probs,
                                          make_typed_command, training_vocabulary)
 

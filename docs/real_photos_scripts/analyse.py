@@ -1,6 +1,6 @@
 import sys, torch, numpy as np, hashlib
 from collections import defaultdict
-from mbm.scenarios.voice_control import DEVICES
+from mbm.scenarios.voice_control.spec import DEVICES
 torch.manual_seed(0)
 S = int(sys.argv[1])
 c = torch.load(f'/work/main/cache/sq_feats_{S}.pt', weights_only=False)

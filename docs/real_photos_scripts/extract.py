@@ -3,7 +3,7 @@ import sys, time, torch, numpy as np
 from pathlib import Path
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
-from mbm.data.voice_control_data import load_photo_pool
+from mbm.scenarios.voice_control.data import load_photo_pool
 from mbm.data import augment
 from mbm.preprocess import normalise_pixels, prepare_image, read_image
 from mbm.features.squeezenet import pretrained_squeezenet

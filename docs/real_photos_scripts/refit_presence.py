@@ -3,7 +3,7 @@ from pathlib import Path
 from mbm.checkpoint import load_checkpoint, save_checkpoint
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
-from mbm.data.voice_control_data import load_photo_pool
+from mbm.scenarios.voice_control.data import load_photo_pool
 from mbm.features.image_cache import prepare_pretrained_images
 from mbm.paths import CACHE
 torch.set_num_threads(2)

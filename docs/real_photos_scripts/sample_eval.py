@@ -1,5 +1,5 @@
 import sys, glob, torch, numpy as np
-from mbm.inference import VoiceControlPredictor
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 from mbm.checkpoint import load_checkpoint
 torch.set_num_threads(1)
 p = VoiceControlPredictor(load_checkpoint(sys.argv[1], 'voice_control'))

@@ -1,5 +1,5 @@
 import sys, time, torch
-from mbm.inference import VoiceControlPredictor
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 torch.set_num_threads(1)
 A = 'assets/voice_control/'
 for path in sys.argv[1:]:

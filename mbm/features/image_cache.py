@@ -28,7 +28,7 @@ from mbm.config import ImageConfig
 from mbm.data import augment
 from mbm.scenarios.portrait.faces import list_face_photos
 from mbm.data.readers import _hash
-from mbm.data.voice_control_data import PhotoPool, VoiceControlSampler
+from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler
 from mbm.features.device_head import balanced_weights, fit_device_head, fit_presence
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.squeezenet import SHA256

@@ -28,7 +28,7 @@ from mbm.data.readers import DevicePhoto
 from mbm.features.device_head import fit_device_head
 from mbm.features.image_cache import DEVICE_L2, _batched, face_pixels, split_faces, synthetic_non_devices
 from mbm.features.imagenet_devices import zero_shot
-from mbm.scenarios.voice_control import DEVICES
+from mbm.scenarios.voice_control.spec import DEVICES
 
 
 def uses_pretrained_images(model) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from mbm.inference import VoiceControlPredictor
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 from mbm.scenarios.portrait.predictor import PortraitPredictor
 
 

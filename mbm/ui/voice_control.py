@@ -12,13 +12,13 @@ from pathlib import Path
 import gradio as gr
 
 from mbm.explain import explain_prediction
-from mbm.inference import VoiceControlResult
+from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.maps import with_occlusion_maps
 from mbm.checkpoint import fingerprint
 from mbm.paths import EVAL_RESULTS, VOICE_CONTROL_CHECKPOINT, VOICE_CONTROL_EXAMPLES
 from mbm.report import export_report
-from mbm.robustness import predict_corrupted
-from mbm.scenarios.voice_control import NOT_SUPPORTED, display_name, why_not_supported
+from mbm.scenarios.voice_control.robustness import predict_corrupted
+from mbm.scenarios.voice_control.spec import NOT_SUPPORTED, display_name, why_not_supported
 from mbm.ui import models
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.preprocess import MAX_TEXT_CHARS

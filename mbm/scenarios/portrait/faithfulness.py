@@ -1,6 +1,6 @@
 """Measured faithfulness of the portrait scenario's modality weights (printed by ``mbm.evaluate --scenario portrait``).
 
-The same two metrics as voice control (:mod:`mbm.faithfulness`), on portrait queries.
+The same two metrics as voice control (:mod:`mbm.scenarios.voice_control.faithfulness`), on portrait queries.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
-from mbm.faithfulness import NOISE_SEED, _mean_spearman, _spearman_per_sample
+from mbm.scenarios.voice_control.faithfulness import NOISE_SEED, _mean_spearman, _spearman_per_sample
 
 PORTRAIT_NAMES = {"audio": "voice", "image": "face", "text": "profile"}
 

@@ -7,7 +7,7 @@ are re-run (no gradient, dropout off) on the encoders' tokens with one modality
 removed at a time (``true_prob_without_each``), which measures the drop in
 p(true label) without each input. ``removal_effect_loss`` asks the weights to be
 ``softmax(drop / T)`` of those drops: what ``weight_effect_spearman`` measures (see
-:mod:`mbm.faithfulness`). Other losses tried (a pairwise ranking hinge, a loss on the
+:mod:`mbm.scenarios.voice_control.faithfulness`). Other losses tried (a pairwise ranking hinge, a loss on the
 weight of noised inputs) are in docs/history.md.
 """
 

@@ -1,6 +1,6 @@
 """Build the demo examples in ``assets/voice_control/`` from a data folder.
 
-    python -m mbm.data.make_assets --data ../shared/data
+    python -m mbm.scenarios.voice_control.make_assets --data ../shared/data
 
 Copies a few real recordings of held-out speakers and device photos (credited
 in ``assets/voice_control/CREDITS.md``), makes a noisy copy of one clip and a
@@ -35,7 +35,7 @@ MIN_CONFIDENCE = 0.5
 def pick_examples(data: Path, checkpoint: Path | None) -> tuple[dict[str, Path], dict[str, Path]]:
     """(asset name -> held-out clip, asset name -> held-out photo) that the checkpoint reads right."""
     from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech
-    from mbm.inference import VoiceControlPredictor
+    from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     predictor = VoiceControlPredictor.from_checkpoint(checkpoint)
     held_clips = split_speech(list_speech_clips(data))[1]
@@ -87,7 +87,7 @@ EXAMPLES = [
 CREDITS = """# Credits for the voice-control examples
 
 Real recordings and photos from the HELD-OUT side of the project's split (speakers and photos
-never used for training), chosen by `python -m mbm.data.make_assets`: for each word / device,
+never used for training), chosen by `python -m mbm.scenarios.voice_control.make_assets`: for each word / device,
 the clearest recording / the first photo (sorted) that the shipped checkpoint reads correctly on its own. They show fusion
 at work; accuracy is measured by `python -m mbm.evaluate`, not by these.
 

@@ -19,7 +19,7 @@ from mbm.config import AudioConfig, ImageConfig, TrainConfig
 from mbm.data import augment
 from mbm.data.readers import DevicePhoto, SpeechClip
 from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image, tokenize
-from mbm.scenarios.voice_control import (DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command)
+from mbm.scenarios.voice_control.spec import (DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command)
 
 PHOTO_MARGIN = 8  # training photos are stored this many pixels larger than the model's size, for crops
 UNK_ID = 1  # vocabulary id of <unk> (see mbm.preprocess.build_vocab)
@@ -99,7 +99,7 @@ class VoiceControlSampler:
         cmd = make_typed_command(self.rng, device, word, names_device, names_word)
         ids = [self.index.get(tok, UNK_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
         # Some texts lose many words (as phrasings the model never saw do): text then helps less, and
-        # the removal loss (mbm.removal_loss) teaches the attention to weigh it less.
+        # the removal loss (mbm.scenarios.voice_control.removal_loss) teaches the attention to weigh it less.
         return [UNK_ID if self.rng.random() < t.word_dropout else i for i in ids], False
 
     def _clip(self, word: int) -> int:

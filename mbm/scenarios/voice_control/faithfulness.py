@@ -43,7 +43,7 @@ Definitions (all over the triples, every modality present, unless said otherwise
 - ``robustness`` (only when asked: ``--curves`` or ``--results``): action accuracy
   against corruption level 0, 0.25, 0.5, 0.75, 1 on ``CURVE_SAMPLES`` evenly spaced
   triples, one modality corrupted at a time, seeded: audio noise (``add_noise`` at
-  ``snr_for_level``), image blur and occlusion (``mbm.robustness``) with audio +
+  ``snr_for_level``), image blur and occlusion (``mbm.scenarios.voice_control.robustness``) with audio +
   image as inputs; text typos (``typo_text``) with all three.
 """
 
@@ -59,8 +59,8 @@ from mbm.config import MODALITIES
 from mbm.encoders import Tokens
 from mbm.preprocess import UNK, InputError, encode_text, log_mel, normalise_pixels
 from mbm.data.augment import add_noise, snr_for_level
-from mbm.robustness import blur_image, occlude_image, typo_text
-from mbm.scenarios.voice_control import DEVICES, WORDS, action_name, action_probs, make_typed_command
+from mbm.scenarios.voice_control.robustness import blur_image, occlude_image, typo_text
+from mbm.scenarios.voice_control.spec import DEVICES, WORDS, action_name, action_probs, make_typed_command
 
 TEXT_SEED = 0
 NOISE_SEED = 1

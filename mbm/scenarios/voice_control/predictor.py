@@ -10,14 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from mbm.checkpoint import Checkpoint, load_checkpoint
 from mbm.config import MODALITIES
 from mbm.preprocess import (AudioInput, ImageInput, InputError, TextInput, encode_text, prepare_audio,
                             prepare_image, read_audio, read_image)
-from mbm.scenarios.voice_control import action_probs
+from mbm.scenarios.voice_control.spec import action_probs
 
 from mbm.paths import CHECKPOINTS as CHECKPOINT_DIR
 
