@@ -20,23 +20,10 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree, running_app
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by a process and its descendants (e.g. FFmpeg)."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, running_app
 
 
 def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = False) -> dict:
@@ -73,14 +60,14 @@ def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = 
                         errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:120]}")
 
         start = time.perf_counter()
-        server_cpu0, client_cpu0 = _cpu_seconds(proc.pid), time.process_time()
+        server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
         threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(clients)]
         for th in threads:
             th.start()
         for th in threads:
             th.join()
         wall = time.perf_counter() - start
-        server_cpu, client_cpu = _cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
+        server_cpu, client_cpu = cpu_seconds(proc.pid) - server_cpu0, time.process_time() - client_cpu0
 
     done = sum(len(v) for v in latencies.values())
     every = np.array([x for v in latencies.values() for x in v]) if done else np.zeros(1)

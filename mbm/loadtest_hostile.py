@@ -40,8 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, process_tree
-from mbm.loadtest import _cpu_seconds
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, process_tree
 from mbm.paths import ROOT
 
 TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
@@ -292,7 +291,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         sampler = threading.Thread(target=sample_rss, daemon=True)
         sampler.start()
         load_before = os.getloadavg()[0]
-        server_cpu0, client_cpu0 = _cpu_seconds(server.proc.pid), time.process_time()
+        server_cpu0, client_cpu0 = cpu_seconds(server.proc.pid), time.process_time()
         start = time.perf_counter()
         stop_at = start + duration_s
         threads = [threading.Thread(target=client_loop, args=(k, stop_at)) for k in range(clients)]
@@ -301,7 +300,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         for th in threads:
             th.join(duration_s + 300)
         wall = time.perf_counter() - start
-        server_cpu = _cpu_seconds(server.proc.pid) - server_cpu0
+        server_cpu = cpu_seconds(server.proc.pid) - server_cpu0
         client_cpu = time.process_time() - client_cpu0
         load_after = os.getloadavg()[0]
         alive_after_load = server.proc.poll() is None
