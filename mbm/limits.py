@@ -20,17 +20,27 @@ import json
 import os
 
 
-def _env_number(name: str, default: float, minimum: float) -> float:
+def _env_setting(name: str, default, minimum, parse, kind: str):
+    """A setting from the environment, parsed and at least ``minimum``; a clear exit for a bad value."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
         value = None
     if value is None or value < minimum:
-        raise SystemExit(f"{name}={raw!r}: expected a number >= {minimum:g}")
+        raise SystemExit(f"{name}={raw!r}: expected {kind} >= {minimum:g}")
     return value
+
+
+def _env_number(name: str, default: float, minimum: float) -> float:
+    return _env_setting(name, default, minimum, float, "a number")
+
+
+def env_int(name: str, default: int, minimum: int) -> int:
+    """An integer setting from the environment; a clear error (not a traceback) for a bad value."""
+    return _env_setting(name, default, minimum, int, "a whole number")
 
 
 MB = 1024 * 1024

@@ -133,7 +133,7 @@ def _attack_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _raw_call(url: str, api: str, data=None, body: bytes | None = None) -> tuple[int, str, object]:
+def raw_call(url: str, api: str, data=None, body: bytes | None = None) -> tuple[int, str, object]:
     """POST /gradio_api/call/<api> and read the answer: (HTTP status, event, data)."""
     host, port = url.split("//")[1].rstrip("/").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=120)
@@ -214,7 +214,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
 
         def raw(kind: str, api: str, data=None, body: bytes | None = None, ok_event: str = "error") -> None:
             try:
-                status, event, payload = _raw_call(url, api, data, body)
+                status, event, payload = raw_call(url, api, data, body)
             except Exception as e:  # noqa: BLE001
                 note(kind, f"failed:{type(e).__name__}", str(e))
                 return

@@ -239,7 +239,7 @@ def test_weights_chart_draws_one_bar_per_modality_in_proportion():
 
 @pytest.mark.parametrize("value", ["abc", "2.5", "0", "-1"])
 def test_a_bad_numeric_setting_is_a_clear_error(monkeypatch, value):
-    from mbm.ui.common import env_int
+    from mbm.limits import env_int
 
     monkeypatch.setenv("MBM_CONCURRENCY", value)
     with pytest.raises(SystemExit, match=r"MBM_CONCURRENCY=.*expected a whole number >= 1"):
@@ -247,7 +247,7 @@ def test_a_bad_numeric_setting_is_a_clear_error(monkeypatch, value):
 
 
 def test_numeric_settings_default_and_parse(monkeypatch):
-    from mbm.ui.common import env_int
+    from mbm.limits import env_int
 
     monkeypatch.delenv("MBM_THREADS", raising=False)
     assert env_int("MBM_THREADS", 1, minimum=1) == 1

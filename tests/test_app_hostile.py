@@ -10,10 +10,7 @@
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 
@@ -21,30 +18,13 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from mbm.loadtest_hostile import raw_call  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 FACE = ROOT / "assets" / "portrait" / "examples" / "s1_clear.png"
 
 
-def call(url: str, api: str, data=None, body: bytes | None = None) -> tuple[int, str, object]:
-    """POST /gradio_api/call/<api> then read its event stream: (HTTP status, event, data)."""
-    u = urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
-    payload = body if body is not None else json.dumps({"data": data}).encode()
-    try:
-        conn.request("POST", f"/gradio_api/call/{api}", body=payload, headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-    except (BrokenPipeError, ConnectionResetError):
-        return 413, "reset", None  # refused before the body was read
-    raw = response.read()
-    if response.status != 200:
-        return response.status, "http", json.loads(raw or b"null")
-    event_id = json.loads(raw)["event_id"]
-    conn.request("GET", f"/gradio_api/call/{api}/{event_id}")
-    stream = conn.getresponse().read().decode()
-    conn.close()
-    event = next(line.split(":", 1)[1].strip() for line in stream.splitlines() if line.startswith("event:"))
-    data = next(line.split(":", 1)[1].strip() for line in stream.splitlines() if line.startswith("data:"))
-    return 200, event, json.loads(data)
+call = raw_call  # POST /gradio_api/call/<api>, then its event stream: (HTTP status, event, data)
 
 
 def error_text(data) -> str:

@@ -80,6 +80,17 @@ def _standardise(module, feats: torch.Tensor) -> None:
     module.std.copy_(feats.std(0).clamp_min(1e-3))
 
 
+
+def _train_linear(head, loss_of, steps: int, lr: float, l2: float) -> None:
+    """Full-batch Adam on ``head.linear``: ``loss_of(head)`` + l2 x the squared weights."""
+    opt = torch.optim.Adam(head.linear.parameters(), lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_of(head) + l2 * head.linear.weight.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
 def fit_device_head(feats: torch.Tensor, zs: torch.Tensor, devices: torch.Tensor, sources: list[str],
                     l2: float = 0.1, prior: float = 1.0, steps: int = 300, lr: float = 0.05,
                     seed: int = 0) -> DeviceHead:
@@ -88,14 +99,8 @@ def fit_device_head(feats: torch.Tensor, zs: torch.Tensor, devices: torch.Tensor
     head = DeviceHead(feats.shape[1], prior)
     _standardise(head, feats)
     w = balanced_weights(devices, sources)
-    opt = torch.optim.Adam(head.linear.parameters(), lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (F.cross_entropy(head(feats, zs), devices, reduction="none") * w).mean()
-            loss = loss + l2 * head.linear.weight.pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train_linear(head, lambda h: (F.cross_entropy(h(feats, zs), devices, reduction="none") * w).mean(),
+                  steps, lr, l2)
     return head.eval()
 
 
@@ -111,14 +116,8 @@ def fit_presence(pos_feats: torch.Tensor, pos_zs: torch.Tensor, pos_weights: tor
     y = torch.cat([torch.ones(len(pos_feats)), torch.zeros(len(neg_feats))])
     # each side weighs half
     w = torch.cat([pos_weights / pos_weights.sum(), torch.full((len(neg_feats),), 1.0 / len(neg_feats))]) * len(y) / 2
-    opt = torch.optim.Adam(head.linear.parameters(), lr=lr)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (F.binary_cross_entropy_with_logits(head(x, z), y, reduction="none") * w).mean()
-            loss = loss + l2 * head.linear.weight.pow(2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _train_linear(head, lambda h: (F.binary_cross_entropy_with_logits(h(x, z), y, reduction="none") * w).mean(),
+                  steps, lr, l2)
     head.eval()
     with torch.no_grad():
         p = head(pos_feats, pos_zs).sigmoid()

@@ -11,7 +11,7 @@ import html
 import io
 import json
 import math
-import os
+
 import re
 import sys
 import tempfile
@@ -27,21 +27,6 @@ from mbm.storage import atomic_write
 OUTPUT_IMAGES = Path(tempfile.gettempdir()) / "mbm_output_images"  # see image_file
 MODALITY_COLOURS = {"audio": "#2a9d8f", "image": "#e76f51", "text": "#457b9d"}
 PORTRAIT_COLOURS = {"voice": "#2a9d8f", "face": "#e76f51", "profile": "#457b9d"}  # same hue per input kind
-
-
-def env_int(name: str, default: int, minimum: int) -> int:
-    """An integer setting from the environment; a clear error (not a traceback) for a bad value."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise SystemExit(f"{name}={raw!r}: expected a whole number >= {minimum}")
-    return value
-
 
 
 def share(w: float) -> str:
@@ -88,7 +73,6 @@ MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 def plain(text: str) -> str:
     """Escape Markdown so user-controlled text (file names, unknown words) shows literally."""
     return MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
 
 
 class ParameterError(ValueError):
@@ -269,7 +253,6 @@ def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -
     return rows, captions
 
 
-
 def image_file(image) -> str | None:
     """An output image (H, W, 3) uint8 as a PNG file named by its content, written atomically.
 
@@ -316,7 +299,6 @@ def remove_stale_outputs() -> None:
     tmp = Path(tempfile.gettempdir())
     for folder in [OUTPUT_IMAGES, tmp / "mbm_reports", *tmp.glob("mbm_report_*")]:
         shutil.rmtree(folder, ignore_errors=True)
-
 
 
 def user_error(e: Exception, title: str) -> gr.Error:
