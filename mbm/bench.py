@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         result[f"predict_{stat}_ms"] = max(result[f"predict_{stat}_ms"], result[f"portrait_predict_{stat}_ms"])
     result["checkpoint_mb"] = round(sum(p.stat().st_size for p in CHECKPOINTS.iterdir()) / 1e6, 2)
     if not args.no_retrieval:  # issue 20: query over 10k items, exact vs FAISS over 1M vectors, indexing
-        from mbm.retrieval.bench import bench_retrieval
+        from mbm.scenarios.retrieval.bench import bench_retrieval
 
         result["retrieval"] = bench_retrieval(quick=args.quick)
     if not args.no_app:

@@ -127,7 +127,7 @@ class Index:
 
     @classmethod
     def empty(cls, root: Path) -> "Index":
-        from mbm.retrieval.model import APP_DIM, SEM_DIM, VECTOR_DIM
+        from mbm.scenarios.retrieval.model import APP_DIM, SEM_DIM, VECTOR_DIM
 
         z = lambda d: np.zeros((0, d), np.float32)  # noqa: E731
         return cls(z(VECTOR_DIM), z(SEM_DIM), z(APP_DIM), z(SEM_DIM), np.zeros(0, bool), [], Path(root))
@@ -160,7 +160,7 @@ def read_caption(p: Path) -> tuple[str, list[str]]:
 
 def _load_or_error(path: Path):
     """The 224 px photo, or the reason it cannot be read (a string)."""
-    from mbm.retrieval.encoders import load_photo
+    from mbm.scenarios.retrieval.encoders import load_photo
 
     try:
         return load_photo(path)
@@ -171,8 +171,8 @@ def _load_or_error(path: Path):
 def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
           space=None, log=print) -> Index:
     """Index folder into out (incremental when out exists and was built with the same checkpoint)."""
-    from mbm.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
-    from mbm.retrieval.model import load_space
+    from mbm.scenarios.retrieval.encoders import photo_features, text_features, text_language_note, transcribe
+    from mbm.scenarios.retrieval.model import load_space
 
     folder = Path(folder).resolve()
     if not folder.is_dir():
@@ -211,7 +211,7 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
     log(f"{len(photos)} photos: {len(photos) - len(todo)} unchanged, {len(todo)} to index"
         + (f"; {len(other)} other files ignored" if other else ""))
     n = len(items)
-    from mbm.retrieval.model import APP_DIM, SEM_DIM
+    from mbm.scenarios.retrieval.model import APP_DIM, SEM_DIM
 
     photo_sem = np.zeros((n, SEM_DIM), np.float32)
     app = np.zeros((n, APP_DIM), np.float32)

@@ -41,7 +41,7 @@ def folder(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def space():
-    from mbm.retrieval.model import load_space
+    from mbm.scenarios.retrieval.model import load_space
 
     return load_space()
 
@@ -65,7 +65,7 @@ def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
 
 def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypatch):
     from mbm.index import Index, build
-    import mbm.retrieval.encoders as enc
+    import mbm.scenarios.retrieval.encoders as enc
 
     out = tmp_path / "coll.npz"
     first = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -85,7 +85,7 @@ def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypa
 
 def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypatch):
     from mbm.index import build
-    import mbm.retrieval.encoders as enc
+    import mbm.scenarios.retrieval.encoders as enc
 
     out = tmp_path / "coll.npz"
     build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -104,8 +104,8 @@ def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypa
 
 def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
     from mbm.index import build
-    from mbm.retrieval.model import combined_query
-    from mbm.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.model import combined_query
+    from mbm.scenarios.retrieval.search import encode_query, search
 
     idx = build(folder, tmp_path / "c.npz", progress=False, space=space, log=lambda *_: None)
     q = encode_query(space, idx, photo=str(folder / "item1.jpg"), text="a reading lamp", negative="a door")
@@ -126,7 +126,7 @@ def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
 
 def test_near_duplicates_are_folded(tmp_path, space):
     from mbm.index import build
-    from mbm.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.search import encode_query, search
 
     d = tmp_path / "dups"
     d.mkdir()
@@ -144,7 +144,7 @@ def test_near_duplicates_are_folded(tmp_path, space):
 
 def test_bad_input_gives_clear_messages(tmp_path, space):
     from mbm.index import Index, build
-    from mbm.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.search import encode_query, search
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -202,7 +202,7 @@ def test_cli_empty_folder_and_build(tmp_path, folder):
 
 
 def test_spec_paraphrases_are_held_out():
-    from mbm.scenarios.retrieval import CLASSES, EVAL_PARAPHRASES, TRAIN_CAPTIONS
+    from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, TRAIN_CAPTIONS
 
     train = {t for ts in TRAIN_CAPTIONS.values() for t in ts}
     for c in CLASSES:

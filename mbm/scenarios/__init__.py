@@ -54,7 +54,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("retrieval", "Search",
              inputs={"audio": "a spoken query", "image": "a photo query", "text": "a typed query (+ an optional negative)"},
              output="the top-k items of a collection, each with every input's exact share of its score",
-             checkpoint=RETRIEVAL_CHECKPOINT, spec="mbm.scenarios.retrieval",
-             train="mbm.retrieval.train:main", evaluate="mbm.retrieval.evaluate:main",
+             checkpoint=RETRIEVAL_CHECKPOINT, spec="mbm.scenarios.retrieval.spec",
+             train="mbm.scenarios.retrieval.train:main", evaluate="mbm.scenarios.retrieval.evaluate:main",
              tab="mbm.ui.search:search_tab"),
 )}

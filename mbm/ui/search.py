@@ -32,7 +32,7 @@ LABELS = {"speech": "spoken", "photo": "photo", "text": "text", "negative": "not
 
 @lru_cache(maxsize=1)
 def space():
-    from mbm.retrieval.model import load_space
+    from mbm.scenarios.retrieval.model import load_space
 
     return load_space()
 
@@ -107,7 +107,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     Returns the gallery [(image, caption)], a status line, and JSON: {"results": [{"path", "score",
     "shares": {input: w * sim}, "caption", "transcript", "folded"}], "heard", "weights", "notes"}.
     """
-    from mbm.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.search import encode_query, search
 
     sp = space()
     d = sp.weights
@@ -118,8 +118,6 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     k = int(number_value(8 if k is None else k, "k", 1, MAX_K))
     files = collection if collection else None
     if files:
-        from mbm.ui.common import file_values
-
         paths = [file_value(f, f"collection[{i}]") for i, f in enumerate(files if isinstance(files, list) else [files])]
         index = uploaded_index([p for p in paths if p is not None])
     else:

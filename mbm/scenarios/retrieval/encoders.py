@@ -2,7 +2,7 @@
 
 - photo: SqueezeNet v1.1 (ImageNet, ``mbm.features.squeezenet``) at 224 px: the fire9 grid averaged
   (512) and the ImageNet class probabilities (1000).
-- text: all-MiniLM-L6-v2 (``mbm.retrieval.text``, 384) plus a ConSE bridge: the text's similarity
+- text: all-MiniLM-L6-v2 (``mbm.scenarios.retrieval.text``, 384) plus a ConSE bridge: the text's similarity
   to the 1000 ImageNet class names (torchvision's list), softmax-sharpened, so a word the heads never
   saw still lands on the photos whose classes it names (Norouzi et al. 2014).
 - speech: PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the
@@ -71,14 +71,14 @@ def photo_features(photos: list[np.ndarray], batch: int = 32) -> tuple[np.ndarra
 
 @lru_cache(maxsize=1)
 def _class_name_vectors() -> np.ndarray:
-    from mbm.retrieval.text import text_encoder
+    from mbm.scenarios.retrieval.text import text_encoder
 
     return text_encoder().encode([f"a photo of a {n}" for n in imagenet_names()])
 
 
 def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Texts -> (MiniLM (N, 384), ConSE class distribution (N, 1000))."""
-    from mbm.retrieval.text import text_encoder
+    from mbm.scenarios.retrieval.text import text_encoder
 
     if not texts:
         return np.zeros((0, TEXT_DIM), np.float32), np.zeros((0, N_CLASSES), np.float32)
@@ -89,7 +89,7 @@ def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def text_language_note(text: str) -> str | None:
     """A note when a text is mostly outside the English model's reach (another script, unknown words)."""
-    from mbm.retrieval.text import text_encoder
+    from mbm.scenarios.retrieval.text import text_encoder
 
     letters = [c for c in text if c.isalpha()]
     if letters and sum(ord(c) > 0x24F for c in letters) / len(letters) > 0.5:

@@ -9,7 +9,7 @@ InfoNCE (CLIP-style, both directions) on photo <-> caption / spoken-name pairs:
 
 Then the appearance PCA (64) is fitted on the training photos and the scoring constants (the
 semantic scale ``a`` and the default slider weights) are chosen on the training photos only. The
-30 % held-out photos (``mbm.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with
+30 % held-out photos (``mbm.scenarios.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with
 cached features.
 """
 
@@ -21,18 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
-from mbm.scenarios.retrieval import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS
+from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
 
 def training_texts(voices=None) -> tuple[list[str], list[int], list[str]]:
     """(texts, class index, kind) = typed captions + transcripts of their synthetic speech."""
-    from mbm.retrieval.data import TRAIN_VOICES, synthesize
-    from mbm.retrieval.encoders import recognizer
+    from mbm.scenarios.retrieval.data import TRAIN_VOICES, synthesize
+    from mbm.scenarios.retrieval.encoders import recognizer
 
     texts, labels, kinds = [], [], []
     rec = recognizer(tuple(c for caps in TRAIN_CAPTIONS.values() for c in caps))
@@ -61,7 +60,7 @@ def info_nce(photo: torch.Tensor, text: torch.Tensor, same: torch.Tensor, scale:
 
 
 def fit_heads(pooled, probs, labels, t_min, t_conse, t_labels, steps=1500, batch=256, supervised=0.9, seed=0):
-    from mbm.retrieval.model import Heads, photo_input, text_input
+    from mbm.scenarios.retrieval.model import Heads, photo_input, text_input
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -97,8 +96,8 @@ def fit_pca(pooled: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def choose_constants(space, pooled, probs, labels, sources):
     """The semantic scale a and the default weights, by mixed / photo r1 on the training photos."""
-    from mbm.retrieval.encoders import text_features
-    from mbm.retrieval.evaluate import mixed_r1
+    from mbm.scenarios.retrieval.encoders import text_features
+    from mbm.scenarios.retrieval.evaluate import mixed_r1
 
     sem, app = space.photo_sem(pooled, probs), space.appearance(pooled)
     mixed_sem = space.text_sem(*text_features([MIXED_TEXTS[c] for c in CLASSES]))
@@ -126,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--supervised", type=float, default=0.9, help="weight of the label positives in InfoNCE")
     args = ap.parse_args(argv)
-    from mbm.retrieval.data import device_photos, held_out, photo_features_cached, source_of
-    from mbm.retrieval.encoders import text_features
-    from mbm.retrieval.model import APP_DIM, Heads, Space
+    from mbm.scenarios.retrieval.data import device_photos, held_out, photo_features_cached, source_of
+    from mbm.scenarios.retrieval.encoders import text_features
+    from mbm.scenarios.retrieval.model import APP_DIM, Space
 
     t0 = time.time()
     torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""Retrieval speed: ``python -m mbm.bench --json`` (its ``retrieval`` section) or ``python -m mbm.retrieval.bench``.
+"""Retrieval speed: ``python -m mbm.bench --json`` (its ``retrieval`` section) or ``python -m mbm.scenarios.retrieval.bench``.
 
 - one query over 10,000 items, encoding included, one thread: a typed text, a photo, photo + text;
 - 1,000,000 random unit vectors of the index's size (192 floats): exact search (numpy, one thread)
@@ -31,8 +31,8 @@ def _p50(fn, repeats: int) -> float:
 
 def bench_query(repeats: int, n_items: int = 10_000) -> dict:
     from mbm.index import Index
-    from mbm.retrieval.model import VECTOR_DIM, load_space
-    from mbm.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.model import VECTOR_DIM, load_space
+    from mbm.scenarios.retrieval.search import encode_query, search
     from mbm.paths import RETRIEVAL_ASSETS
 
     torch.set_num_threads(1)
@@ -114,7 +114,7 @@ def bench_indexing(n: int = 64) -> dict:
     from PIL import Image
 
     from mbm.index import build
-    from mbm.retrieval.model import load_space
+    from mbm.scenarios.retrieval.model import load_space
 
     torch.set_num_threads(2)
     space = load_space()

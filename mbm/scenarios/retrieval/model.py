@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mbm.retrieval.encoders import IMAGE_DIM, N_CLASSES, TEXT_DIM
+from mbm.scenarios.retrieval.encoders import IMAGE_DIM, N_CLASSES, TEXT_DIM
 
 SEM_DIM = 128
 APP_DIM = 64

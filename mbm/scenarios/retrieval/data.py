@@ -43,7 +43,7 @@ def device_photos(root: Path) -> list[tuple[Path, str]]:
 def photo_features_cached(paths: list[Path], progress: bool = False,
                           use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(pooled (N, 512), probs (N, 1000), errors) for paths; unreadable photos get zero rows + an error."""
-    from mbm.retrieval.encoders import load_photo, photo_features
+    from mbm.scenarios.retrieval.encoders import load_photo, photo_features
 
     FEATURE_CACHE.mkdir(parents=True, exist_ok=True)
     pooled = np.zeros((len(paths), 512), np.float32)

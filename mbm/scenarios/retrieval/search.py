@@ -34,7 +34,7 @@ class Result:
 
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
                  negative: str | None = None) -> Query:
-    from mbm.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
+    from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
 
     text = (text or "").strip()[:MAX_QUERY_CHARS] or None
     negative = (negative or "").strip()[:MAX_QUERY_CHARS] or None
@@ -67,7 +67,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
 
 def search(space, index, query: Query, weights: dict[str, float], k: int = 8,
            fold: bool = True) -> list[Result]:
-    from mbm.retrieval.model import score_terms
+    from mbm.scenarios.retrieval.model import score_terms
 
     if len(index) == 0:
         raise InputError("the collection has no items; index a folder with "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from collections import defaultdict
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.scenarios.retrieval import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, SPOKEN_NAMES
+from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, SPOKEN_NAMES
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
 
@@ -114,9 +113,9 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
              use_cache: bool = True) -> dict:
     import torch
 
-    from mbm.retrieval.data import QUERY_VOICES, device_photos, photo_features_cached, source_of, synthesize
-    from mbm.retrieval.encoders import recognizer, text_features
-    from mbm.retrieval.model import load_space
+    from mbm.scenarios.retrieval.data import QUERY_VOICES, device_photos, photo_features_cached, source_of, synthesize
+    from mbm.scenarios.retrieval.encoders import recognizer, text_features
+    from mbm.scenarios.retrieval.model import load_space
 
     t0 = time.time()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
