@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mbm import viz
+from mbm import figures, viz
 
 WEIGHT_MARGIN = 0.05  # weights closer than this count as tied
 EFFECT_MARGIN = 0.05  # confidence drops closer than this count as tied
@@ -113,14 +113,14 @@ def explain_prediction(result) -> dict:
     inp = result.inputs
     tw = result.maps
     return {
-        "figure": viz.explanation_figure(result, effects),
+        "figure": figures.explanation_figure(result, effects),
         "image_overlay": viz.image_overlay(inp.image.shown, tw["image"]) if inp.image is not None and "image" in tw
         else None,
         "text_highlights": viz.text_highlights(inp.text.tokens, tw["text"], separator=" ")
         if inp.text is not None and "text" in tw else None,
         "audio_figure": viz.audio_figure(inp.audio.waveform, inp.audio.mel, tw["audio"])
         if inp.audio is not None and "audio" in tw else None,
-        "weights_figure": viz.weights_figure(result.modality_weights, effects),
+        "weights_figure": figures.weights_figure(result.modality_weights, effects),
         "effects": effects, "effects_table": effects_table(effects), "flag": effects.disagree,
         "flag_text": flag_text(effects), "model_view": viz.model_view(result),
         "json": report_data(result, effects),

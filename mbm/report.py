@@ -2,7 +2,7 @@
 
     paths = export_report(result, out_dir)   # {"png": Path, "html": Path, "json": Path}
 
-The PNG is the aligned explanation figure (``mbm.viz.explanation_figure``). The
+The PNG is the aligned explanation figure (``mbm.figures.explanation_figure``). The
 HTML holds the same figure, the crop the model saw with its heatmap, the log-mel,
 the highlighted tokens, the weights beside the measured effects and the top
 actions, with no external file or script. The JSON holds the raw numbers: the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm import viz
+from mbm import figures, viz
 from mbm.explain import modality_effects, report_data
 
 
@@ -84,7 +84,7 @@ def report_html(result, effects=None, figure_png: bytes | None = None, settings:
     date, model and checkpoint, settings, each input (or why it is absent)."""
     effects = effects or modality_effects(result)
     if figure_png is None:
-        figure_png = viz.figure_png(viz.explanation_figure(result, effects))
+        figure_png = figures.figure_png(figures.explanation_figure(result, effects))
     m = viz.maps(result)
     view = viz.model_view(result)
     pictures = []
@@ -145,7 +145,7 @@ def export_report(result, out_dir: str | Path, effects=None, stem: str = "mbm_re
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     effects = effects or modality_effects(result)
-    png = viz.figure_png(viz.explanation_figure(result, effects))
+    png = figures.figure_png(figures.explanation_figure(result, effects))
     paths = {"png": out / f"{stem}.png", "html": out / f"{stem}.html", "json": out / f"{stem}.json"}
     paths["png"].write_bytes(png)
     paths["html"].write_text(report_html(result, effects, png, settings, model), encoding="utf-8")

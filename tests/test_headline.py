@@ -6,7 +6,7 @@ import pytest
 
 from mbm.paths import PORTRAIT_ASSETS, VOICE_CONTROL_ASSETS
 from mbm.scenarios.voice_control.spec import display_name, why_not_supported
-from mbm.ui.voice_control import headline, not_sure_below
+from mbm.ui.voice_control_answer import headline, not_sure_below
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_example_gives_the_promised_action(predictor, example):
     assert result.action == example["expect"], (result.action, result.top, result.summary())
     # The caption promises what the headline shows: the action, or "not sure" where the example says so.
     from mbm.scenarios.voice_control.spec import display_name
-    from mbm.ui.voice_control import headline, not_sure_below
+    from mbm.ui.voice_control_answer import headline, not_sure_below
 
     line = headline(result, not_sure_below())
     if example.get("not_sure"):

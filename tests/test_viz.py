@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from mbm import eval_figures, viz
+from mbm import eval_figures, figures, viz
 from mbm.explain import disagreement, effects_table, modality_effects
 from mbm.scenarios.voice_control.predictor import VoiceControlResult, PreparedInputs
 
@@ -62,9 +62,9 @@ def test_maps_of_a_prediction(voice_predictor, make_tone, make_image):
     assert m["text"] is None  # no text given: no map
     view = viz.model_view(r)
     assert view["tokens"] is None and view["image"].shape == (s, s, 3) and view["mel_image"].dtype == np.uint8
-    fig = viz.explanation_figure(r, modality_effects(r))
+    fig = figures.explanation_figure(r, modality_effects(r))
     assert isinstance(fig, Figure)
-    assert viz.figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figures.figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
     assert isinstance(viz.audio_figure(r.inputs.audio.waveform, r.inputs.audio.mel, r.token_weights["audio"]), Figure)
 
 
@@ -73,7 +73,7 @@ def test_text_only_prediction_has_only_text_map(voice_predictor):
     m = viz.maps(r)
     assert m["image"] is None and m["audio"] is None and m["image_overlay"] is None
     assert [t for t, _ in m["text"]] == r.inputs.text.tokens
-    assert isinstance(viz.explanation_figure(r), Figure)
+    assert isinstance(figures.explanation_figure(r), Figure)
 
 
 # --- the disagreement flag ------------------------------------------------------------------------
@@ -111,7 +111,7 @@ def test_modality_effects_of_a_constructed_result():
     assert not ok.disagree
     alone = modality_effects(_result({"audio": 1.0, "image": 0.0, "text": 0.0}, 0.9, {}))
     assert not alone.disagree and alone.drop == {}
-    assert isinstance(viz.weights_figure(r.modality_weights, e), Figure)
+    assert isinstance(figures.weights_figure(r.modality_weights, e), Figure)
 
 
 # --- the Evaluation tab ---------------------------------------------------------------------------
