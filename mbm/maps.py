@@ -178,7 +178,7 @@ def deletion_ratios(model, index: torch.Tensor, samples: list[dict[str, torch.Te
 def held_out_samples(ckpt, mels: torch.Tensor, pixels: torch.Tensor, clips, photos, pairs: list[tuple[int, int]],
                      n: int = SAMPLES) -> list[dict[str, torch.Tensor]]:
     """Up to ``n`` evenly spread (clip, photo) pairs, each with a typed command in a held-out phrasing."""
-    from mbm.scenarios.voice_control.faithfulness import typed_commands
+    from mbm.scenarios.voice_control.cached_runs import typed_commands
 
     chosen = [pairs[k] for k in np.linspace(0, len(pairs) - 1, min(n, len(pairs))).round().astype(int)]
     _, ids, usable, _ = typed_commands([(photos[j].device, clips[i].word) for i, j in chosen], ckpt.vocab,

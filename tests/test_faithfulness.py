@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mbm.scenarios.voice_control.faithfulness import _spearman
+from mbm.scenarios.voice_control.cached_runs import _spearman
 from test_data import build_fake_data
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
-from mbm.scenarios.voice_control.faithfulness import NOISE_SEED, _mean_spearman, _spearman_per_sample
+from mbm.scenarios.voice_control.cached_runs import _mean_spearman, _spearman_per_sample
+from mbm.scenarios.voice_control.faithfulness import NOISE_SEED
 
 PORTRAIT_NAMES = {"audio": "voice", "image": "face", "text": "profile"}
 

@@ -173,7 +173,7 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         truth = [actions.index(action_name(photos[j].device, clips[i].word)) for i, j in pairs]
         truth = torch.tensor(truth)
         # each clip and photo is encoded once; fusion + heads run per pair on the cached tokens
-        from mbm.scenarios.voice_control.faithfulness import encode, pair_outputs
+        from mbm.scenarios.voice_control.cached_runs import encode, pair_outputs
 
         model.eval()
         tokens = {"audio": encode(model, "audio", mels), "image": encode(model, "image", pixels)}
