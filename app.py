@@ -21,7 +21,8 @@ import torch
 from mbm.limits import MAX_REQUEST_BYTES, MAX_SESSIONS, MAX_UPLOAD_BYTES, BodyLimitMiddleware, env_int, tame_malloc
 from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
-from mbm.ui.common import check_arguments, remove_stale_outputs
+from mbm.ui.common import remove_stale_outputs
+from mbm.ui.params import check_arguments
 
 # Uploads above this are refused by Gradio before they reach the model; any other request body (an API
 # call's JSON, where a file can be inlined as a data URL) above MBM_MAX_REQUEST_MB is refused with 413

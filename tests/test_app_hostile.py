@@ -94,7 +94,7 @@ def test_a_server_path_string_is_not_read(app_url):
 
 
 def test_example_paths_outside_uploads_and_assets_are_refused():
-    from mbm.ui.common import file_value
+    from mbm.ui.params import file_value
 
     assert file_value(str(FACE), "face") == str(FACE.resolve())  # an example from the assets
     with pytest.raises(ValueError, match="face: a file path must be an upload"):
@@ -143,7 +143,7 @@ def test_every_file_endpoint_shares_one_concurrency_limit():
 def test_data_urls_obey_the_upload_cap_in_the_handler_too(monkeypatch):
     """Whatever MBM_MAX_REQUEST_MB allows, a data URL is checked against the upload cap before decoding."""
     import mbm.limits as limits
-    from mbm.ui.common import file_value
+    from mbm.ui.params import file_value
 
     monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 1000)
     with pytest.raises(ValueError, match="face: the inlined file is larger than"):

@@ -15,8 +15,8 @@ from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, 
 from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
-from mbm.ui.common import (PORTRAIT_COLOURS, ParameterError, file_value, file_values, guarded, image_file,
-                           load_examples, modality_weights_chart, plain, share, text_value)
+from mbm.ui.common import PORTRAIT_COLOURS, image_file, load_examples, modality_weights_chart, plain, share
+from mbm.ui.params import ParameterError, file_value, file_values, guarded, text_value
 
 SESSION_TTL_S = 6 * 3600  # a visitor's own enrolments are forgotten this long after their last visit
 

@@ -21,7 +21,7 @@ import gradio as gr
 from mbm.errors import InputError
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
-from mbm.ui.common import file_value, guarded, number_value, text_value
+from mbm.ui.params import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
 MAX_UPLOAD_FILES = 300

@@ -22,8 +22,8 @@ from mbm.ui.voice_control_answer import voice_control_status
 from mbm.ui import models
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.preprocess import MAX_TEXT_CHARS
-from mbm.ui.common import (bool_value, file_value, guarded, image_file, load_examples, modality_weights_chart,
-                           number_value, prune_folder, text_value)
+from mbm.ui.common import image_file, load_examples, modality_weights_chart, prune_folder
+from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16
