@@ -18,7 +18,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from mbm.loadtest_hostile import raw_call  # noqa: E402
+from mbm.loadtest_tools import raw_call  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FACE = ROOT / "assets" / "portrait" / "examples" / "s1_clear.png"
