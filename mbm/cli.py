@@ -33,3 +33,19 @@ def print_result(result: dict, as_json: bool) -> None:
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
+
+
+def read_recipe(parser: argparse.ArgumentParser, path) -> None:
+    """Make a scenario's shipped recipe (a JSON object: option -> value) the defaults of ``parser``.
+
+    Options given on the command line override single values; an unknown option in the file is a
+    usage error naming it.
+    """
+    from pathlib import Path
+
+    recipe = json.loads(Path(path).read_text(encoding="utf-8"))
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(k for k in recipe if k not in known and k != "about")
+    if unknown:
+        parser.error(f"{path}: unknown recipe options {unknown}")
+    parser.set_defaults(**{k: v for k, v in recipe.items() if k != "about"})

@@ -114,3 +114,26 @@ def test_two_process_ddp_training_ends_with_identical_weights_and_a_loadable_che
     assert ckpt.metrics["world_size"] == 2 and "heldout" in ckpt.metrics
     for name, value in ckpt.state_dict.items():
         torch.testing.assert_close(value, weights[0][name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("scenario", ["portrait", "retrieval"])
+def test_each_scenarios_recipe_file_is_the_default_and_options_override_it(scenario, tmp_path, capsys):
+    """mbm/scenarios/<name>/recipe.json gives the defaults; a command-line option wins; an unknown key is refused."""
+    import argparse
+
+    from mbm.cli import read_recipe
+    from mbm.paths import ROOT
+
+    recipe = ROOT / "mbm" / "scenarios" / scenario / "recipe.json"
+    values = {k: v for k, v in json.loads(recipe.read_text()).items() if k != "about"}
+    parser = argparse.ArgumentParser()
+    for key, value in values.items():
+        parser.add_argument(f"--{key}", type=type(value))
+    read_recipe(parser, recipe)
+    assert vars(parser.parse_args([])) == values
+    assert vars(parser.parse_args(["--steps", "3"]))["steps"] == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**values, "warp": 1}))
+    with pytest.raises(SystemExit):
+        read_recipe(parser, bad)
+    assert "unknown recipe options ['warp']" in capsys.readouterr().err

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mbm.cli import read_recipe
 from mbm.scenarios.portrait.faces import by_identity, list_face_photos
 from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
@@ -218,8 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scenario", default="portrait", choices=("portrait",))
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("checkpoints"))
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--seed", type=int)
+    read_recipe(ap, Path(__file__).resolve().parent / "recipe.json")  # the shipped recipe as the default
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731

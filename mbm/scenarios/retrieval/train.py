@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbm.cli import read_recipe
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
 from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS
 
@@ -121,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario", default="retrieval", choices=["retrieval"], help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--out", type=Path, default=RETRIEVAL_CHECKPOINT)
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--supervised", type=float, default=0.9, help="weight of the label positives in InfoNCE")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--supervised", type=float, help="weight of the label positives in InfoNCE")
+    read_recipe(ap, Path(__file__).resolve().parent / "recipe.json")  # the shipped recipe as the default
     args = ap.parse_args(argv)
     from mbm.scenarios.retrieval.data import device_photos, held_out, photo_features_cached, source_of
     from mbm.scenarios.retrieval.encoders import text_features
