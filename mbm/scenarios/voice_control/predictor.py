@@ -1,4 +1,4 @@
-"""Predictors: checkpoint in, plain-Python predictions out (used by the app, the API and tests).
+"""The voice-control predictor: checkpoint in, plain-Python predictions out (app, API and tests).
 
     predictor = VoiceControlPredictor.from_checkpoint()
     result = predictor.predict(audio="up.wav", image="lamp.jpg", text=None)
@@ -103,7 +103,8 @@ def _pair(p):
 
 
 class Predictor:
-    """Shared part of every scenario's predictor: checkpoint, model and input preparation."""
+    """Checkpoint, model and raw-input preparation for a predictor whose model reads audio, pixels and
+    token ids (voice control; portrait and retrieval read pretrained embeddings and have their own)."""
 
     scenario = ""
 
