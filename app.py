@@ -36,7 +36,7 @@ DELETE_CACHE = (300, 900)
 # p95 was 0.84 s with 4, 1.11 s with 2 and 0.76 s with 8 (within this machine's spread of 4).
 CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
-# (python -m mbm.loadtest; docs/speed.md). MBM_THREADS overrides.
+# (python -m mbm.loadtest; docs/results.md, Speed). MBM_THREADS overrides.
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 
