@@ -38,7 +38,7 @@ def modality_weights_chart(weights: dict[str, float], present: list[str],
 
     The bars are named and ordered by ``weights``' keys (audio/image/text, or face/voice/profile),
     coloured by ``colours`` (grey for a name it lacks). SVG text costs microseconds to build, where a
-    matplotlib PNG costs ~80 ms of CPU per request (``python -m mbm.loadtest``; README, Speed).
+    matplotlib PNG costs ~80 ms of CPU per request (``python -m mbm.loadtest``; docs/results.md, Speed).
     """
     label_w, bar_w, row_h, top = 70, 300, 30, 30  # px: name column, full-scale bar, row pitch, title band
     rows = []
