@@ -112,10 +112,10 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process plus each of its descendants, in MB (Linux).
+def tree_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A /proc status field (VmRSS: resident now; VmHWM: peak) of a process plus each of its descendants, in MB.
 
-    A sum of per-process peaks: an upper bound on what the app and its children held at once.
+    For VmHWM a sum of per-process peaks: an upper bound on what the app and its children held at once.
     """
     total_kb = 0
     for p in process_tree(pid):
@@ -123,8 +123,8 @@ def _peak_rss_mb(pid: int) -> float:
             status = Path(f"/proc/{p}/status").read_text()
         except OSError:
             continue
-        total_kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return round(total_kb / 1024, 1)
+        total_kb += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith(f"{field}:"))
+    return total_kb / 1024
 
 
 @contextmanager
@@ -193,7 +193,7 @@ def bench_app(requests: int) -> dict:
         return {"voice_control_request_p50_ms": p50, "voice_control_request_p95_ms": p95,
                 "portrait_request_p50_ms": pt50, "portrait_request_p95_ms": pt95,
                 "request_p95_ms": max(p95, pt95), "cold_start_s": round(cold_start, 2),
-                "peak_rss_mb": _peak_rss_mb(proc.pid)}
+                "peak_rss_mb": round(tree_memory_mb(proc.pid, "VmHWM"), 1)}
 
 
 def main(argv: list[str] | None = None) -> None:

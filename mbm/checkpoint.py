@@ -10,6 +10,8 @@ choice (``build``): ``MultimodalModel`` for voice control, ``PortraitModel`` for
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -81,8 +83,14 @@ def load_checkpoint(path: str | Path, scenario: str | None = None,
 
 
 def fingerprint(path: str | Path) -> dict[str, str]:
-    """What a report names a checkpoint by: its file name and the first 12 hex digits of its sha256."""
-    import hashlib
-
+    """What a report names a checkpoint by: its file name and the first 12 hex digits of its sha256
+    (hashed once per version of the file, not once per report)."""
     path = Path(path)
-    return {"checkpoint": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()[:12]}
+    stat = path.stat()
+    return {"checkpoint": path.name, "sha256": _sha256_prefix(str(path), stat.st_mtime_ns, stat.st_size)}
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_prefix(path: str, mtime_ns: int, size: int) -> str:
+    """The file's sha256, first 12 hex digits; ``mtime_ns`` and ``size`` make a rewritten file a new key."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

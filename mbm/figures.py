@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from mbm.viz import MODALITY_COLOURS, colormap, audio_figure, maps
+from mbm.viz import MODALITY_COLOURS, audio_figure, colormap, maps
+
 
 def weights_figure(weights: dict[str, float], effects=None, fig: Figure | None = None, ax=None) -> Figure:
     """Horizontal bars of the modality weights, with the measured confidence drop beside each.

@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, running_app
+from mbm.loadtest_tools import normal_request
 
 
 def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = False) -> dict:
@@ -47,14 +48,10 @@ def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = 
                 if time.perf_counter() > stop_at:
                     return
                 scenario = "voice_control" if (i + k) % 2 == 0 else "portrait"
-                t = time.perf_counter()
                 try:
-                    if scenario == "voice_control":
-                        client.predict(audio, image, "", api_name="/voice_control")
-                    else:
-                        client.predict(face, None, "", api_name="/portrait")
+                    ms = normal_request(client, scenario, audio, image, face)
                     with lock:
-                        latencies[scenario].append((time.perf_counter() - t) * 1000)
+                        latencies[scenario].append(ms)
                 except Exception as e:  # every failure is counted and reported, never hidden
                     with lock:
                         errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:120]}")

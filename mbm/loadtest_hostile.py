@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds
-from mbm.loadtest_tools import Server, _attack_files, _du_bytes, _rss_mb, raw_call
+from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, tree_memory_mb
+from mbm.loadtest_tools import Server, _attack_files, _du_bytes, normal_request, raw_call
 
 TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
            "rss_30s_after_mb": 1024, "normal_p95_ms": 2000, "normal_errors": 0, "tmp_mb_per_1000_requests": 5.0}
@@ -118,14 +118,10 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
                 i += 1
                 if i % 2:  # a normal request
                     scenario = "voice_control" if (i // 2 + k) % 2 == 0 else "portrait"
-                    t = time.perf_counter()
                     try:
-                        if scenario == "voice_control":
-                            client.predict(audio, lamp, "", api_name="/voice_control")
-                        else:
-                            client.predict(face, None, "", api_name="/portrait")
+                        ms = normal_request(client, scenario, audio, lamp, face)
                         with lock:
-                            normal_ms[scenario].append((time.perf_counter() - t) * 1000)
+                            normal_ms[scenario].append(ms)
                     except Exception as e:  # noqa: BLE001
                         with lock:
                             normal_errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:160]}")
@@ -169,10 +165,10 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
 
         def sample_rss() -> None:
             while not stop_sampling.is_set():
-                rss_samples.append(_rss_mb(server.proc.pid))
+                rss_samples.append(tree_memory_mb(server.proc.pid))
                 stop_sampling.wait(0.25)
 
-        rss_before = _rss_mb(server.proc.pid)
+        rss_before = tree_memory_mb(server.proc.pid)
         sampler = threading.Thread(target=sample_rss, daemon=True)
         sampler.start()
         load_before = os.getloadavg()[0]
@@ -192,7 +188,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         time.sleep(30)
         stop_sampling.set()
         sampler.join()
-        rss_after = _rss_mb(server.proc.pid) if server.proc.poll() is None else float("nan")
+        rss_after = tree_memory_mb(server.proc.pid) if server.proc.poll() is None else float("nan")
         tmp1 = _du_bytes(server_tmp)
         crashes = 0 if (alive_after_load and server.proc.poll() is None) else 1
 

@@ -1,6 +1,6 @@
 """The pieces of the hostile load test: the app as a killable server with its own temp and gallery
-folders, the attack files, a raw HTTP call that reads Gradio's event stream, and memory and disk
-measurements."""
+folders, the attack files, one ordinary request, a raw HTTP call that reads Gradio's event stream,
+and the disk measurement (the memory and CPU ones are in mbm.bench)."""
 
 from __future__ import annotations
 
@@ -13,19 +13,18 @@ import sys
 import time
 from pathlib import Path
 
-
-from mbm.bench import _free_port, process_tree
+from mbm.bench import _free_port
 from mbm.paths import ROOT
 
-def _rss_mb(pid: int) -> float:
-    total = 0
-    for p in process_tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        total += sum(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
-    return total / 1024
+
+def normal_request(client, scenario: str, audio, image, face) -> float:
+    """One ordinary request (voice control: a clip and a photo; portrait: a face); its milliseconds."""
+    start = time.perf_counter()
+    if scenario == "voice_control":
+        client.predict(audio, image, "", api_name="/voice_control")
+    else:
+        client.predict(face, None, "", api_name="/portrait")
+    return (time.perf_counter() - start) * 1000
 
 
 def _du_bytes(folder: Path) -> tuple[int, int]:

@@ -92,8 +92,9 @@ def explain_sample(model, index: torch.Tensor, sample: dict[str, torch.Tensor],
     """
     generator = generator or torch.Generator().manual_seed(0)
     full = model({m: x[None] for m, x in sample.items()})
-    target = int(action_probs(full.logits["device"].softmax(-1), full.logits["word"].softmax(-1), index)[0].argmax())
-    p_full = float(_p_target(model, index, sample, target)[0])
+    probs = action_probs(full.logits["device"].softmax(-1), full.logits["word"].softmax(-1), index)[0]  # (A,)
+    target = int(probs.argmax())
+    p_full = float(probs[target])
     out = {}
     for m in (m for m in MODALITIES if m in sample):
         x = sample[m]

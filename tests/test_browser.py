@@ -80,21 +80,23 @@ def playwright():
         yield p
 
 
-def launch_chromium(playwright, microphone_wav: Path):
-    """Headless Chromium whose fake microphone plays ``microphone_wav`` (one file per launch)."""
+@contextmanager
+def chromium_with_microphone(playwright, microphone_wav: Path):
+    """Headless Chromium whose fake microphone plays ``microphone_wav`` (one file per launch); closed after."""
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream",
             "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={microphone_wav}"]
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-
-
-@pytest.fixture(scope="module")
-def browser(playwright, microphone_wav):
-    browser = launch_chromium(playwright, microphone_wav)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
     try:
         yield browser
     finally:
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, microphone_wav):
+    with chromium_with_microphone(playwright, microphone_wav) as browser:
+        yield browser
 
 
 def record(page, audio_component, ms: int) -> None:
@@ -288,11 +290,8 @@ def parse_portrait_weights(status: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def portrait_browser(playwright):
     """A second Chromium: the fake microphone takes one WAV per launch, and this one plays s1's voice."""
-    browser = launch_chromium(playwright, PORTRAIT_MIC)
-    try:
+    with chromium_with_microphone(playwright, PORTRAIT_MIC) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def run_portrait(page):
@@ -350,7 +349,8 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         expect(face.locator("img").first).to_be_visible(timeout=30_000)
         text = run_portrait(page)
         page.screenshot(path=str(shots[1]), full_page=True)
-        assert re.match(rf"(Very likely|Likely|Probably) {name}", text), f"the enrolled person was not recognised: {text!r}"
+        assert re.match(rf"(Very likely|Likely|Probably) {name}", text), \
+            f"the enrolled person was not recognised: {text!r}"
         assert parse_portrait_weights(text) == {"face": 1.0, "voice": 0.0, "profile": 0.0}, text
 
         # 4. Removing asks first; a cancelled removal removes nothing, a confirmed one does.

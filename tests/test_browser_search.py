@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_browser import ARTIFACTS, RESULT_TIMEOUT_MS, launch_chromium, microphone_page, record  # noqa: E402  (skips with it)
+from test_browser import ARTIFACTS, RESULT_TIMEOUT_MS, chromium_with_microphone, microphone_page, record  # noqa: E402  (skips with it)
 from test_browser import playwright  # noqa: E402,F401  (the fixture)
 from playwright.sync_api import expect  # noqa: E402
 
@@ -21,11 +21,8 @@ SEARCH_MIC = ROOT / "assets" / "retrieval" / "queries" / "mic_fan.wav"  # a synt
 
 @pytest.fixture(scope="module")
 def search_browser(playwright):
-    browser = launch_chromium(playwright, SEARCH_MIC)
-    try:
+    with chromium_with_microphone(playwright, SEARCH_MIC) as browser:
         yield browser
-    finally:
-        browser.close()
 
 
 def test_search_with_the_microphone_and_a_typed_text(search_browser, app_url):

@@ -1,4 +1,5 @@
-"""The faithfulness metrics and the results file of ``python -m mbm.evaluate`` (mbm.scenarios.voice_control.faithfulness)."""
+"""The faithfulness metrics and the results file of ``python -m mbm.evaluate``
+(mbm.scenarios.voice_control.faithfulness)."""
 
 from __future__ import annotations
 

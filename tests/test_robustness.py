@@ -1,4 +1,5 @@
-"""Corruptions for live robustness (mbm.scenarios.voice_control.robustness): level 0 is the identity, more level = more change."""
+"""Corruptions for live robustness (mbm.scenarios.voice_control.robustness): level 0 is the identity,
+more level = more change."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from mbm.ui.common import plain
 EVAL_COMMAND = ("python -m mbm.evaluate --scenario voice_control --data ../shared/data --split heldout --json "
                 "--results assets/voice_control/eval_results.json")
 
+
 def evaluation():
     """The held-out evaluation of the shipped voice-control checkpoint (``eval_results.json``) as JSON.
 
@@ -70,7 +71,8 @@ def evaluation_view(results):
     """The Evaluation tab from ``evaluation``'s JSON (a message and empty outputs without results)."""
     ok = isinstance(results, dict) and "error" not in results
     return (evaluation_summary(results), eval_figures.accuracy_table(results) if ok else None,
-            eval_figures.robustness_figure(results) if ok else None, eval_figures.confusion_figure(results, "device") if ok else None,
+            eval_figures.robustness_figure(results) if ok else None,
+            eval_figures.confusion_figure(results, "device") if ok else None,
             eval_figures.confusion_figure(results, "word") if ok else None)
 
 
@@ -82,7 +84,8 @@ def evaluation_tab():
                              column_widths=["78%", "22%"],
                              label="Action accuracy (share right) and how far the weights can be trusted",
                              elem_id="ev-accuracy")
-        robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3, elem_id="ev-robustness")
+        robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3,
+                             elem_id="ev-robustness")
     with gr.Row(equal_height=False):  # side by side on a wide screen, one under the other on a phone
         confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", min_width=420,
                                    elem_id="ev-confusion-device")

@@ -13,6 +13,7 @@ import gradio as gr
 
 from mbm.paths import ROOT
 
+
 class ParameterError(ValueError):
     """An API argument of the wrong type or out of range; the message names the parameter."""
 

@@ -10,25 +10,27 @@ from pathlib import Path
 
 import gradio as gr
 
-from mbm.explain import explain_prediction
-from mbm.scenarios.voice_control.predictor import VoiceControlResult
-from mbm.maps import with_occlusion_maps
 from mbm.checkpoint import fingerprint
+from mbm.explain import explain_prediction
+from mbm.limits import HEAVY_CONCURRENCY_ID
+from mbm.maps import with_occlusion_maps
 from mbm.paths import VOICE_CONTROL_CHECKPOINT, VOICE_CONTROL_EXAMPLES
+from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.report import export_report
+from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.robustness import predict_corrupted
 from mbm.scenarios.voice_control.spec import display_name
-from mbm.ui.voice_control_answer import voice_control_status
 from mbm.ui import models
-from mbm.limits import HEAVY_CONCURRENCY_ID
-from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.ui.common import image_file, load_examples, modality_weights_chart, prune_folder
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
+from mbm.ui.voice_control_answer import voice_control_status
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16
 SHOW_ANSWER = dict(fn=None, inputs=None, outputs=None, api_visibility="private", queue=False,
                    js="() => document.querySelector('#vc-action')?.scrollIntoView({block: 'nearest'})")
+
+
 def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0, text_typos=0.0,
              use_audio=True, use_image=True, use_text=True) -> VoiceControlResult:
     """One prediction through ``predict_corrupted`` (levels 0 and every input on = the plain prediction).
@@ -57,7 +59,8 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
 
 def _prediction_outputs(result: VoiceControlResult) -> tuple:
     """The four outputs of ``/voice_control``: top-5 label, weights chart, status line, JSON."""
-    return ({display_name(a): p for a, p in result.top}, modality_weights_chart(result.modality_weights, result.inputs.present),
+    return ({display_name(a): p for a, p in result.top},
+            modality_weights_chart(result.modality_weights, result.inputs.present),
             voice_control_status(result), result.to_json())
 
 

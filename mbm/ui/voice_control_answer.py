@@ -4,6 +4,7 @@ and why, or the action) and the status lines under it."""
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from mbm.paths import EVAL_RESULTS
 from mbm.scenarios.voice_control.predictor import VoiceControlResult
@@ -13,6 +14,7 @@ from mbm.ui.common import plain
 DEFAULT_NOT_SURE_BELOW = 0.65  # without a results file: the held-out choice for the shipped checkpoint
 
 
+@cache  # read once, like the checkpoint it was measured on (not once per request)
 def not_sure_below() -> float:
     """The confidence under which the headline says "not sure": chosen on held-out data by
     ``mbm.evaluate`` (``not_sure_below`` in the results file; answers above it were right >= 90 %)."""

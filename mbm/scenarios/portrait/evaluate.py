@@ -169,7 +169,8 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
         res["fused_with_voice_share"] = float(has_v.float().mean())
         res["mean_modality_weights"] = {"voice": float(w[:, 0].mean()), "face": float(w[:, 1].mean()),
                                         "profile": float(w[:, 2].mean())}
-        from mbm.scenarios.portrait.faithfulness import faithfulness_portrait  # weight_effect_spearman, noised_weight_drop
+        # weight_effect_spearman, noised_weight_drop
+        from mbm.scenarios.portrait.faithfulness import faithfulness_portrait
 
         res.update(faithfulness_portrait(model, gallery, q, [p.identity for p in known_q]))
     else:
@@ -179,7 +180,7 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json`` (also ``-m mbm.scenarios.portrait.evaluate``)."""
+    """``python -m mbm.evaluate --scenario portrait --data DIR [--enroll K] --json``."""
     import argparse
 
     from mbm.cli import print_result

@@ -140,7 +140,7 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
                            split: str = "heldout") -> dict:
     """Accuracy of words (audio only), devices (image only) and actions (audio + image and each alone).
 
-    With ``faithfulness`` also the metrics of ``mbm.scenarios.voice_control.faithfulness`` (weight/effect Spearman, noised
+    With ``faithfulness`` also the metrics of ``faithfulness`` (weight/effect Spearman, noised
     weight drop, late fusion, subsets, confusion matrices and, with ``curves``, robustness curves).
     """
     model = ckpt.build_model()

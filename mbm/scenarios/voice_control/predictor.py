@@ -136,8 +136,9 @@ class Predictor:
         if image is not None:
             try:
                 img = prepare_image(read_image(image, self.cfg.image), self.cfg.image)
-                rejected = self._no_device(img)
-                if "the image is a flat colour" in img.notes:
+                flat = "the image is a flat colour" in img.notes
+                rejected = None if flat else self._no_device(img)  # a flat colour needs no backbone pass
+                if flat:
                     prepared.no_device = True
                     prepared.warnings.append("image: the image is a single flat colour, so it was ignored "
                                              "(no device recognised)")
