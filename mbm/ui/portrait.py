@@ -197,9 +197,9 @@ def portrait_tab():
             examples_column = gr.Column()  # filled below, once the outputs exist
         with gr.Column():
             identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", elem_id="pt-identity")
-            with gr.Row(equal_height=False):
-                weights = gr.HTML(label="Per-modality attention weights", elem_id="pt-weights", scale=3)
-                crop = gr.Image(label="Face used", interactive=False, height=170, scale=1, elem_id="pt-crop")
+            # the chart gets the column's width: beside the crop it was squeezed to ~7 px text
+            weights = gr.HTML(label="Per-modality attention weights", elem_id="pt-weights")
+            crop = gr.Image(label="Face used", interactive=False, height=170, elem_id="pt-crop")
             status = gr.Markdown(label="Status", elem_id="pt-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="pt-json")
