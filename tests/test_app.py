@@ -113,6 +113,28 @@ def test_every_curated_example_loads():
     assert captions == [e["caption"] for e in entries]
 
 
+def test_example_cards_show_a_thumbnail_and_are_named_by_their_caption():
+    """Each example's button holds a small inlined thumbnail of its photo (alt="": the caption names the
+    button) or, without a photo, a glyph hidden from screen readers."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from mbm.paths import VOICE_CONTROL_ASSETS
+    from mbm.ui.common import THUMB_PX, example_card
+
+    card = example_card("'up' + a <lamp>", str(VOICE_CONTROL_ASSETS / "lamp.jpg"))
+    uri = card.split('src="', 1)[1].split('"', 1)[0]
+    assert uri.startswith("data:image/jpeg;base64,") and 'alt=""' in card and "&lt;lamp&gt;" in card
+    thumb = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert thumb.size == (2 * THUMB_PX, 2 * THUMB_PX) and len(uri) < 20_000  # small: inlined in the page
+    for kind in ("text", "audio"):
+        glyph = example_card("typed 'the fan'", None, kind)
+        assert "<img" not in glyph and 'aria-hidden="true"' in glyph
+        assert glyph.endswith("typed &#x27;the fan&#x27;</span></div>")
+
+
 # --- explanations, report card, evaluation (issue 4) ---------------------------------------------
 
 def explain(client, audio=None, image=None, text="", **settings):

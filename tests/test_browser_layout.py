@@ -73,6 +73,11 @@ def test_desktop_first_screen_and_chart_contrast(chromium, app_url, scheme):
         expect(example).to_be_visible(timeout=60_000)
         box = example.bounding_box()
         assert box["y"] + box["height"] <= 720, f"the first example starts below the fold: {box}"
+        thumbnail = example.locator("img")
+        expect(thumbnail).to_be_visible()
+        size = thumbnail.evaluate("img => [img.complete && img.naturalWidth, img.getBoundingClientRect().width]")
+        assert size[0] > 0, "the first example's thumbnail did not load"
+        assert 40 <= size[1] <= 96, f"the thumbnail is {size[1]} px wide: small, 64-96 px, expected"
         example.click()
         expect(page.locator("#vc-status")).to_contain_text("brighter", timeout=RESULT_TIMEOUT_MS)
         fill, background = page.evaluate(COLOURS_JS)

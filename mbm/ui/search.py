@@ -21,6 +21,7 @@ import gradio as gr
 from mbm.errors import InputError
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
+from mbm.ui.common import example_cards
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
@@ -163,6 +164,7 @@ def search_tab() -> None:
     gr.Markdown("Search the collection with **any mix** of a spoken clip, a photo and typed text; a slider "
                 "per input sets how much it counts (defaults learned). Each result shows each input's "
                 "exact share of its score; near-duplicates are folded.", elem_id="search-help")
+    examples_row = gr.Row()  # the examples come first (filled below, once the event exists)
     with gr.Row(equal_height=False):
         with gr.Column():
             speech = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Spoken query",
@@ -203,7 +205,14 @@ def search_tab() -> None:
     examples = [[None, str(RETRIEVAL_ASSETS / "queries" / "lamp.jpg"), "something that cools me down"],
                 [None, None, "something to watch the news on"],
                 [str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"), None, None]]
-    examples = [e for e in examples if all(x is None or not x.startswith("/") or Path(x).is_file() for x in e)]
-    if examples:
-        gr.Examples(examples, [speech, photo, text], label="Examples")
+    captions = ["lamp photo + \"something that cools me down\"", "typed \"something to watch the news on\"",
+                "spoken \"fan\""]
+    kept = [i for i, e in enumerate(examples)
+            if all(x is None or not x.startswith("/") or Path(x).is_file() for x in e)]
+    if kept:
+        with examples_row:
+            load_example = example_cards([examples[i] for i in kept], [captions[i] for i in kept],
+                                         [speech, photo, text], photo=1, label="Examples: click one to search",
+                                         elem_id="search-examples")
+        load_example.then(**event, api_visibility="private")
     return None

@@ -21,7 +21,7 @@ from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.robustness import predict_corrupted
 from mbm.scenarios.voice_control.spec import display_name
 from mbm.ui import models
-from mbm.ui.common import image_file, load_examples, modality_weights_chart, prune_folder
+from mbm.ui.common import example_cards, image_file, load_examples, modality_weights_chart, prune_folder
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
 from mbm.ui.voice_control_answer import voice_control_status
 
@@ -287,7 +287,7 @@ def voice_control_tab() -> None:
     rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
     if rows:
         with examples_row:
-            examples = gr.Examples(rows, inputs, example_labels=captions, label="Examples: click one to run it",
-                                   examples_per_page=12)
+            load_example = example_cards(rows, captions, inputs, photo=1, label="Examples: click one to run it",
+                                         elem_id="vc-examples")
         # On a phone the answer is below the inputs: bring it into view (a no-op where it is in view).
-        examples.load_input_event.then(**dict(view, api_visibility="private")).then(**SHOW_ANSWER)
+        load_example.then(**dict(view, api_visibility="private")).then(**SHOW_ANSWER)
