@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from mbm.figures import ON_COLOUR, ON_LIGHT
 from mbm.viz import MODALITY_COLOURS
 
 
@@ -66,7 +67,7 @@ def confusion_figure(results: dict, which: str = "device") -> Figure | None:
         for j in range(len(labels)):
             if m[i, j]:
                 ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=9 if len(labels) < 12 else 7,
-                        color="white" if rates[i, j] > 0.5 else "black")
+                        color="white" if rates[i, j] > 0.5 else ON_LIGHT, gid=ON_COLOUR)
     ax.set_title(f"{which} from {'the photo' if which == 'device' else 'speech'} alone: truth × prediction",
                  fontsize=12)
     return fig

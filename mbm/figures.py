@@ -1,13 +1,26 @@
 """Whole-prediction figures: the weights beside the measured effects, and the aligned explanation
-(image map, audio map, text map, weights) used by the app and the report card; PNG export."""
+(image map, audio map, text map, weights) used by the app and the report card; PNG export, and SVG
+export that follows the page's light or dark theme.
+
+Colour rule for every figure here and in ``mbm.viz`` / ``mbm.eval_figures``: black (the default)
+is *ink*, which ``figure_svg`` turns into the page's text colour; text drawn on a fixed colour (a
+heat-map cell, a coloured token box) gets the gid ``ON_COLOUR`` and keeps its colour.
+"""
 
 from __future__ import annotations
 
+import html
+import re
+import threading
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from mbm.viz import MODALITY_COLOURS, audio_figure, colormap, maps
+
+
+ON_COLOUR = "on-colour"  # gid of text drawn on a fixed colour: it keeps its colour in either theme
+ON_LIGHT = "#1a1a1a"  # dark text on a light fixed colour (pure black would be ink, themed)
 
 
 def weights_figure(weights: dict[str, float], effects=None, fig: Figure | None = None, ax=None) -> Figure:
@@ -30,7 +43,7 @@ def weights_figure(weights: dict[str, float], effects=None, fig: Figure | None =
     title = "modality weights"
     if effects is not None and effects.drop:
         drops = [effects.drop.get(m, np.nan) for m in names]
-        ax.barh(y - 0.18, np.nan_to_num(drops), height=0.36, color="white", edgecolor="black", hatch="//",
+        ax.barh(y - 0.18, np.nan_to_num(drops), height=0.36, color="none", edgecolor="black", hatch="//",
                 label="confidence drop without it")
         for k, d in enumerate(drops):
             if not np.isnan(d):
@@ -95,8 +108,7 @@ def _absent(ax, name: str) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if name:
-        ax.text(0.5, 0.5, f"{name}: absent (no map)", ha="center", va="center", color="grey",
-                transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"{name}: absent (no map)", ha="center", va="center", transform=ax.transAxes)
 
 
 def _text_panel(ax, pairs, weight: float) -> None:
@@ -106,14 +118,14 @@ def _text_panel(ax, pairs, weight: float) -> None:
     for side in ax.spines.values():
         side.set_visible(False)
     if pairs is None:
-        ax.text(0.5, 0.5, "text: absent (no map)", ha="center", va="center", color="grey", transform=ax.transAxes)
+        ax.text(0.5, 0.5, "text: absent (no map)", ha="center", va="center", transform=ax.transAxes)
         return
     ax.set_title(f"text · weight {weight:.2f}", fontsize=9)
     cmap = colormap("Greens")
     n = len(pairs)
     for k, (tok, x) in enumerate(pairs):
         ax.text((k + 0.5) / n, 0.5, tok, ha="center", va="center", transform=ax.transAxes, fontsize=10,
-                color="white" if x > 0.6 else "black",
+                color="white" if x > 0.6 else ON_LIGHT, gid=ON_COLOUR,
                 bbox=dict(boxstyle="round,pad=0.3", fc=cmap(0.15 + 0.85 * x), ec="none"))
 
 
@@ -127,3 +139,44 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+_SVG_LOCK = threading.Lock()  # svg.fonttype is a global setting: one SVG export at a time sets it
+PAPER = "#fffffe"  # legend boxes, drawn in the page's background colour in SVG
+_INK = re.compile(r"#000000\b")
+_GROUP_ID = re.compile(r'<g id="([^"]*)"')
+
+
+def figure_svg(fig: Figure, title: str = "figure") -> str:
+    """A Figure as inline SVG that follows the page's theme: transparent background, ink (black) in
+    the surrounding text colour (``currentColor``), legend boxes in the page's background colour
+    (Gradio's ``--background-fill-primary``); text stays text. For gr.HTML.
+
+    Colour maps and other explicit colours are kept. ``title`` is the SVG's accessible name.
+    """
+    import io
+
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+    for legend in [*fig.legends, *(ax.get_legend() for ax in fig.axes)]:
+        if legend is not None:
+            legend.get_frame().set_facecolor(PAPER)
+    FigureCanvasSVG(fig)
+    buf = io.StringIO()
+    with _SVG_LOCK, rc_context({"svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", transparent=True)
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    # its <style> says "* {...}", which inline would restyle the whole page: the same as attributes below
+    svg = re.sub(r"<style[^>]*>.*?</style>", "", svg, flags=re.S)
+    svg = _INK.sub("currentColor", svg).replace(PAPER, "var(--background-fill-primary, #fff)")
+    # matplotlib's group ids repeat in every figure of a page: drop them; the on-colour mark becomes a class
+    svg = _GROUP_ID.sub(lambda m: '<g class="on-colour"' if m.group(1) == ON_COLOUR else "<g", svg)
+    width_pt = float(re.search(r'width="([0-9.]+)pt"', svg).group(1))
+    return re.sub(r'<svg ([^>]*?)width="[0-9.]+pt" height="[0-9.]+pt"',
+                  lambda m: f'<svg {m.group(1)}width="100%" role="img" aria-label="{html.escape(title)}" '
+                            f'fill="currentColor" stroke-linejoin="round" stroke-linecap="butt" '
+                            f'style="max-width:{width_pt * 4 / 3:.0f}px;height:auto;color:inherit"',
+                  svg, count=1)

@@ -171,7 +171,7 @@ def audio_figure(waveform: np.ndarray | None, mel, token_weights: Sequence[float
     if waveform is not None:
         wav = np.asarray(waveform, dtype=np.float64)
         t = np.arange(wav.size) / sample_rate
-        ax_w.plot(t, wav, lw=0.5, color="#333333")
+        ax_w.plot(t, wav, lw=0.5, color="black")  # ink: the page's text colour in SVG
         peak = float(np.abs(wav).max()) or 1.0
         ax_w.set_ylim(-1.05 * peak, 1.05 * peak)
     ax_w.set_ylabel("waveform")

@@ -226,9 +226,10 @@ def test_explanation_renders_and_robustness_controls_move_the_weights(browser, a
         expect(highlights).to_be_visible()
         for word in ("dim", "the", "lamp"):
             expect(highlights).to_contain_text(word)
-        spectrogram = page.locator("#vc-audio-plot img").first
-        expect(spectrogram).to_be_visible(timeout=30_000)
-        assert _rendered(spectrogram), "the audio plot did not load"
+        audio_plot = page.locator("#vc-audio-plot svg[role=img]").first  # inline SVG: follows the theme
+        expect(audio_plot).to_be_visible(timeout=30_000)
+        assert audio_plot.locator("text").count() > 0 and audio_plot.locator("image").count() > 0, \
+            "the audio plot has no axes text or no spectrogram"
         expect(page.locator("#vc-flag")).to_contain_text("measured effects")
         page.locator("#vc-explanation").scroll_into_view_if_needed()
         page.screenshot(path=str(shot), full_page=True)
@@ -267,9 +268,9 @@ def test_evaluation_tab_shows_the_shipped_results(browser, app_url):
         expect(page.locator("#ev-summary")).to_contain_text("python -m mbm.evaluate")
         expect(page.locator("#ev-accuracy")).to_contain_text("late fusion: speech + photo", timeout=30_000)
         for plot in ("#ev-robustness", "#ev-confusion-device", "#ev-confusion-word"):
-            img = page.locator(f"{plot} img").first
-            expect(img).to_be_visible(timeout=30_000)
-            assert _rendered(img), plot
+            svg = page.locator(f"{plot} svg[role=img]").first  # inline SVG: follows the theme
+            expect(svg).to_be_visible(timeout=30_000)
+            assert svg.locator("text").count() > 5, plot
         page.screenshot(path=str(ARTIFACTS / "evaluation.png"), full_page=True)
     finally:
         page.close()

@@ -1,8 +1,10 @@
 """What a visitor sees first, in light and dark, on a desktop and a phone (issue 19), in a real Chromium.
 
-- the first example is visible without scrolling at 1280x720;
+- the first example is visible without scrolling at 1280x720, with a loaded thumbnail of its photo;
 - the weights chart's text has a WCAG AA contrast (>= 4.5) against what is behind it, measured from
   the rendered colours, in the light and the dark theme;
+- in the dark theme every figure (the explanation's and the Evaluation tab's) has text with that
+  contrast and no white background box;
 - on a phone, after tapping an example the answer is in view, and every tab is reachable (no tab hidden
   behind an overflow menu).
 """
@@ -103,5 +105,61 @@ def test_phone_answer_in_view_and_every_tab_reachable(chromium, app_url, scheme)
         assert answer.bounding_box() is not None
         top = page.evaluate("() => document.querySelector('#vc-action').getBoundingClientRect().top")
         assert 0 <= top < 844, f"the answer is off screen after tapping an example (top at {top:.0f} px)"
+    finally:
+        page.close()
+
+
+# Each figure's text colours (heat-map labels, drawn on a fixed colour, excepted), the first opaque
+# background behind the figure, and its shapes that cover over a tenth of it with their fill.
+FIGURE_JS = """sel => {
+  const svg = document.querySelector(`${sel} svg[role=img]`);
+  if (!svg) return null;
+  let el = svg, bg = 'rgba(0, 0, 0, 0)';
+  while (el && (bg === 'rgba(0, 0, 0, 0)' || bg === 'transparent')) {
+    el = el.parentElement;
+    if (el) bg = getComputedStyle(el).backgroundColor;
+  }
+  const area = svg.viewBox.baseVal.width * svg.viewBox.baseVal.height;
+  const free = e => !e.closest('.on-colour') && !e.closest('defs');
+  const texts = [...svg.querySelectorAll('text')].filter(free).map(t => getComputedStyle(t).fill);
+  const boxes = [...svg.querySelectorAll('path, rect')].filter(free).map(e => {
+    const b = e.getBBox(), s = getComputedStyle(e);
+    return [b.width * b.height / area, s.fill, parseFloat(s.fillOpacity) * parseFloat(s.opacity)];
+  }).filter(([share, fill, opacity]) => share > 0.1 && fill.startsWith('rgb') && opacity > 0.2);
+  return {bg, texts, boxes};
+}"""
+
+
+def luma(css: str) -> float:
+    r, g, b = _rgb(css)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def check_figure(page, selector: str) -> None:
+    """The figure at ``selector``, as shown: readable text (contrast >= 4.5), no white box behind it."""
+    expect(page.locator(f"{selector} svg[role=img]").first).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    found = page.evaluate(FIGURE_JS, selector)
+    assert found and found["texts"], f"{selector}: no figure text found"
+    assert luma(found["bg"]) < 240, f"{selector}: the figure sits on a white background ({found['bg']})"
+    for fill in set(found["texts"]):
+        ratio = contrast(fill, found["bg"])
+        assert ratio >= 4.5, f"{selector}: text {fill} on {found['bg']}: contrast {ratio:.2f} < 4.5"
+    white = [box for box in found["boxes"] if luma(box[1]) >= 240]
+    assert not white, f"{selector}: white boxes in the figure: {white}"
+
+
+def test_dark_theme_figures_are_readable(chromium, app_url):
+    page = chromium.new_page(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    try:
+        page.goto(f"{app_url}?__theme=dark", wait_until="domcontentloaded")
+        page.get_by_role("button", name=FIRST_EXAMPLE, exact=True).click(timeout=60_000)
+        expect(page.locator("#vc-status")).to_contain_text("brighter", timeout=RESULT_TIMEOUT_MS)
+        check_figure(page, "#vc-audio-plot")
+        for tab, selector in (("Weights vs measured effect", "#vc-effects-plot"), ("Aligned figure", "#vc-figure")):
+            page.get_by_role("tab", name=tab).click()
+            check_figure(page, selector)
+        page.get_by_role("tab", name="Evaluation").click()
+        for selector in ("#ev-robustness", "#ev-confusion-device", "#ev-confusion-word"):
+            check_figure(page, selector)
     finally:
         page.close()

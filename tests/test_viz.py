@@ -131,6 +131,28 @@ def test_evaluation_figures_from_a_results_dict(tmp_path):
     assert eval_figures.load_eval_results(tmp_path / "missing.json") is None
 
 
+def test_figures_as_svg_follow_the_page_theme():
+    """figure_svg: transparent, ink (black) becomes the page's text colour, legends take the page's
+    background, heat-map labels keep their fixed colours, and nothing restyles the rest of the page."""
+    import re
+
+    results = {"confusion": {"device": {"labels": ["a", "b"], "matrix": [[3, 1], [0, 4]]}},
+               "robustness": {"levels": [0, 0.5, 1], "n": 8, "audio_noise": {"accuracy": [0.8, 0.6, 0.1]}}}
+    for fig in (eval_figures.robustness_figure(results), eval_figures.confusion_figure(results, "device"),
+                figures.weights_figure({"audio": 0.7, "image": 0.3, "text": 0.0})):
+        svg = figures.figure_svg(fig, "a <chart>")
+        assert svg.startswith("<svg ") and 'aria-label="a &lt;chart&gt;"' in svg and "<?xml" not in svg
+        assert "<text" in svg, "text must stay text (to take the page colour)"
+        assert "#000000" not in svg and "currentColor" in svg
+        assert "<style" not in svg and not re.search(r"fill: ?#fff(fff)?\b", svg.split('class="on-colour"')[0])
+        assert re.search(r'<g id="(figure|axes|text)_', svg) is None  # ids repeat across figures: dropped
+    confusion = figures.figure_svg(eval_figures.confusion_figure(results, "device"))
+    assert confusion.count('<g class="on-colour">') == 3  # the three non-zero counts
+    assert figures.ON_LIGHT in confusion and "#ffffff" in confusion  # dark on light cells, white on dark
+    legend = figures.figure_svg(eval_figures.robustness_figure(results))
+    assert "var(--background-fill-primary" in legend
+
+
 def test_shipped_results_file_if_present():
     from pathlib import Path
 

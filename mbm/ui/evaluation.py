@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from mbm import eval_figures
+from mbm.figures import figure_svg
 from mbm.paths import EVAL_RESULTS, ROOT
 from mbm.ui.common import plain
 
@@ -70,10 +71,14 @@ def _pct(x) -> str:
 def evaluation_view(results):
     """The Evaluation tab from ``evaluation``'s JSON (a message and empty outputs without results)."""
     ok = isinstance(results, dict) and "error" not in results
+
+    def svg(fig, title):  # theme-following SVG (mbm.figures.figure_svg); None without results
+        return None if fig is None else figure_svg(fig, title)
+
     return (evaluation_summary(results), eval_figures.accuracy_table(results) if ok else None,
-            eval_figures.robustness_figure(results) if ok else None,
-            eval_figures.confusion_figure(results, "device") if ok else None,
-            eval_figures.confusion_figure(results, "word") if ok else None)
+            svg(eval_figures.robustness_figure(results) if ok else None, "robustness curves"),
+            svg(eval_figures.confusion_figure(results, "device") if ok else None, "device confusion matrix"),
+            svg(eval_figures.confusion_figure(results, "word") if ok else None, "word confusion matrix"))
 
 
 def evaluation_tab():
@@ -84,13 +89,11 @@ def evaluation_tab():
                              column_widths=["78%", "22%"],
                              label="Action accuracy (share right) and how far the weights can be trusted",
                              elem_id="ev-accuracy")
-        robustness = gr.Plot(label="Robustness curves", show_label=False, format="png", scale=3,
-                             elem_id="ev-robustness")
+        # at least ~500 px: the figure is drawn for 576 px and its text shrinks with it
+        robustness = gr.HTML(label="Robustness curves", scale=3, min_width=500, elem_id="ev-robustness")
     with gr.Row(equal_height=False):  # side by side on a wide screen, one under the other on a phone
-        confusion_device = gr.Plot(label="Device confusion", show_label=False, format="png", min_width=420,
-                                   elem_id="ev-confusion-device")
-        confusion_word = gr.Plot(label="Word confusion", show_label=False, format="png", min_width=420,
-                                 elem_id="ev-confusion-word")
+        confusion_device = gr.HTML(label="Device confusion", min_width=420, elem_id="ev-confusion-device")
+        confusion_word = gr.HTML(label="Word confusion", min_width=420, elem_id="ev-confusion-word")
     with gr.Accordion("Raw results (what the API returns)", open=False):
         results = gr.JSON(show_label=False, elem_id="ev-json")
     return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),

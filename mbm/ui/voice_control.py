@@ -12,6 +12,7 @@ import gradio as gr
 
 from mbm.checkpoint import fingerprint
 from mbm.explain import explain_prediction
+from mbm.figures import figure_svg
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.maps import with_occlusion_maps
 from mbm.paths import VOICE_CONTROL_CHECKPOINT, VOICE_CONTROL_EXAMPLES
@@ -99,9 +100,13 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
                         use_audio, use_image, use_text)
     ex = explain_prediction(result)
     view = ex["model_view"]
-    return (*_prediction_outputs(result), ex["flag_text"], ex["figure"], image_file(ex["image_overlay"]),
+    return (*_prediction_outputs(result), ex["flag_text"],
+            figure_svg(ex["figure"], "the whole explanation in one figure"), image_file(ex["image_overlay"]),
             ex["text_highlights"] or [("no text given (or switched off): no map", None)],
-            ex["audio_figure"], ex["weights_figure"], _no_nan(ex["effects_table"]),
+            "<p><small>no audio given (or switched off): no map</small></p>" if ex["audio_figure"] is None
+            else figure_svg(ex["audio_figure"], "what the answer needs from the audio, over time"),
+            figure_svg(ex["weights_figure"], "weights beside the confidence drop without each input"),
+            _no_nan(ex["effects_table"]),
             image_file(None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1)),  # 64 px: larger
             image_file(view["mel_image"]), _tokens(view["tokens"]), ex["json"])
 
@@ -222,21 +227,21 @@ def voice_control_tab() -> None:
                                        interactive=False,
                                        format="png", height=300, scale=2, elem_id="vc-heatmap")
                     with gr.Column(scale=5):
-                        audio_plot = gr.Plot(label="Audio: what the answer needs, over time", format="png",
-                                             elem_id="vc-audio-plot")
+                        audio_plot = gr.HTML(label="Audio: what the answer needs, over time", show_label=True,
+                                             container=True, elem_id="vc-audio-plot")
                         highlights = gr.HighlightedText(label="Text: what the answer needs per word (darker = more)",
                                                         show_legend=False, show_inline_category=False,
                                                         elem_id="vc-highlights")
             with gr.Tab("Weights vs measured effect", id="vc-effects-tab"):
                 with gr.Row(equal_height=False):
-                    effects_plot = gr.Plot(label="Weights beside the confidence drop without each input",
-                                           show_label=False, format="png", scale=3, elem_id="vc-effects-plot")
+                    effects_plot = gr.HTML(label="Weights beside the confidence drop without each input",
+                                           scale=3, elem_id="vc-effects-plot")
                     effects_table = gr.Dataframe(headers=["input", "weight", "p(action) without it", "drop"],
                                                  interactive=False, scale=2, label="Measured effects",
                                                  elem_id="vc-effects-table")
             with gr.Tab("Aligned figure", id="vc-figure-tab"):
-                figure = gr.Plot(label="The whole explanation in one figure (as in the report card)",
-                                 format="png", elem_id="vc-figure")
+                figure = gr.HTML(label="The whole explanation in one figure (as in the report card)",
+                                 show_label=True, container=True, elem_id="vc-figure")
             with gr.Tab("What the model sees", id="vc-sees"):
                 with gr.Row(equal_height=False):
                     seen_crop = gr.Image(label="Image: the crop the model saw", interactive=False, format="png",
