@@ -338,6 +338,10 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         expect(page.locator("#pt-enrol-status")).to_contain_text(f"Enrolled {name} from 3 photos",
                                                                  timeout=RESULT_TIMEOUT_MS)
         expect(page.locator("#pt-people")).to_contain_text(name, timeout=30_000)
+        # their row shows the face they enrolled with (a thumbnail kept with the session's gallery)
+        thumbnail = page.locator("#pt-people [role=row]", has_text=name).locator(f"img[alt='{name}']").first
+        expect(thumbnail).to_be_visible(timeout=30_000)
+        assert _rendered(thumbnail), "the enrolled person's thumbnail did not load"
         # the form is reset after a success, and the new person is at the top of the list
         expect(page.locator("#pt-enrol-name textarea, #pt-enrol-name input").first).to_have_value("", timeout=30_000)
         listed = page.locator("#pt-people").inner_text()

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
+from functools import lru_cache
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from mbm.scenarios.portrait.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.scenarios.portrait.gallery import ENV_VAR as GALLERY_ENV_VAR
-from mbm.paths import PORTRAIT_EXAMPLES
-from mbm.scenarios.portrait.gallery import MAX_NAME, Gallery
+from mbm.paths import PORTRAIT_ASSETS, PORTRAIT_EXAMPLES
+from mbm.scenarios.portrait.gallery import MAX_NAME, Gallery, face_thumbnail, thumbnail_uri
 from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
 from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
 from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
-from mbm.ui.common import PORTRAIT_COLOURS, image_file, load_examples, modality_weights_chart, plain, share
+from mbm.ui.common import (PORTRAIT_COLOURS, example_cards, image_file, load_examples, modality_weights_chart, plain,
+                           share)
 from mbm.ui.params import ParameterError, file_value, file_values, guarded, text_value
 
 SESSION_TTL_S = 6 * 3600  # a visitor's own enrolments are forgotten this long after their last visit
@@ -139,16 +144,59 @@ def list_people(session=None):
     return models.portrait().list_people(_session(session))
 
 
-PEOPLE_COLUMNS = ["name", "photos", "voice", "profile", "composed", "origin"]
+PEOPLE_COLUMNS = ["face", "name", "photos", "voice", "profile", "composed", "origin"]
+AVATAR_COLOURS = ("#1d6a96", "#7b3fa0", "#b03a2e", "#2e7d32", "#8a5a00", "#3f51b5", "#ad1457", "#00695c")  # white
+# text on each has a contrast of 5 or more
+FACE_PX = 40  # the face column's pictures, on screen
+
+
+def avatar(name: str) -> str:
+    """A generated picture for a person without a photo: their initial in a circle coloured by the name."""
+    shown = readable_name(name)
+    initial = next((c for c in shown if c.isalnum()), "?").upper()
+    colour = AVATAR_COLOURS[int(hashlib.md5(name.encode()).hexdigest(), 16) % len(AVATAR_COLOURS)]
+    return (f'<svg width="{FACE_PX}" height="{FACE_PX}" viewBox="0 0 40 40" role="img" '
+            f'aria-label="{html.escape(shown)} (no photo: initial)"><circle cx="20" cy="20" r="20" fill="{colour}"/>'
+            f'<text x="20" y="26.5" text-anchor="middle" font-size="18" font-weight="bold" fill="#fff" '
+            f'font-family="sans-serif">{html.escape(initial)}</text></svg>')
+
+
+@lru_cache(maxsize=64)
+def asset_thumbnail(name: str) -> str | None:
+    """A shipped person's face from the committed assets (``faces/orl/<id>/``, ``faces/yale/<id>.*``) as a
+    thumbnail URI, or None: the dataset photos are not in the repository, only these few credited ones."""
+    photos = sorted((PORTRAIT_ASSETS / "faces" / "orl" / name).glob("*.pgm")) if name.isalnum() else []
+    photos += sorted((PORTRAIT_ASSETS / "faces" / "yale").glob(f"{name}.*.png")) if name.isalnum() else []
+    for photo in photos:
+        try:
+            with Image.open(photo) as img:
+                chip, _, _ = models.portrait().faces.chip(np.asarray(img.convert("RGB")))  # the aligned face
+            return thumbnail_uri(face_thumbnail(chip))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def face_cell(person: dict) -> str:
+    """The People list's picture of a person: the enrolment face, a committed photo, or an avatar."""
+    uri = person.get("thumbnail")
+    uri = uri if isinstance(uri, str) and uri.startswith("data:image/jpeg;base64,") else None
+    uri = uri or (asset_thumbnail(person["name"]) if person.get("origin") == "shipped" else None)
+    if uri is None:
+        return avatar(person["name"])
+    return (f'<img src="{html.escape(uri)}" width="{FACE_PX}" height="{FACE_PX}" '
+            f'alt="{html.escape(readable_name(person["name"]))}" style="border-radius:50%;object-fit:cover">')
 
 
 def people_view(people):
-    """The People table (readable names, newest first) and the Remove choices from ``list_people``'s JSON."""
+    """The People table (a face, readable names, newest first) and the Remove choices from ``list_people``'s
+    JSON."""
     people = people if isinstance(people, list) else []
     order = ("yours", "shared", "shipped")  # your own enrolments at the top, not at the bottom
     people = sorted(people, key=lambda p: next((k for k, o in enumerate(order)
                                                 if str(p.get("origin", "")).startswith(o)), len(order)))
-    rows = [[readable_name(p["name"]) if c == "name" else p.get(c) for c in PEOPLE_COLUMNS] for p in people]
+    cell = {"face": face_cell, "name": lambda p: readable_name(p["name"])}
+    rows = [[cell[c](p) if c in cell else p.get(c) for c in PEOPLE_COLUMNS] for p in people]
     return rows, gr.Dropdown(choices=[(readable_name(p["name"]), p["name"]) for p in people], value=None)
 
 
@@ -183,6 +231,7 @@ See docs/reliability.md for what the app refuses and why.</small>
 def portrait_tab():
     """The Portrait recognition tab; returns the event that fills the People list on page load."""
     gr.Markdown(portrait_help(), elem_id="pt-help")
+    examples_row = gr.Row()  # the examples come first (filled below, once the outputs exist)
     with gr.Row(equal_height=False):
         with gr.Column():
             face = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None, label="Face photo",
@@ -194,7 +243,6 @@ def portrait_tab():
             with gr.Row():
                 clear = gr.ClearButton(value="Clear", elem_id="pt-clear")
                 run = gr.Button("Run", variant="primary", elem_id="pt-run")
-            examples_column = gr.Column()  # filled below, once the outputs exist
         with gr.Column():
             identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", elem_id="pt-identity")
             # the chart gets the column's width: beside the crop it was squeezed to ~7 px text
@@ -212,9 +260,11 @@ def portrait_tab():
                 **heavy)
     rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
     if rows:
-        with examples_column:
-            gr.Examples(rows, inputs, outputs, fn=predict_portrait, cache_examples=False, run_on_click=True,
-                        example_labels=captions, label="Examples: click one to run it")
+        with examples_row:
+            load_example = example_cards(rows, captions, inputs, photo=0, label="Examples: click one to run it",
+                                         elem_id="pt-examples")
+        load_example.then(predict_portrait, inputs + [session], outputs, api_visibility="private",
+                          preprocess=False, **heavy)
 
     with gr.Accordion("Enrol a person · People in the gallery", open=True):
         with gr.Row(equal_height=False):
@@ -233,8 +283,9 @@ def portrait_tab():
                 enrol_status = gr.Markdown(elem_id="pt-enrol-status")
                 enrol_json = gr.JSON(visible=False)
             with gr.Column():
-                people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=360, wrap=True,
-                                      column_widths=["18%", "9%", "9%", "38%", "11%", "15%"], label="People",
+                people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=420, wrap=True,
+                                      datatype=["html", "str", "number", "bool", "str", "bool", "str"],
+                                      column_widths=["9%", "15%", "10%", "9%", "30%", "13%", "14%"], label="People",
                                       elem_id="pt-people")
                 refresh = gr.Button("Refresh the list", elem_id="pt-refresh")
                 with gr.Row(equal_height=True):

@@ -9,6 +9,9 @@ become file paths: every person lives inside the one file.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import os
 import re
@@ -26,6 +29,8 @@ GALLERY_FILE = "gallery.json"
 ENV_VAR = "MBM_GALLERY_DIR"
 DEFAULT_DIR = "~/.cache/mbm/portrait_gallery"
 MAX_NAME = 64
+THUMBNAIL_PX = 64  # the face a person is listed with: a 64 px JPEG (2-4 KB), kept in the gallery file
+MAX_THUMBNAIL_BYTES = 12_000  # a stored thumbnail larger than this is not one of ours: refused
 _NAME = re.compile(r"^[\w][\w .,'()-]*$")
 
 
@@ -89,6 +94,46 @@ def _unit(v) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-8)
 
 
+def face_thumbnail(chip: np.ndarray) -> bytes:
+    """A person's list thumbnail from an aligned face chip ((H, W, 3) uint8): a THUMBNAIL_PX JPEG."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.fit(Image.fromarray(np.ascontiguousarray(chip, dtype=np.uint8)).convert("RGB"),
+                       (THUMBNAIL_PX, THUMBNAIL_PX), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=85)
+    return check_thumbnail(buffer.getvalue())
+
+
+def check_thumbnail(data) -> bytes:
+    """``data`` if it is a thumbnail as ``face_thumbnail`` makes them, else ValueError saying why.
+
+    Bounded before anything is decoded: at most MAX_THUMBNAIL_BYTES, a JPEG, at most THUMBNAIL_PX a side.
+    """
+    from PIL import Image
+
+    if not isinstance(data, bytes):
+        raise ValueError(f"a thumbnail must be JPEG bytes, not {type(data).__name__}")
+    if len(data) > MAX_THUMBNAIL_BYTES:
+        raise ValueError(f"the thumbnail is {len(data)} bytes; the limit is {MAX_THUMBNAIL_BYTES}")
+    if not data.startswith(b"\xff\xd8\xff"):
+        raise ValueError("the thumbnail is not a JPEG")
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            size, kind = img.size, img.format
+    except OSError:
+        raise ValueError("the thumbnail is not a readable JPEG") from None
+    if kind != "JPEG" or max(size) > THUMBNAIL_PX:
+        raise ValueError(f"the thumbnail is a {size[0]}x{size[1]} {kind}; expected a JPEG of at most "
+                         f"{THUMBNAIL_PX} px a side")
+    return data
+
+
+def thumbnail_uri(data: bytes | None) -> str | None:
+    """A stored thumbnail as a ``data:image/jpeg`` URI for an <img> (None stays None)."""
+    return None if data is None else "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
 @dataclass
 class Person:
     name: str
@@ -97,11 +142,13 @@ class Person:
     voice: np.ndarray | None = None  # (256,) unit prototype, or None
     profile: str | None = None
     meta: dict = field(default_factory=dict)  # e.g. {"voice_from": "fsdd:george", "composed": True}
+    thumbnail: bytes | None = None  # the enrolment face as a small JPEG (check_thumbnail), or None
 
     def to_json(self) -> dict:
         return {"name": self.name, "face": [round(float(x), 6) for x in self.face], "n_photos": self.n_photos,
                 "voice": None if self.voice is None else [round(float(x), 6) for x in self.voice],
-                "profile": self.profile, "meta": self.meta}
+                "profile": self.profile, "meta": self.meta,
+                "thumbnail": None if self.thumbnail is None else base64.b64encode(self.thumbnail).decode("ascii")}
 
     @classmethod
     def from_json(cls, d: dict) -> "Person":
@@ -113,7 +160,8 @@ class Person:
         if isinstance(profile, str) and len(profile) > MAX_PROFILE_CHARS:  # a gallery saved before the cap
             profile = profile[:MAX_PROFILE_CHARS]
         return cls(validate_name(d["name"], strict=False), face, int(d.get("n_photos", 1)), voice,
-                   profile if isinstance(profile, str) else None, dict(d.get("meta") or {}))
+                   profile if isinstance(profile, str) else None, dict(d.get("meta") or {}),
+                   _stored_thumbnail(d.get("thumbnail")))
 
     def profile_embedding(self) -> np.ndarray | None:
         """The profile's text embedding, computed once (at enrol or load) and kept, never per request."""
@@ -122,6 +170,16 @@ class Person:
 
             self.__dict__["_profile_vec"] = embed_profile(self.profile)
         return self.__dict__["_profile_vec"]
+
+
+def _stored_thumbnail(text) -> bytes | None:
+    """A saved thumbnail (base64 text) back as bytes; a damaged or oversized one is dropped, not fatal."""
+    if not isinstance(text, str) or len(text) > MAX_THUMBNAIL_BYTES * 4 // 3 + 4:  # checked before decoding
+        return None
+    try:
+        return check_thumbnail(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        return None
 
 
 class Gallery:
@@ -156,7 +214,10 @@ class Gallery:
         return Gallery(list(self.people.values()))
 
     def add(self, name: str, face_embeddings: np.ndarray, voice: np.ndarray | None = None,
-            profile: str | None = None, meta: dict | None = None, replace: bool = False) -> Person:
+            profile: str | None = None, meta: dict | None = None, replace: bool = False,
+            thumbnail: bytes | None = None) -> Person:
+        """Enrol ``name`` from face descriptors (N, 128), an optional voice prototype, profile and list
+        thumbnail (``face_thumbnail``); ValueError for a taken or unsafe name, a long profile, a bad thumbnail."""
         name = validate_name(name)
         existing = self.find(name)
         if existing is not None and not replace:
@@ -169,8 +230,10 @@ class Gallery:
         faces = np.asarray(face_embeddings, np.float32).reshape(-1, 128)
         if len(faces) == 0:
             raise ValueError("enrolment needs at least one photo with a face")
+        if thumbnail is not None:
+            thumbnail = check_thumbnail(thumbnail)
         person = Person(name, _unit(faces.mean(0)), len(faces), None if voice is None else _unit(voice),
-                        profile, dict(meta or {}))
+                        profile, dict(meta or {}), thumbnail)
         person.profile_embedding()  # once, here: never per request
         if existing is not None:
             del self.people[existing]

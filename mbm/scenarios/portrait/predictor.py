@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.scenarios.portrait.gallery import GALLERY_FILE, Gallery, gallery_dir, validate_name
+from mbm.scenarios.portrait.gallery import (GALLERY_FILE, Gallery, face_thumbnail, gallery_dir, thumbnail_uri,
+                                             validate_name)
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
 from mbm.storage import remove_stale_temp_files
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
@@ -223,14 +224,15 @@ class PortraitPredictor:
         emb = fe.embed_chips(chips)
         v = embed_voices([voice_waveform(voice)])[0] if voice is not None else None
         meta = {"enrolled_from_n": len(chips)}
+        thumbnail = face_thumbnail(chips[0])  # what the People list shows (64 px, a few KB)
         if shared:
             with self._lock:
                 g = self.gallery.copy()
-                g.add(name, emb, v, profile, meta=meta)
+                g.add(name, emb, v, profile, meta=meta, thumbnail=thumbnail)
                 self._persist(g)  # raises (a message) before anything changes in memory
                 self.gallery = g
         else:
-            session.add(name, emb, v, profile, meta={**meta, "session": True})
+            session.add(name, emb, v, profile, meta={**meta, "session": True}, thumbnail=thumbnail)
         return {"name": name, "photos": len(chips), "voice": v is not None, "profile": bool((profile or "").strip()),
                 "where": "shared" if shared else "session"}
 
@@ -267,14 +269,18 @@ class PortraitPredictor:
         return len(g)
 
     def list_people(self, session: Gallery | None = None) -> list[dict]:
+        """Everyone searched: ``[{"name", "photos", "voice", "profile", "composed", "origin", "thumbnail"}]``;
+        ``thumbnail`` is the enrolment face as a ``data:image/jpeg`` URI, None for the shipped people."""
         shipped = self.shipped
-        rows = [{"name": p.name, "photos": p.n_photos, "voice": p.voice is not None, "profile": p.profile or "",
-                 "composed": bool(p.meta.get("composed")),
-                 "origin": "shipped" if p.name in shipped.people else "shared"}
+
+        def row(p, origin: str, composed: bool) -> dict:
+            return {"name": p.name, "photos": p.n_photos, "voice": p.voice is not None, "profile": p.profile or "",
+                    "composed": composed, "origin": origin, "thumbnail": thumbnail_uri(p.thumbnail)}
+
+        rows = [row(p, "shipped" if p.name in shipped.people else "shared", bool(p.meta.get("composed")))
                 for p in self.gallery.people.values()]
         if session is not None:
-            rows += [{"name": p.name, "photos": p.n_photos, "voice": p.voice is not None,
-                      "profile": p.profile or "", "composed": False, "origin": "yours (this session)"}
+            rows += [row(p, "yours (this session)", False)
                      for p in session.people.values() if p.name not in self.gallery.people]
         return rows
 
