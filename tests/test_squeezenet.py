@@ -169,3 +169,25 @@ def test_shipped_model_says_no_device_for_plain_colour_and_noise():
             predictor.predict(image=image)
     lamp = predictor.predict(image=str(ROOT / "assets" / "voice_control" / "lamp.jpg"))
     assert lamp.device_recognised is True and lamp.sees[0] == "lamp"
+
+
+def test_source_folds_leave_every_class_a_training_source():
+    """Leave-sources-out folds: each source is scored in one fold, and no fold takes every source of
+    a class (the class would have nothing to train on); a single-source class stays in training."""
+    from mbm.features.image_eval import source_folds
+
+    # class -> sources, shaped like ../shared/data (one source shared by three classes, one by two)
+    layout = {0: ["cur", "dod", "mgs"], 1: ["cpd", "dd", "mgs"], 2: ["cal", "epf", "htt"], 3: ["htt", "lcf", "tin"],
+              4: ["cal", "jsc", "tin"], 5: ["imn", "rad", "tin"], 6: ["off"]}
+    devices, sources = [], []
+    for d, names in layout.items():
+        for i, s in enumerate(names):
+            devices += [d] * (10 * (i + 1))
+            sources += [s] * (10 * (i + 1))
+    folds = source_folds(devices, sources, k=3)
+    scored = [s for f in folds for s in f]
+    assert len(scored) == len(set(scored))  # each source in at most one fold
+    assert set(scored) == {s for names in layout.values() for s in names} - {"off"}
+    for fold in folds:
+        for names in layout.values():
+            assert set(names) - fold, (fold, names)
