@@ -23,7 +23,8 @@ from mbm.paths import CACHE
 from mbm.preprocess import normalise_pixels, prepare_image, read_image
 from mbm.scenarios.voice_control.data import load_photo_pool
 
-data, size, steps, lr, distill = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+data, size, steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+lr, distill = float(sys.argv[4]), float(sys.argv[5])
 train, held = split_photos(list_device_photos(data))
 cfg = ImageConfig(size=size)
 pool = load_photo_pool(train, cfg)

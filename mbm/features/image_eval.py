@@ -1,16 +1,16 @@
 """Image-side metrics of a voice-control checkpoint on the pretrained SqueezeNet (issue #17).
 
 - ``device_accuracy_unseen_source``: the source shortcut test. DIR's device photos are split by
-  source (file-name prefix) into :data:`UNSEEN_FOLDS` folds, so that no class loses all its sources
-  in one fold; for each fold a fresh top is fine-tuned with the checkpoint's recipe
-  (:func:`mbm.features.device_top.fine_tune`, same learning rate and distillation; one plain view
-  per photo, :data:`UNSEEN_STEPS` steps of :data:`UNSEEN_BATCH`: less than the shipped top's, to
-  keep the evaluation short) on the other folds' photos, and scored on the fold's photos, for each class that has >= 2
-  sources in DIR (a class with one source cannot be told apart from its source). The key is the
-  mean over those classes of the mean over their sources (every (class, source) pair counts,
-  however small); ``..._by_class`` has the per-source numbers. Leaving out several sources at once
-  and training on fewer views and steps makes it a pessimistic estimate. The ImageNet network's
-  zero-shot answer on the same photos is ``device_accuracy_zero_shot``.
+  source (file-name prefix) into :data:`UNSEEN_FOLDS` folds (:func:`source_folds`: no fold takes
+  every source of a class). For each fold a fresh top is fine-tuned on the other folds' photos
+  with the checkpoint's recipe (:func:`mbm.features.device_top.fine_tune`, same learning rate and
+  distillation, but one plain view per photo and :data:`UNSEEN_STEPS` steps of
+  :data:`UNSEEN_BATCH`, to keep the evaluation short) and scored on the fold's photos, for each
+  class that has >= 2 sources in DIR (a class with one source cannot be told apart from its
+  source). The key is the mean over those classes of the mean over their sources (every (class,
+  source) pair counts, however small); ``..._by_class`` has the per-source numbers. Leaving out
+  several sources at once, with fewer views and steps, makes it a pessimistic estimate. The
+  ImageNet network's zero-shot answer on the same photos is ``device_accuracy_zero_shot``.
 - ``no_device_rejection``: the share of non-device images answered "no device recognised": DIR's
   faces (with ``--split heldout``: the identities the presence head never saw), 20 flat colours (refused
   as the app does, before the model), 20 near-plain colours (noise of 3 grey levels: min-max

@@ -1,8 +1,9 @@
 """The "no device here" detector of the pretrained image encoder (issue #17).
 
-Presence ("is there a device at all?") is a logistic regression on the pooled fire9 features of the
-fine-tuned top (:mod:`mbm.features.device_top`) plus the log ImageNet mass on device classes, fitted on device photos against faces, plain colours, noise
-and colour blobs; its threshold is chosen on the training photos (see ``fit_presence``).
+Presence ("is there a device at all?") is a logistic regression on the pooled fire9 features of
+the fine-tuned top (:mod:`mbm.features.device_top`) plus the log ImageNet mass on device classes,
+fitted on device photos against faces, plain colours, noise and colour blobs; its threshold is
+chosen on the training photos (see ``fit_presence``).
 """
 
 from __future__ import annotations
