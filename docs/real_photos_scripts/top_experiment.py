@@ -17,6 +17,7 @@ import torch
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
 from mbm.features.device_top import DeviceTop, fine_tune, trunk
+from mbm.features.imagenet_devices import DEVICES
 from mbm.features.image_cache import TOP_BATCH, centre_views, photo_views, trunk_outputs
 from mbm.features.squeezenet_encoder import to_255
 from mbm.paths import CACHE
@@ -45,6 +46,4 @@ for name, top in tops.items():
         by[s].append(p == y)
     print(json.dumps({"top": name, "held_out": round(float((pred == held_pool.devices).float().mean()), 4),
                       "by_source": {s: round(sum(v) / len(v), 3) for s, v in sorted(by.items())},
-                      "devices_sample": [f"{f.stem}->{pool_name}" for f, pool_name in zip(
-                          samples, (["blinds", "door", "fan", "heater", "lamp", "music_player", "tv"][i]
-                                    for i in sample_pred))]}))
+                      "devices_sample": [f"{f.stem}->{DEVICES[i]}" for f, i in zip(samples, sample_pred)]}))

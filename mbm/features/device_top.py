@@ -44,16 +44,15 @@ def trunk(pixels_255: torch.Tensor) -> torch.Tensor:
 
 class DeviceTop(nn.Module):
     """Trunk output (B, 256, g, g) -> fire9 grid (B, 512, g, g), ImageNet score map (B, 1000, g, g)
-    and device logits (B, 7); starts as the ImageNet network with the zero-shot device read-out."""
+    and device logits (B, 7); starts as the ImageNet network with the zero-shot device read-out, its
+    weights fixed until :func:`fine_tune` trains them."""
 
     def __init__(self, net: SqueezeNet | None = None):
         super().__init__()
         net = pretrained_squeezenet() if net is None else net
         self.fires = nn.ModuleDict({name: copy.deepcopy(net.fires[name]) for name in TOP_BLOCKS})
         self.conv10 = copy.deepcopy(net.conv10)
-        self.device_bias = nn.Parameter(torch.zeros(len(DEVICES)))
-        for p in self.parameters():
-            p.requires_grad_(True)
+        self.device_bias = nn.Parameter(torch.zeros(len(DEVICES)), requires_grad=False)  # trained by fine_tune
         groups = [list(IMAGENET_CLASSES[d]) for d in DEVICES]
         self.register_buffer("class_index", torch.tensor(sum(groups, [])), persistent=False)
         self.register_buffer("class_device", torch.tensor(sum(([d] * len(g) for d, g in enumerate(groups)), [])),
@@ -79,10 +78,7 @@ class DeviceTop(nn.Module):
 
 def imagenet_top() -> DeviceTop:
     """The untrained top (the ImageNet network itself), frozen: the teacher of the distillation."""
-    top = DeviceTop().eval()
-    for p in top.parameters():
-        p.requires_grad_(False)
-    return top
+    return DeviceTop().requires_grad_(False).eval()
 
 
 def fine_tune(top: DeviceTop, views: torch.Tensor, teacher: torch.Tensor, devices: torch.Tensor, steps: int,

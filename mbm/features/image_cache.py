@@ -28,7 +28,7 @@ from tqdm import tqdm
 from mbm.config import ImageConfig
 from mbm.data import augment
 from mbm.data.readers import _hash
-from mbm.features.device_top import fine_tune, imagenet_top, trunk
+from mbm.features.device_top import DeviceTop, fine_tune, imagenet_top, trunk
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.presence import balanced_weights, fit_presence
 from mbm.features.squeezenet import SHA256
@@ -134,9 +134,9 @@ def synthetic_non_devices(n: int, size: int, g: torch.Generator) -> torch.Tensor
     return normalise_pixels(torch.cat([plain, gradient.expand(n, 3, size, size), noise, blobs]))
 
 
-def top_views(encoder: SqueezeNetImageEncoder, trunks: torch.Tensor, batch: int = 256) -> BackboneOutputs:
-    """The encoder's top on (N, 256, g, g) trunk outputs, in batches."""
-    parts = [top_outputs(encoder.top, trunks[s:s + batch]) for s in range(0, len(trunks), batch)]
+def top_views(top: DeviceTop, trunks: torch.Tensor, batch: int = 256) -> BackboneOutputs:
+    """``top`` on (N, 256, g, g) trunk outputs, in batches."""
+    parts = [top_outputs(top, trunks[s:s + batch]) for s in range(0, len(trunks), batch)]
     return BackboneOutputs({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
 
 
@@ -146,8 +146,8 @@ def fit_image_heads(encoder: SqueezeNetImageEncoder, views: TrunkViews, pool: Ph
     non-device trunk outputs. Returns (each view's outputs, the negatives' outputs, what was measured)."""
     fine_tune(encoder.top, views["trunk"], views["teacher"], pool.devices, TOP_STEPS, TOP_LR, TOP_BATCH, DISTILL,
               seed, progress=lambda r: tqdm(r, desc="fine-tune the SqueezeNet top", leave=False))
-    outs = [top_views(encoder, v) for v in views["trunk"]]
-    neg = top_views(encoder, negatives)
+    outs = [top_views(encoder.top, v) for v in views["trunk"]]
+    neg = top_views(encoder.top, negatives)
     n_views = len(outs)
     feats = torch.cat([o["pooled"] for o in outs])
     zs = torch.cat([zero_shot(o["logits"]) for o in outs])

@@ -29,7 +29,7 @@ import torch
 from mbm.data.readers import DevicePhoto
 from mbm.features.device_top import DeviceTop, fine_tune
 from mbm.features.image_cache import (DISTILL, TOP_LR, face_pixels, split_faces, synthetic_non_devices,
-                                      trunk_outputs)
+                                      top_views, trunk_outputs)
 from mbm.scenarios.voice_control.spec import DEVICES
 
 
@@ -103,10 +103,7 @@ def unseen_source_metrics(photos: list[DevicePhoto], pixels: torch.Tensor, seed:
     views = trunk_outputs(lambda a, b: pixels[a:b], len(pixels), desc="squeezenet photos")
     devices = torch.tensor([DEVICES.index(p.device) for p in photos])
     sources = np.array([p.source for p in photos])
-    zero_shot_top = DeviceTop().eval()
-    with torch.no_grad():
-        zs = torch.cat([zero_shot_top(views["trunk"][s:s + 256].float())["device"]
-                        for s in range(0, len(photos), 256)])
+    zs = top_views(DeviceTop().eval(), views["trunk"])["device"]
     result = {"device_accuracy_zero_shot": round(float((zs.argmax(1) == devices).float().mean()), 4)}
     multi = {d for d in range(len(DEVICES)) if len(set(sources[(devices == d).numpy()])) >= 2}
     per_class: dict[str, dict] = defaultdict(dict)
@@ -116,9 +113,7 @@ def unseen_source_metrics(photos: list[DevicePhoto], pixels: torch.Tensor, seed:
             continue
         top = fine_tune(DeviceTop(), views["trunk"][None], views["teacher"][None], devices, UNSEEN_STEPS, TOP_LR,
                         UNSEEN_BATCH, DISTILL, seed, keep=~test)
-        with torch.no_grad():
-            pred = torch.cat([top(views["trunk"][s:s + 256].float())["device"].argmax(1)
-                              for s in range(0, len(photos), 256)])
+        pred = top_views(top, views["trunk"])["device"].argmax(1)
         for s in sorted(fold):
             for d in sorted(multi):
                 sel = test & torch.from_numpy(sources == s) & (devices == d)
