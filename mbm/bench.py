@@ -46,18 +46,22 @@ def bench_model(repeats: int) -> dict:
     predictor = VoiceControlPredictor.from_checkpoint()
     prep = predictor.prepare(audio=str(ASSETS / "up.wav"), image=str(ASSETS / "lamp.jpg"), text="turn it up")
     inputs = predictor.batch(prep)
+    # Two photos that differ by a hair, taken in turn: the pretrained image encoder reuses its last
+    # backbone pass for identical pixels (the predictor's presence check), which must not be timed.
+    photos = [inputs["image"], inputs["image"] + 1e-3]
     times = []
     with torch.inference_mode():
         for i in range(repeats + 5):
             t = time.perf_counter()
-            predictor.model(inputs)
+            predictor.model({**inputs, "image": photos[i % 2]})
             if i >= 5:  # warm-up excluded
                 times.append((time.perf_counter() - t) * 1000)
     model_p50, model_p95 = _percentiles(times)
     times = []
+    files = [str(ASSETS / "lamp.jpg"), str(ASSETS / "tv.jpg")]  # in turn, for the same reason
     for i in range(repeats // 2 + 3):
         t = time.perf_counter()
-        predictor.predict(audio=str(ASSETS / "up.wav"), image=str(ASSETS / "lamp.jpg"), text="turn it up")
+        predictor.predict(audio=str(ASSETS / "up.wav"), image=files[i % 2], text="turn it up")
         if i >= 3:
             times.append((time.perf_counter() - t) * 1000)
     predict_p50, predict_p95 = _percentiles(times)
@@ -174,13 +178,14 @@ def bench_app(requests: int) -> dict:
     """
     from gradio_client import Client, handle_file
 
-    audio, image = handle_file(str(ASSETS / "up.wav")), handle_file(str(ASSETS / "lamp.jpg"))
+    audio = handle_file(str(ASSETS / "up.wav"))
+    images = [handle_file(str(ASSETS / name)) for name in ("lamp.jpg", "tv.jpg")]  # in turn: no reused pass
     with running_app() as (proc, url, cold_start):
         client = Client(url, verbose=False, ssl_verify=False)
         times = []
-        for _ in range(requests):
+        for i in range(requests):
             t = time.perf_counter()
-            client.predict(audio, image, "turn it up", api_name="/voice_control")
+            client.predict(audio, images[i % 2], "turn it up", api_name="/voice_control")
             times.append((time.perf_counter() - t) * 1000)
         p50, p95 = _percentiles(times)
         face = handle_file(str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"))

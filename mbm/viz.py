@@ -84,15 +84,24 @@ def colormap(name: str = HEAT_CMAP):
     return matplotlib.colormaps[name]
 
 
+SHOWN_SIDE = 256  # a small crop is pixel-repeated up to about this side in the app
+
+
+def enlarged(img: np.ndarray) -> np.ndarray:
+    """(S, S, 3) -> the same picture pixel-repeated so it is about SHOWN_SIDE wide (64 px -> 256)."""
+    k = max(1, SHOWN_SIDE // img.shape[0])
+    return img.repeat(k, 0).repeat(k, 1) if k > 1 else img
+
+
 def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | None, alpha: float = 0.55,
-                  upscale: int = 4) -> np.ndarray | None:
+                  upscale: int | None = None) -> np.ndarray | None:
     """The crop the model saw with its attention heatmap blended on top: (S*u, S*u, 3) uint8; None if absent.
 
     Args:
         shown: (S, S, 3) uint8 crop (``result.inputs.image.shown``).
         token_weights: one number per image token (``result.maps["image"]``: attention or occlusion).
         alpha: heat opacity at the most-attended region (it fades with the weight).
-        upscale: integer pixel repeat so a 64 px crop is not a thumbnail in the app.
+        upscale: integer pixel repeat; None: up to about SHOWN_SIDE (a 64 px crop is not a thumbnail).
     """
     if shown is None or token_weights is None:
         return None
@@ -103,9 +112,9 @@ def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | Non
     a = (alpha * (0.25 + 0.75 * heat))[..., None]  # (S, S, 1)
     out = shown.astype(np.float64) / 255.0 * (1 - a) + rgb * a
     out = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-    if upscale > 1:
-        out = out.repeat(upscale, 0).repeat(upscale, 1)
-    return out
+    if upscale is None:
+        return enlarged(out)
+    return out.repeat(upscale, 0).repeat(upscale, 1) if upscale > 1 else out
 
 
 # --- text ----------------------------------------------------------------------------------------

@@ -188,11 +188,18 @@ def voice_predictor(voice_checkpoint_path):
 
 @pytest.fixture(scope="session")
 def generated_inputs(tmp_path_factory) -> dict[str, Path]:
-    """Files a user could upload: a spoken-command-like tone, a textured photo, a text file named .jpg."""
+    """Files a user could upload: a spoken-command-like tone, a small photo of a lamp (the shipped
+    example, 96 x 80 PNG), a textured picture of no device, a text file named .jpg."""
+    from PIL import Image
+
+    from mbm.paths import VOICE_CONTROL_ASSETS
+
     folder = tmp_path_factory.mktemp("inputs")
-    paths = {"audio": folder / "command.wav", "image": folder / "photo.png", "not_image": folder / "notes.jpg"}
+    paths = {"audio": folder / "command.wav", "image": folder / "photo.png", "not_image": folder / "notes.jpg",
+             "no_device": folder / "texture.png"}
     paths["audio"].write_bytes(audio_bytes(tone(16000, 1.0), 16000, "wav"))
-    paths["image"].write_bytes(image_bytes(textured_image(96, 80)))
+    Image.open(VOICE_CONTROL_ASSETS / "lamp.jpg").convert("RGB").resize((96, 80)).save(paths["image"])
+    paths["no_device"].write_bytes(image_bytes(textured_image(96, 80)))
     paths["not_image"].write_text("this is a text file, not a photo\n")
     return paths
 

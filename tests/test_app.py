@@ -165,8 +165,8 @@ def test_explain_returns_weights_effects_flag_and_maps(client, generated_inputs)
     for m, d in effects["drop"].items():
         assert d == pytest.approx(effects["confidence"] - effects["confidence_without"][m], abs=2e-3)
     maps = ex["maps"]
-    grid = maps["image_grid"]  # g x g, max 1
-    assert len(grid) == len(grid[0]) and len(grid) ** 2 == len(ex["prediction"]["token_weights"]["image"])
+    grid = maps["image_grid"]  # u x u regions of the drawn map, max 1
+    assert len(grid) == len(grid[0]) and len(grid) ** 2 == len(ex["prediction"]["maps"]["image"])
     assert max(max(row) for row in grid) == pytest.approx(1.0)
     assert [t for t, _ in maps["text"]] == ex["prediction"]["tokens"] == ["dim", "the", "lamp"]
     assert max(w for _, w in maps["text"]) == pytest.approx(1.0)

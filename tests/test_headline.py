@@ -24,16 +24,22 @@ def test_plain_names_and_why_a_pair_is_not_supported():
 
 
 @pytest.mark.parametrize("inputs, expected", [
-    ({"image": PORTRAIT_ASSETS / "examples" / "s1_clear.png"}, "does not look like one of the devices"),  # a face
     ({"image": VOICE_CONTROL_ASSETS / "tv.jpg"}, "say a command"),  # a device but no command
     ({"text": "TURN OFF THE LAMPP"}, "typed command was not understood"),  # nothing but typos
     ({"audio": VOICE_CONTROL_ASSETS / "up.wav", "image": PORTRAIT_ASSETS / "examples" / "s1_clear.png"},
-     "does not look like one of the devices"),  # a command and a face as the 'device'
+     "no device recognised in the photo"),  # a command and a face as the 'device'
 ])
 def test_inputs_that_say_too_little_end_in_not_sure(predictor, inputs, expected):
     result = predictor.predict(**{k: str(v) if k != "text" else v for k, v in inputs.items()})
     line = headline(result, not_sure_below())
     assert line.startswith("**Not sure**") and expected in line, line
+
+
+def test_a_face_alone_is_refused_as_no_device(predictor):
+    from mbm.errors import InputError
+
+    with pytest.raises(InputError, match="no device recognised in the photo"):
+        predictor.predict(image=str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"))
 
 
 def test_a_clear_command_and_photo_is_a_confident_answer(predictor):

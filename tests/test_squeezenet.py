@@ -85,11 +85,12 @@ def test_encoder_shapes_and_checkpoint_size():
     enc = SqueezeNetImageEncoder(EncoderConfig(dim=64), ImageConfig(size=160))
     pixels = torch.rand(2, 3, 160, 160) - 0.5
     out = enc(pixels)
-    assert out.tokens.shape == (2, 81, 64) and out.mask.shape == (2, 81) and bool(out.mask.all())
+    # the top's 9 x 9 grid, averaged down to 7 x 7 tokens
+    assert out.tokens.shape == (2, 49, 64) and out.mask.shape == (2, 49) and bool(out.mask.all())
     trunk_out = trunk(to_255(pixels))
     assert trunk_out.shape == (2, 256, 9, 9)
     maps = enc.score_map(top_outputs(enc.top, trunk_out))
-    assert maps.shape == (2, SCORE_CHANNELS, 9, 9)
+    assert maps.shape == (2, SCORE_CHANNELS, 7, 7)
     assert torch.allclose(enc(maps).tokens, out.tokens, atol=1e-5)  # cached score maps = the pixel path
     verdict = enc.recognise(pixels)
     assert verdict["device_probs"].shape == (2, 7) and verdict["accepted"].shape == (2,)
@@ -140,11 +141,12 @@ def test_fine_tuning_learns_the_devices_and_is_fixed_after():
 
 
 def _shipped():
-    """The shipped voice-control checkpoint on the pretrained SqueezeNet (the candidate, issue #17)."""
+    """The shipped voice-control checkpoint: on the pretrained SqueezeNet at 192 px (issue #17)."""
     from mbm.checkpoint import load_checkpoint
+    from mbm.paths import VOICE_CONTROL_CHECKPOINT
 
-    ckpt = load_checkpoint(ROOT / "checkpoints" / "voice_control_squeezenet.pt", "voice_control")
-    assert ckpt.config.encoder.image_backbone == "squeezenet1_1" and ckpt.config.image.size == 224
+    ckpt = load_checkpoint(VOICE_CONTROL_CHECKPOINT, "voice_control")
+    assert ckpt.config.encoder.image_backbone == "squeezenet1_1" and ckpt.config.image.size == 192
     return ckpt
 
 
@@ -191,3 +193,16 @@ def test_source_folds_leave_every_class_a_training_source():
     for fold in folds:
         for names in layout.values():
             assert set(names) - fold, (fold, names)
+
+
+def test_kept_apart_sources_are_never_in_the_pretrained_image_training():
+    """The sources kept apart (for the unseen-source measure and the demo photos) leave the training
+    photos of the SqueezeNet recipe, whatever the split."""
+    from mbm.data.readers import DevicePhoto
+    from mbm.scenarios.voice_control.data import KEPT_APART_SOURCES, kept_apart
+
+    sources = ("tin", "off", *KEPT_APART_SOURCES)
+    photos = [DevicePhoto(Path(f"{s}_{i}.jpg"), "lamp", s) for s in sources for i in range(3)]
+    others, kept = kept_apart(photos)
+    assert {p.source for p in others} == {"tin", "off"} and {p.source for p in kept} == set(KEPT_APART_SOURCES)
+    assert len(others) + len(kept) == len(photos)

@@ -43,17 +43,24 @@ def test_a_recipe_with_an_unknown_field_is_a_usage_error(tmp_path, capsys):
     assert "unknown train fields ['rank_weight']" in capsys.readouterr().err
 
 
-def test_the_recipe_is_the_shipped_checkpoints_training_config():
-    """mbm/scenarios/voice_control/recipe.json reproduces checkpoints/voice_control.pt: the same training settings."""
+@pytest.mark.parametrize("recipe, checkpoint", [(RECIPE, "voice_control.pt"),
+                                                (RECIPE.with_name("recipe_cnn.json"), "voice_control_cnn.pt")])
+def test_the_recipe_is_the_shipped_checkpoints_training_config(recipe, checkpoint):
+    """recipe.json reproduces checkpoints/voice_control.pt (stage 2), recipe_cnn.json the stage-1
+    checkpoint it starts from: the same training settings."""
     from mbm.checkpoint import load_checkpoint
-    from mbm.paths import VOICE_CONTROL_CHECKPOINT
+    from mbm.paths import CHECKPOINTS
 
-    train, fusion = load_recipe(RECIPE)
-    shipped = load_checkpoint(VOICE_CONTROL_CHECKPOINT, "voice_control")
+    train, fusion = load_recipe(recipe)
+    shipped = load_checkpoint(CHECKPOINTS / checkpoint, "voice_control")
     used = shipped.metrics["train_config"]
     for key, value in vars(train).items():
         if key in used:
             assert used[key] == value, key
+    assert shipped.config.encoder.image_backbone == train.image_backbone
+    # stage 2 starts from stage 1's committed checkpoint; stage 1 starts from nothing
+    assert bool(train.init_from) == (checkpoint == "voice_control.pt")
+    assert not train.init_from or (CHECKPOINTS.parent / train.init_from).is_file()
     # The checkpoint's fusion is the recipe's with the after-training settings applied.
     assert shipped.config.fusion.pooling == fusion.pooling == "evidence"
     assert shipped.config.fusion.evidence_reattend == train.reattend_after_training
@@ -94,7 +101,9 @@ def _rank(rank: int, world: int, port: int, data: str, out: str) -> None:
     """One torchrun-like process: the environment torchrun sets, then the training command."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
+    # stage 1's recipe (the whole model from scratch): stage 2 fine-tunes SqueezeNet's top, minutes per rank
     ckpt = main(["--scenario", "voice_control", "--data", data, "--out", f"{out}/model.pt", "--steps", "6",
+                 "--recipe", str(RECIPE.with_name("recipe_cnn.json")),
                  "--batch-size", "8", "--tts-per-word", "0", "--precision", "fp32", "--threads", "1",
                  "--tts-dir", f"{out}/tts"])
     torch.save(ckpt.state_dict, f"{out}/rank{rank}.pt")

@@ -16,6 +16,10 @@
   as the app does, before the model), 20 near-plain colours (noise of 3 grey levels: min-max
   stretches it), 20 gradients and 20 pixel-noise images (seeded).
 - ``device_false_rejection``: the share of the scored device photos answered "no device recognised".
+- ``device_accuracy_kept_apart_sources``: the checkpoint itself (its image side alone) on every photo of
+  DIR from :data:`mbm.scenarios.voice_control.data.KEPT_APART_SOURCES`, sources its image side never
+  trained on; the mean over (device, source) pairs, with each pair's accuracy, count and share
+  rejected ("no device recognised"; the device answer is scored all the same).
 """
 
 from __future__ import annotations
@@ -127,3 +131,27 @@ def unseen_source_metrics(photos: list[DevicePhoto], pixels: torch.Tensor, seed:
         result["unseen_source_method"] = (f"{UNSEEN_FOLDS} leave-sources-out folds, {UNSEEN_STEPS} steps of "
                                           f"{UNSEEN_BATCH}, 1 view")
     return result
+
+
+def kept_apart_metrics(model, photos: list[DevicePhoto], pixels: torch.Tensor) -> dict:
+    """The model's image-only device answer on photos of the kept-apart sources (module docstring)."""
+    from mbm.scenarios.voice_control.data import kept_apart
+
+    kept = set(kept_apart(photos)[1])
+    index = [i for i, p in enumerate(photos) if p in kept]
+    if not index:
+        return {}
+    enc = model.encoders["image"]
+    verdict = [enc.recognise(pixels[index[s:s + 128]]) for s in range(0, len(index), 128)]
+    pred = torch.cat([v["device_probs"] for v in verdict]).argmax(1)
+    accepted = torch.cat([v["accepted"] for v in verdict])
+    truth = torch.tensor([DEVICES.index(photos[i].device) for i in index])
+    groups = np.array([f"{photos[i].device}/{photos[i].source}" for i in index])  # a source may hold 2 devices
+    by_source = {}
+    for group in sorted(set(groups)):
+        sel = torch.from_numpy(groups == group)
+        by_source[str(group)] = {"accuracy": round(float((pred[sel] == truth[sel]).float().mean()), 4),
+                                 "rejected": round(float((~accepted[sel]).float().mean()), 4), "n": int(sel.sum())}
+    mean = float(np.mean([v["accuracy"] for v in by_source.values()]))
+    return {"device_accuracy_kept_apart_sources": round(mean, 4),
+            "device_accuracy_kept_apart_sources_by_source": by_source}

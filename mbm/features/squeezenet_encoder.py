@@ -7,10 +7,13 @@ Photo (3, S, S) -> frozen trunk (conv1 .. fire5) -> fine-tuned top (fire6 .. fir
 - per photo: the top's device log-probabilities (7) and the presence logit (1;
   :class:`PresenceHead`, "is there a device at all?"), repeated on every cell,
 
-15 numbers a cell -> a small MLP -> tokens (B, g*g, D) + positions. The fusion sees only this
+15 numbers a cell -> a small MLP -> tokens (B, g*g, D) + positions. The cells are the top's grid
+averaged down to ``TOKEN_GRID`` x ``TOKEN_GRID`` (11 x 11 -> 7 x 7 at 192 px): fewer tokens make the
+fusion cheaper, and a region large enough to hide part of an object when it is masked is what the
+image map ranks (issue #19's deletion check). The fusion sees only this
 device evidence, not the raw features, so it cannot learn which dataset a photo came from beyond
 what the device top (anchored on ImageNet) lets through. Region maps keep working: one token per
-cell of the g x g grid, row-major.
+cell of the g x g token grid, row-major.
 
 The trunk's weights are not in the checkpoint (they come from the ``ndf`` package, checked by
 sha256, see :mod:`mbm.features.squeezenet`); the top, the presence head and the token MLP are.
@@ -23,6 +26,7 @@ channel count).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mbm.config import EncoderConfig, ImageConfig
@@ -34,6 +38,7 @@ from mbm.features.squeezenet import BACKBONE, FEATURE_CHANNELS, SqueezeNet
 
 SCORE_CHANNELS = 15  # 7 cell device log-probs + 7 photo device log-probs + 1 presence logit
 LOG_SCALE = 0.2  # log-probabilities are scaled by this before the MLP
+TOKEN_GRID = 7  # image tokens: a 7 x 7 grid of regions
 
 
 class BackboneOutputs(dict):
@@ -59,7 +64,7 @@ class SqueezeNetImageEncoder(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, image: ImageConfig):
         super().__init__()
-        self.grid = SqueezeNet.grid_size(image.size)
+        self.grid = min(TOKEN_GRID, SqueezeNet.grid_size(image.size))
         self.top = DeviceTop()
         self.top.requires_grad_(False)  # fine-tuned before the fusion (mbm.features.image_cache), then fixed
         self.presence = PresenceHead(FEATURE_CHANNELS)
@@ -82,10 +87,11 @@ class SqueezeNetImageEncoder(nn.Module):
         return out["device"].log_softmax(-1), self.presence(out["pooled"], zero_shot(out["logits"]))
 
     def score_map(self, out: BackboneOutputs) -> torch.Tensor:
-        """Backbone outputs -> (B, 15, g, g) device evidence per cell."""
+        """Backbone outputs -> (B, 15, g, g) device evidence per token cell."""
         with torch.no_grad():
             logp, presence = self.heads(out)
-            cells = out["cell_device"].log_softmax(1)  # (B, 7, g, g)
+            # (B, 7, G, G) top grid -> (B, 7, g, g) token grid
+            cells = F.adaptive_avg_pool2d(out["cell_device"], self.grid).log_softmax(1)
             b, _, g, _ = cells.shape
             return torch.cat([cells * LOG_SCALE,
                               (logp * LOG_SCALE)[:, :, None, None].expand(b, -1, g, g),

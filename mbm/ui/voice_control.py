@@ -24,6 +24,7 @@ from mbm.scenarios.voice_control.spec import display_name
 from mbm.ui import models
 from mbm.ui.common import example_cards, image_file, load_examples, modality_weights_chart, prune_folder
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
+from mbm.viz import enlarged
 from mbm.ui.voice_control_answer import voice_control_status
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
@@ -107,7 +108,7 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
             else figure_svg(ex["audio_figure"], "what the answer needs from the audio, over time"),
             figure_svg(ex["weights_figure"], "weights beside the confidence drop without each input"),
             _no_nan(ex["effects_table"]),
-            image_file(None if view["image"] is None else view["image"].repeat(3, 0).repeat(3, 1)),  # 64 px: larger
+            image_file(None if view["image"] is None else enlarged(view["image"])),
             image_file(view["mel_image"]), _tokens(view["tokens"]), ex["json"])
 
 

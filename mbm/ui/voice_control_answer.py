@@ -32,7 +32,9 @@ def headline(result: VoiceControlResult, threshold: float) -> str:
         return f"**Not supported**: {plain(why_not_supported(device, word))}."
     if result.confidence >= threshold:
         return f"**{plain(display_name(result.action))}** ({result.confidence:.0%} sure)"
-    if "image" in present and result.sees is not None and result.sees[1] < threshold and "text" not in present:
+    if result.device_recognised is False and "text" not in present:  # the photo was left out
+        missing = "no device recognised in the photo; show the device (or name it)"
+    elif "image" in present and result.sees is not None and result.sees[1] < threshold and "text" not in present:
         missing = "that does not look like one of the devices; show the device (or name it)"
     elif "audio" not in present and "text" not in present:
         missing = "say a command (or type one)"

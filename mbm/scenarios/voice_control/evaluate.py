@@ -248,7 +248,11 @@ RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triple
                 "weight_effect_spearman_by_text_names",
                 "noised_weight_drop", "noised_weight_drop_by_modality", "noised_weight_drop_unseen_noise",
                 "noised_weight_drop_unseen_noise_by_modality", "mean_modality_weights",
-                "mean_modality_weights_with_text", "mean_drop_p_true_without", "confusion", "robustness")
+                "mean_modality_weights_with_text", "mean_drop_p_true_without", "confusion", "robustness",
+                "map_deletion_ratio", "device_accuracy_kept_apart_sources",
+                "device_accuracy_kept_apart_sources_by_source", "device_accuracy_unseen_source",
+                "device_accuracy_unseen_source_by_class", "device_accuracy_zero_shot", "no_device_rejection",
+                "device_false_rejection")
 
 
 def write_results(result: dict, path: Path, argv: list[str]) -> None:
@@ -295,10 +299,11 @@ def evaluate_voice_control_main(argv: list[str]) -> None:
                                     curves=args.curves or args.results is not None, data_dir=args.data,
                                     split=args.split)
     if ckpt.config.encoder.image_backbone != "cnn":  # the source-shortcut test on all of DIR's photos
-        from mbm.features.image_eval import unseen_source_metrics
+        from mbm.features.image_eval import kept_apart_metrics, unseen_source_metrics
 
-        every = list_device_photos(args.data)
-        result.update(unseen_source_metrics(*encode_photos(every, ckpt.config.image)[::-1]))
+        pixels, every = encode_photos(list_device_photos(args.data), ckpt.config.image)
+        result.update(kept_apart_metrics(ckpt.build_model().eval(), every, pixels))
+        result.update(unseen_source_metrics(every, pixels))
     result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
     if args.results:
         write_results(result, args.results, argv)

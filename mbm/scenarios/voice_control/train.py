@@ -31,7 +31,8 @@ from mbm.checkpoint import Checkpoint, save_checkpoint
 from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
-from mbm.scenarios.voice_control.data import VoiceControlSampler, load_audio_pool, load_photo_pool
+from mbm.scenarios.voice_control.data import (KEPT_APART_SOURCES, VoiceControlSampler, kept_apart, load_audio_pool,
+                                             load_photo_pool)
 from mbm.scenarios.voice_control.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
 from mbm.preprocess import build_vocab
@@ -65,6 +66,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                          "devices/)")
     train_clips, held_clips = split_speech(clips)
     train_photos, held_photos = split_photos(photos)
+    if train.image_backbone != "cnn":  # the pretrained image side never sees the kept-apart sources
+        train_photos = kept_apart(train_photos)[0]
     # Exactly the planned clips (the cache may hold others from earlier plans).
     tts_seed = train.seed if train.tts_seed is None else train.tts_seed
     if rank != 0:
@@ -168,7 +171,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
             "sha256": SHA256, "frozen": "conv1 .. fire5 (from the package)",
             "fine_tuned": "fire6 .. fire9, conv10 (in this checkpoint)",
             "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
-            "to [-0.5, 0.5], then x 255 + 127.5 into SqueezeNet (0..255, no mean subtraction)", "fit": image_fit}
+            "to [-0.5, 0.5], then x 255 + 127.5 into SqueezeNet (0..255, no mean subtraction)", "fit": image_fit,
+            "kept_apart_sources": list(KEPT_APART_SOURCES)}
     model.eval()
     if rank == 0:  # one writer: the ranks hold the same weights (DDP)
         ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
