@@ -115,6 +115,14 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
             train.image_views, train.seed, CACHE)
         for module in (model.encoders["image"].top, model.encoders["image"].presence):
             module.requires_grad_(False)
+        if dist.is_initialized():  # every rank fits the top itself (same seed, same photos): they must agree
+            fitted = [*model.encoders["image"].top.parameters(), *model.encoders["image"].presence.parameters()]
+            mine = torch.stack([p.double().sum() for p in fitted])
+            first = mine.clone()
+            dist.broadcast(first, src=0)
+            if not torch.allclose(mine, first, rtol=1e-6, atol=1e-9):
+                raise RuntimeError(f"rank {rank} fitted another SqueezeNet top than rank 0: its cached score "
+                                   "maps would not match the weights the checkpoint keeps")
         sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
                                   cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
         print(f"image heads: {image_fit}")
