@@ -99,7 +99,8 @@ def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | Non
 
     Args:
         shown: (S, S, 3) uint8 crop (``result.inputs.image.shown``).
-        token_weights: one number per image token (``result.maps["image"]``: attention or occlusion).
+        token_weights: one number per cell of a square grid, row-major (``result.maps["image"]``:
+            attention per token, or occlusion per region).
         alpha: heat opacity at the most-attended region (it fades with the weight).
         upscale: integer pixel repeat; None: up to about SHOWN_SIDE (a 64 px crop is not a thumbnail).
     """

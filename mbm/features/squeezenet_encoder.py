@@ -8,12 +8,11 @@ Photo (3, S, S) -> frozen trunk (conv1 .. fire5) -> fine-tuned top (fire6 .. fir
   :class:`PresenceHead`, "is there a device at all?"), repeated on every cell,
 
 15 numbers a cell -> a small MLP -> tokens (B, g*g, D) + positions. The cells are the top's grid
-averaged down to ``TOKEN_GRID`` x ``TOKEN_GRID`` (11 x 11 -> 7 x 7 at 192 px): fewer tokens make the
-fusion cheaper, and a region large enough to hide part of an object when it is masked is what the
-image map ranks (issue #19's deletion check). The fusion sees only this
-device evidence, not the raw features, so it cannot learn which dataset a photo came from beyond
-what the device top (anchored on ImageNet) lets through. Region maps keep working: one token per
-cell of the g x g token grid, row-major.
+averaged down to ``TOKEN_GRID`` x ``TOKEN_GRID`` (11 x 11 -> 7 x 7 at 192 px): 49 tokens cost the
+fusion half of what 121 do. The fusion sees only this device evidence, not the raw features, so it
+cannot learn which dataset a photo came from beyond what the device top (anchored on ImageNet) lets
+through. Region maps keep working: one token per cell of the g x g token grid, row-major (the
+image map the app draws ranks coarser regions, :mod:`mbm.maps`).
 
 The trunk's weights are not in the checkpoint (they come from the ``ndf`` package, checked by
 sha256, see :mod:`mbm.features.squeezenet`); the top, the presence head and the token MLP are.

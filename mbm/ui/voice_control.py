@@ -24,8 +24,8 @@ from mbm.scenarios.voice_control.spec import display_name
 from mbm.ui import models
 from mbm.ui.common import example_cards, image_file, load_examples, modality_weights_chart, prune_folder
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
-from mbm.viz import enlarged
 from mbm.ui.voice_control_answer import voice_control_status
+from mbm.viz import enlarged
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16

@@ -39,7 +39,8 @@ SHOWABLE_SOURCES = ("cal", "cur", "dd", "imn", "off", "tin")
 
 
 def pick_examples(data: Path, checkpoint: Path | None) -> tuple[dict[str, Path], dict[str, Path]]:
-    """(asset name -> held-out clip, asset name -> held-out photo) that the checkpoint reads right."""
+    """(asset name -> held-out clip, asset name -> kept-apart or held-out photo) that the checkpoint
+    reads right."""
     from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech
     from mbm.scenarios.voice_control.data import kept_apart
     from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
@@ -99,11 +100,10 @@ CREDITS = """# Credits for the voice-control examples
 Real recordings from the HELD-OUT speakers of the project's split, and photos the image side never
 trained on: from a source kept out of its training altogether where the device has one whose
 licence lets us show it (`cal_` Caltech-101: fan, lamp; `imn_` Imagenette: music player), else
-from the held-out photos. Chosen by
-`python -m mbm.scenarios.voice_control.make_assets`: for each word / device, the clearest recording /
-the first photo (sorted) that the shipped checkpoint reads correctly on its own. They show fusion
-at work; accuracy is measured by `python -m mbm.evaluate`, not by these (per kept-apart source:
-`device_accuracy_kept_apart_sources_by_source`).
+from the held-out photos. Chosen by `python -m mbm.scenarios.voice_control.make_assets`: for each
+word / device, the clearest recording / the first photo (sorted) that the shipped checkpoint reads
+correctly on its own. They show fusion at work; accuracy is measured by `python -m mbm.evaluate`,
+not by these (per kept-apart source: `device_accuracy_kept_apart_sources_by_source`).
 
 {files}
 
