@@ -28,18 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mbm.features.imagenet_devices import DEVICES, IMAGENET_CLASSES
-from mbm.features.squeezenet import SqueezeNet, pretrained_squeezenet, tf_same_pad
-
-TOP_BLOCKS = ("fire6", "fire7", "fire8", "fire9")  # fine-tuned; conv10 too
+from mbm.features.squeezenet import TOP_BLOCKS, SqueezeNet, pretrained_squeezenet
 
 
 def trunk(pixels_255: torch.Tensor) -> torch.Tensor:
     """(B, 3, S, S) RGB 0..255 -> the frozen trunk's output (B, 256, g, g), g the fire9 grid's side."""
-    net = pretrained_squeezenet()
     with torch.no_grad():
-        x = F.max_pool2d(F.relu(net.conv1(tf_same_pad(pixels_255))), 3, 2)
-        x = F.max_pool2d(net.fires["fire3"](net.fires["fire2"](x)), 3, 2)
-        return F.max_pool2d(net.fires["fire5"](net.fires["fire4"](x)), 3, 2)
+        return pretrained_squeezenet().trunk(pixels_255)
 
 
 class DeviceTop(nn.Module):

@@ -34,6 +34,9 @@ SHA256 = "f286bbf493e6389979ed3036f960f4404e0079acdb92156500df0d4a43d085f1"
 FIRES = {"fire2": (16, 64, 64), "fire3": (16, 64, 64), "fire4": (32, 128, 128), "fire5": (32, 128, 128),
          "fire6": (48, 192, 192), "fire7": (48, 192, 192), "fire8": (64, 256, 256), "fire9": (64, 256, 256)}
 FEATURE_CHANNELS = 512  # fire9's output
+TRUNK_BLOCKS = ("fire2", "fire3", "fire4", "fire5")  # with conv1 and three max-pools: the frozen trunk
+TOP_BLOCKS = ("fire6", "fire7", "fire8", "fire9")  # after it (mbm.features.device_top fine-tunes these)
+POOL_AFTER = ("fire3", "fire5")  # a max-pool 3/2 follows conv1 and these
 N_CLASSES = 1000
 
 
@@ -166,13 +169,19 @@ class SqueezeNet(nn.Module):
             s = (s - 3) // 2 + 1  # max-pool 3/2 'valid'
         return s
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.conv1(tf_same_pad(x)))
-        x = F.max_pool2d(x, 3, 2)
-        for name, fire in self.fires.items():
-            x = fire(x)
-            if name in ("fire3", "fire5"):
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) RGB 0..255 -> conv1 .. fire5 and its max-pool (B, 256, g, g)."""
+        x = F.max_pool2d(F.relu(self.conv1(tf_same_pad(x))), 3, 2)
+        for name in TRUNK_BLOCKS:
+            x = self.fires[name](x)
+            if name in POOL_AFTER:
                 x = F.max_pool2d(x, 3, 2)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.trunk(x)
+        for name in TOP_BLOCKS:
+            x = self.fires[name](x)
         return x
 
     def class_map(self, grid: torch.Tensor) -> torch.Tensor:
