@@ -206,3 +206,22 @@ def test_kept_apart_sources_are_never_in_the_pretrained_image_training():
     others, kept = kept_apart(photos)
     assert {p.source for p in others} == {"tin", "off"} and {p.source for p in kept} == set(KEPT_APART_SOURCES)
     assert len(others) + len(kept) == len(photos)
+
+
+def test_kept_apart_metrics_score_only_the_kept_apart_photos_by_device_and_source():
+    from mbm.data.readers import DevicePhoto
+    from mbm.features.image_eval import kept_apart_metrics
+    from mbm.scenarios.voice_control.evaluate import encode_photos
+
+    assets = ROOT / "assets" / "voice_control"
+    photos = [DevicePhoto(assets / "lamp.jpg", "lamp", "cal"), DevicePhoto(assets / "fan.jpg", "fan", "cal"),
+              DevicePhoto(assets / "music_player.jpg", "music_player", "imn"),
+              DevicePhoto(assets / "tv.jpg", "tv", "off")]  # a trained source: not scored
+    pixels, photos = encode_photos(photos, _shipped().config.image)
+    model = _shipped().build_model().eval()
+    out = kept_apart_metrics(model, photos, pixels)
+    by = out["device_accuracy_kept_apart_sources_by_source"]
+    assert set(by) == {"fan/cal", "lamp/cal", "music_player/imn"} and all(v["n"] == 1 for v in by.values())
+    # the demo's kept-apart photos were picked as read right: all three are
+    assert out["device_accuracy_kept_apart_sources"] == 1.0 and all(v["rejected"] == 0.0 for v in by.values())
+    assert kept_apart_metrics(model, photos[3:], pixels[3:]) == {}

@@ -41,12 +41,17 @@ def uses_pretrained_images(model) -> bool:
     return hasattr(model.encoders["image"], "recognise")
 
 
+def recognised(model, pixels: torch.Tensor, batch: int = 128) -> dict[str, torch.Tensor]:
+    """The image encoder's ``recognise`` on (N, 3, S, S) pixels (N >= 1), in batches, concatenated."""
+    parts = [model.encoders["image"].recognise(pixels[s:s + batch]) for s in range(0, len(pixels), batch)]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
 def rejection_metrics(model, pixels: torch.Tensor, data_dir: Path | None, split: str, size: int) -> dict:
     """``device_false_rejection`` on (N, 3, S, S) device photos, ``no_device_rejection`` on non-devices."""
-    enc = model.encoders["image"]
     out: dict = {}
     if len(pixels):
-        accepted = torch.cat([enc.recognise(pixels[s:s + 128])["accepted"] for s in range(0, len(pixels), 128)])
+        accepted = recognised(model, pixels)["accepted"]
         out["device_false_rejection"] = round(float((~accepted).float().mean()), 4)
     groups: dict[str, torch.Tensor] = {}
     if data_dir is not None:
@@ -65,7 +70,7 @@ def rejection_metrics(model, pixels: torch.Tensor, data_dir: Path | None, split:
         if not len(px):
             continue
         flat = (px.amax((1, 2, 3)) - px.amin((1, 2, 3))) < 2 / 255
-        r = torch.cat([~enc.recognise(px[s:s + 128])["accepted"] for s in range(0, len(px), 128)]) | flat
+        r = ~recognised(model, px)["accepted"] | flat
         by_group[name] = {"rejected": round(float(r.float().mean()), 4), "n": len(r)}
         rejected.append(r)
     if rejected:
@@ -135,16 +140,13 @@ def unseen_source_metrics(photos: list[DevicePhoto], pixels: torch.Tensor, seed:
 
 def kept_apart_metrics(model, photos: list[DevicePhoto], pixels: torch.Tensor) -> dict:
     """The model's image-only device answer on photos of the kept-apart sources (module docstring)."""
-    from mbm.scenarios.voice_control.data import kept_apart
+    from mbm.scenarios.voice_control.data import KEPT_APART_SOURCES
 
-    kept = set(kept_apart(photos)[1])
-    index = [i for i, p in enumerate(photos) if p in kept]
+    index = [i for i, p in enumerate(photos) if p.source in KEPT_APART_SOURCES]
     if not index:
         return {}
-    enc = model.encoders["image"]
-    verdict = [enc.recognise(pixels[index[s:s + 128]]) for s in range(0, len(index), 128)]
-    pred = torch.cat([v["device_probs"] for v in verdict]).argmax(1)
-    accepted = torch.cat([v["accepted"] for v in verdict])
+    verdict = recognised(model, pixels[index])
+    pred, accepted = verdict["device_probs"].argmax(1), verdict["accepted"]
     truth = torch.tensor([DEVICES.index(photos[i].device) for i in index])
     groups = np.array([f"{photos[i].device}/{photos[i].source}" for i in index])  # a source may hold 2 devices
     by_source = {}
