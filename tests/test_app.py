@@ -73,6 +73,16 @@ def test_audio_and_image(client, generated_inputs):
     assert result["heard"] is not None and result["sees"] is not None and result["reads"] is None
 
 
+def test_a_photo_of_no_device_is_left_out_with_a_warning(client, generated_inputs):
+    """A textured picture of nothing: the image weighs 0 and the answer says why; alone, a clear error."""
+    result = call(client, audio=generated_inputs["audio"], image=generated_inputs["no_device"])
+    check_result(result, {"audio"})
+    assert result["device_recognised"] is False and result["sees"] is None
+    assert any(w.startswith("image:") and "no device recognised" in w for w in result["warnings"]), result["warnings"]
+    with pytest.raises(AppError, match="no device recognised"):
+        call(client, image=generated_inputs["no_device"])
+
+
 def test_text_only(client):
     result = call(client, text="turn on the fan")
     check_result(result, {"text"})
