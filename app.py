@@ -39,6 +39,14 @@ CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # (python -m mbm.loadtest; docs/results.md, Speed). MBM_THREADS overrides.
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
+# Tables in Markdown (the search results): cells keep their words whole and a table wider
+# than a phone scrolls sideways, instead of wrapping "door_2.jpg" into "door_2.jp / g".
+CSS = (".prose table { display: block; overflow-x: auto; width: fit-content; max-width: 100%;"
+       " border: none !important; } .prose th, .prose td { white-space: nowrap; }"
+       " @media (max-width: 480px) { .prose th, .prose td { padding: 4px 6px !important; } }"
+       # the Evaluation tab's table and figures one under the other on a phone, each full width
+       " @media (max-width: 640px) { #ev-accuracy, #ev-robustness, #ev-confusion-device, #ev-confusion-word"
+       " { flex: 1 1 100% !important; min-width: 100% !important; } }")
 
 remove_stale_outputs()  # output images and report exports an earlier run left in the temp folder
 tame_malloc()  # memory a big request freed goes back to the system (glibc), not kept per thread
@@ -65,6 +73,6 @@ if __name__ == "__main__":
 
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME"),
                 server_port=env_int("GRADIO_SERVER_PORT", 7860, minimum=1),
-                max_file_size=MAX_FILE_SIZE, show_error=True,  # messages only: handlers never raise tracebacks
+                max_file_size=MAX_FILE_SIZE, show_error=True, css=CSS,  # messages only: handlers never raise tracebacks
                 state_session_capacity=MAX_SESSIONS,  # visitors' session galleries kept at once (oldest dropped)
                 app_kwargs={"middleware": [Middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BYTES)]})

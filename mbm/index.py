@@ -171,7 +171,7 @@ def _load_or_error(path: Path):
 def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
           space=None, log=print) -> Index:
     """Index folder into out (incremental when out exists and was built with the same checkpoint)."""
-    from mbm.scenarios.retrieval.encoders import photo_features, text_features, text_language_note, transcribe
+    from mbm.scenarios.retrieval.encoders import photo_features, text_language_note, text_vectors, transcribe
     from mbm.scenarios.retrieval.model import load_space
 
     folder = Path(folder).resolve()
@@ -276,7 +276,7 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
             texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t)) for j in ok]
             texts = [(j, t) for j, t in texts if t]
             if texts:
-                extra_sem[[j for j, _ in texts]] = space.text_sem(*text_features([t for _, t in texts]))
+                extra_sem[[j for j, _ in texts]] = space.text_sem(text_vectors([t for _, t in texts]))
                 extra_mask[[j for j, _ in texts]] = True
         if bar is not None:
             bar.update(len(batch))

@@ -6,7 +6,6 @@ results whose status says what was heard and each input's share. Screenshot:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -39,7 +38,7 @@ def test_search_with_the_microphone_and_a_typed_text(search_browser, app_url):
         text = status.inner_text()
         assert "heard" in text and "sim(spoken)" in text, text
         # the spoken word counts, alone: every shown share is the spoken one
-        page.locator("#search-text input, #search-text textarea").first.fill("something that cools me down")
+        page.locator("#search-text input, #search-text textarea").first.fill("a desk fan")
         page.locator("#search-run").click()
         expect(status).to_contain_text("sim(text)", timeout=RESULT_TIMEOUT_MS)
         page.screenshot(path=str(shots[0]), full_page=True)

@@ -6,6 +6,7 @@ Everything is generated here (small photos, captions, tones) over the shipped ch
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import zipfile
@@ -202,12 +203,32 @@ def test_cli_empty_folder_and_build(tmp_path, folder):
 
 
 def test_spec_paraphrases_are_held_out():
-    from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, TRAIN_CAPTIONS
+    from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, TRAIN_CAPTIONS, VALIDATION_PARAPHRASES
 
     train = {t for ts in TRAIN_CAPTIONS.values() for t in ts}
     for c in CLASSES:
-        assert len(EVAL_PARAPHRASES[c]) >= 3
+        assert len(EVAL_PARAPHRASES[c]) >= 3 and len(VALIDATION_PARAPHRASES[c]) >= 3
         assert not set(EVAL_PARAPHRASES[c]) & train
+        # the set settings are chosen on is neither trained on nor evaluated on
+        assert not set(VALIDATION_PARAPHRASES[c]) & (train | {t for ts in EVAL_PARAPHRASES.values() for t in ts})
+
+
+def test_text_lands_on_its_nearest_caption_anchors(space):
+    from mbm.scenarios.retrieval.encoders import text_vectors
+    from mbm.scenarios.retrieval.spec import CLASSES, TRAIN_CAPTIONS
+
+    captions = [c for cls in CLASSES for c in TRAIN_CAPTIONS[cls]]
+    assert space.anchor_text.shape == (len(captions), 384) and space.anchor_sem.shape == (len(captions), 128)
+    np.testing.assert_allclose(space.anchor_text, text_vectors(captions), atol=1e-5)  # the captions' own vectors
+    sem = space.text_sem(text_vectors(["a ceiling fan", "a table lamp with a shade"]))
+    assert np.allclose(np.linalg.norm(sem, axis=1), 1, atol=1e-5)
+    for row, cls in zip(sem, ("fan", "lamp")):
+        # nearest anchor by semantic vector is one of that class's captions
+        assert captions[int((space.anchor_sem @ row).argmax())] in TRAIN_CAPTIONS[cls]
+    # a tiny temperature: a caption's own text gets exactly its anchor's vector
+    one = dataclasses.replace(space, anchor_temperature=1e-4).text_sem(text_vectors(["desk fan"]))[0]
+    own = space.anchor_sem[captions.index("desk fan")]
+    np.testing.assert_allclose(one, own / np.linalg.norm(own), atol=1e-4)
 
 
 def test_registered_and_checkpoint_loads_weights_only():
@@ -218,7 +239,7 @@ def test_registered_and_checkpoint_loads_weights_only():
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
     state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
-    assert state["format"] == "mbm-retrieval-1" and s.checkpoint.stat().st_size < 5_000_000
+    assert state["format"] == "mbm-retrieval-2" and s.checkpoint.stat().st_size < 5_000_000
 
 
 def test_search_api_function_on_the_demo_collection():
@@ -264,3 +285,34 @@ def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, s
         assert isinstance(ui.shown(folder / "item0.jpg"), PILImage.Image)  # elsewhere: a small copy
     finally:
         ui.demo_index.cache_clear()
+
+
+def test_demo_example_fusion_finds_what_no_single_input_ranks_first(space):
+    from mbm.index import Index
+    from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX
+    from mbm.scenarios.retrieval.search import encode_query, search
+
+    idx = Index.load(RETRIEVAL_DEMO_INDEX)
+    photo = str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg")
+
+    def first(**query) -> str:
+        return idx.items[search(space, idx, encode_query(space, idx, **query), space.weights, k=1)[0].index]["path"]
+
+    fused, photo_alone, text_alone = first(photo=photo, text="a door"), first(photo=photo), first(text="a door")
+    assert fused.startswith("door_"), fused  # the text decides what it is
+    assert fused not in (photo_alone, text_alone), (fused, photo_alone, text_alone)
+
+
+def test_speech_with_digital_silence_is_heard(monkeypatch):
+    """espeak-ng writes exact zeros around words; PocketSphinx hears nothing there without the noise floor."""
+    import mbm.scenarios.retrieval.encoders as enc
+
+    wave, _ = enc.speech_wave(str(ROOT / "tests" / "data" / "espeak_en-gb_space_heater.wav"))
+    assert (wave == 0).mean() > 0.2  # a third of the samples are digital silence
+    rec = enc.SpeechRecognizer(("space heater", "ceiling fan", "table lamp"))
+    assert rec.transcribe(wave) == "space heater"
+    assert rec.transcribe(wave) == "space heater"  # the floor is fixed: the same clip, the same answer
+    silence = np.zeros(32000, np.float32)  # 2 s of it on each side, as a browser recording may have
+    assert rec.transcribe(np.concatenate([silence, wave, silence])) == "space heater"
+    monkeypatch.setattr(enc, "NOISE_FLOOR", 0.0)
+    assert rec.transcribe(wave) == ""

@@ -43,7 +43,7 @@ def bench_query(repeats: int, n_items: int = 10_000) -> dict:
     idx = Index.empty(Path("."))
     idx.vectors = v
     idx.items = [{"path": f"{i}.jpg"} for i in range(n_items)]
-    photo = str(RETRIEVAL_ASSETS / "queries" / "lamp.jpg")
+    photo = str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg")
     out = {}
     for name, kw in (("text", {"text": "something to watch the news on"}), ("photo", {"photo": photo}),
                      ("photo_text", {"photo": photo, "text": "but a ceiling fan instead"})):

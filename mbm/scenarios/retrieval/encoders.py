@@ -2,9 +2,10 @@
 
 - photo: SqueezeNet v1.1 (ImageNet, ``mbm.features.squeezenet``) at 224 px: the fire9 grid averaged
   (512) and the ImageNet class probabilities (1000).
-- text: all-MiniLM-L6-v2 (``mbm.scenarios.retrieval.text``, 384) plus a ConSE bridge: the text's similarity
-  to the 1000 ImageNet class names (torchvision's list), softmax-sharpened, so a word the heads never
-  saw still lands on the photos whose classes it names (Norouzi et al. 2014).
+- text: all-MiniLM-L6-v2 (``mbm.scenarios.retrieval.text``, 384). A query is searched with its MiniLM
+  vector alone (through the caption anchors, ``mbm.scenarios.retrieval.model.Space.text_sem``); in
+  training the text head also gets a ConSE bridge: the text's similarity to the 1000 ImageNet class
+  names (torchvision's list), softmax-sharpened (Norouzi et al. 2014).
 - speech: PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the
   collection's vocabulary (its captions, the device names and paraphrases, the ImageNet names); the
   transcript is then a text query. Who spoke is Resemblyzer (``mbm.scenarios.portrait.features``).
@@ -76,13 +77,18 @@ def _class_name_vectors() -> np.ndarray:
     return text_encoder().encode([f"a photo of a {n}" for n in imagenet_names()])
 
 
-def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Texts -> (MiniLM (N, 384), ConSE class distribution (N, 1000))."""
+def text_vectors(texts: list[str]) -> np.ndarray:
+    """Texts -> unit MiniLM vectors (N, 384): what a text query or caption is searched with."""
     from mbm.scenarios.retrieval.text import text_encoder
 
-    if not texts:
-        return np.zeros((0, TEXT_DIM), np.float32), np.zeros((0, N_CLASSES), np.float32)
-    v = text_encoder().encode(list(texts))
+    return text_encoder().encode(list(texts)) if texts else np.zeros((0, TEXT_DIM), np.float32)
+
+
+def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> (MiniLM (N, 384), ConSE class distribution (N, 1000)): the text head's input in training."""
+    v = text_vectors(texts)
+    if not len(v):
+        return v, np.zeros((0, N_CLASSES), np.float32)
     sims = torch.from_numpy(v @ _class_name_vectors().T)
     return v, (sims / CONSE_TEMPERATURE).softmax(1).numpy()
 
@@ -109,6 +115,7 @@ BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan
 
 
 FILLERS = frozenset(("a", "an", "the", "some"))
+NOISE_FLOOR = 3e-3  # std of the noise added before decoding; chosen on the training voices
 
 
 def _words(text: str) -> list[str]:
@@ -134,7 +141,16 @@ class SpeechRecognizer:
         self.decoder.activate_search("vocab")
 
     def transcribe(self, wave16k: np.ndarray) -> str:
-        pcm = (np.clip(wave16k, -1, 1) * 32767).astype(np.int16).tobytes()
+        """A 16 kHz wave peak-normalised to 0.7 -> the phrase heard ("" if none)."""
+        # Synthetic, edited and browser-recorded audio holds stretches of exact digital silence, where
+        # PocketSphinx's log-energy features degenerate and it decodes nothing. So: the silence before
+        # and after the sound is cut (0.15 s kept; a long one would also skew the batch normalisation),
+        # then a fixed faint noise floor is added (-47 dB under the peak; a microphone has its own).
+        loud = np.flatnonzero(np.abs(wave16k) > 1e-3 * max(float(np.abs(wave16k).max()), 1e-8))
+        if len(loud):
+            wave16k = wave16k[max(0, loud[0] - 2400):loud[-1] + 2400]
+        floor = NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(wave16k)).astype(np.float32)
+        pcm = (np.clip(wave16k + floor, -1, 1) * 32767).astype(np.int16).tobytes()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, full_utt=True)
         self.decoder.end_utt()

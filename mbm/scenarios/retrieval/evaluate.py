@@ -114,7 +114,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     import torch
 
     from mbm.scenarios.retrieval.data import QUERY_VOICES, device_photos, photo_features_cached, source_of, synthesize
-    from mbm.scenarios.retrieval.encoders import recognizer, text_features
+    from mbm.scenarios.retrieval.encoders import recognizer, text_vectors
     from mbm.scenarios.retrieval.model import load_space
 
     t0 = time.time()
@@ -134,7 +134,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     res["counts"].update(photos=int(ok.sum()), unreadable_photos=len(errors))
     if len(labels):
         texts = [(t, c) for c, ts in EVAL_PARAPHRASES.items() for t in ts]
-        tq = space.text_query(space.text_sem(*text_features([t for t, _ in texts])))
+        tq = space.text_query(space.text_sem(text_vectors([t for t, _ in texts])))
         q_labels = [CLASSES.index(c) for _, c in texts]
         res["text_to_image_map"], res["chance"]["text_to_image_map"] = mean_ap(vectors, tq, q_labels, labels)
         per_class = defaultdict(list)
@@ -160,7 +160,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
                     s_labels.append(CLASSES.index(c))
                     voices.append("_".join(voice))
                     correct += name in text
-        sq = space.text_query(space.text_sem(*text_features([h or "?" for h in heard])))
+        sq = space.text_query(space.text_sem(text_vectors([h or "?" for h in heard])))
         res["spoken_to_image_map"], res["chance"]["spoken_to_image_map"] = mean_ap(vectors, sq, s_labels, labels)
         by_voice = {}
         for v in dict.fromkeys(voices):  # per synthetic voice: the recogniser differs a lot between engines
@@ -170,12 +170,12 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
         res["spoken_to_image_map_by_voice"] = by_voice
         # the same names typed: what a perfect recogniser would reach
         names = [(n, CLASSES.index(c)) for c, ns in SPOKEN_NAMES.items() for n in ns]
-        nq = space.text_query(space.text_sem(*text_features([n for n, _ in names])))
+        nq = space.text_query(space.text_sem(text_vectors([n for n, _ in names])))
         res["spoken_names_typed_map"] = mean_ap(vectors, nq, [c for _, c in names], labels)[0]
         res["spoken_queries_synthetic"] = True
         res["spoken_transcript_exact"] = round(correct / max(len(heard), 1), 4)
         res["counts"]["spoken_queries"] = len(heard)
-        mixed_sem = space.text_sem(*text_features([MIXED_TEXTS[c] for c in CLASSES]))
+        mixed_sem = space.text_sem(text_vectors([MIXED_TEXTS[c] for c in CLASSES]))
         m = mixed_r1(space, vectors, sem, app, labels, sources, mixed_sem, space.weights, limit=1000)
         res["mixed_query_r1"], res["mixed_query_r1_photo_only"], res["mixed_query_r1_text_only"] = m["mixed"], m["photo"], m["text"]
         res["chance"]["mixed_query_r1"] = m["chance"]

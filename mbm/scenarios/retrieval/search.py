@@ -34,7 +34,7 @@ class Result:
 
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
                  negative: str | None = None) -> Query:
-    from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_features, text_language_note, transcribe
+    from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_language_note, text_vectors, transcribe
 
     text = (text or "").strip()[:MAX_QUERY_CHARS] or None
     negative = (negative or "").strip()[:MAX_QUERY_CHARS] or None
@@ -45,7 +45,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         heard, cut = transcribe(speech, index.vocabulary() if index is not None else ())
         notes += cut
         if heard:
-            vectors["speech"] = space.text_query(space.text_sem(*text_features([heard])))[0]
+            vectors["speech"] = space.text_query(space.text_sem(text_vectors([heard])))[0]
             notes.append(f'heard: "{heard}"')
         else:
             notes.append("no words could be made out in the spoken clip; it was left out")
@@ -56,10 +56,10 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         lang = text_language_note(text)
         if lang:
             notes.append(lang)
-        vectors["text"] = space.text_query(space.text_sem(*text_features([text])))[0]
+        vectors["text"] = space.text_query(space.text_sem(text_vectors([text])))[0]
     neg = None
     if negative is not None:
-        neg = space.text_query(space.text_sem(*text_features([negative])))[0]
+        neg = space.text_query(space.text_sem(text_vectors([negative])))[0]
     if not vectors:
         raise InputError("nothing usable in the query: " + "; ".join(notes))
     return Query(vectors, neg, notes, heard)

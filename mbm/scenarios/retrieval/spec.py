@@ -1,8 +1,9 @@
 """Retrieval: the classes of the evaluation collection and the words for them (no model code).
 
-``TRAIN_CAPTIONS`` are what the alignment is trained on; ``EVAL_PARAPHRASES`` are held out: none of
-them is a training caption (a test checks it), so ``text_to_image_map`` measures words the heads were
-not trained on. ``SPOKEN_NAMES`` are the device names spoken in ``spoken_to_image_map``. ``MIXED``
+``TRAIN_CAPTIONS`` are what the alignment is trained on (and the text anchors); ``EVAL_PARAPHRASES``
+are held out: none of them is a training caption (a test checks it), so ``text_to_image_map`` measures
+words the heads were not trained on; ``VALIDATION_PARAPHRASES`` are a third set that settings are
+chosen on. ``SPOKEN_NAMES`` are the device names spoken in ``spoken_to_image_map``. ``MIXED``
 are the photo + text queries where the text changes the target.
 """
 
@@ -41,6 +42,20 @@ EVAL_PARAPHRASES: dict[str, tuple[str, ...]] = {
     "music_player": ("something to play songs on", "a device for listening to music", "a sound system",
                      "a tape deck"),
     "tv": ("something to watch the news on", "a telly", "a screen for movies", "a flat panel display"),
+}
+
+# Chooses the text settings (the anchor temperature); neither a training caption nor an evaluation
+# paraphrase (a test checks both), so EVAL_PARAPHRASES stay unseen by every choice.
+VALIDATION_PARAPHRASES: dict[str, tuple[str, ...]] = {
+    "blinds": ("roman shades", "something to darken the bedroom", "slats over the glass", "a net curtain"),
+    "door": ("a front entrance", "where guests knock", "a hinged panel in a wall", "the exit of the house"),
+    "fan": ("something to stay cool in summer", "a box fan", "rotating blades", "an air cooler that spins"),
+    "heater": ("something to warm up a cold room", "a convector", "a little furnace for the bedroom",
+               "a radiant heater"),
+    "lamp": ("a light on the nightstand", "a bulb with a shade", "an adjustable light", "a standing light"),
+    "music_player": ("a ghetto blaster", "a device that plays tapes", "a speaker system for songs", "a walkman"),
+    "tv": ("a big screen in the living room", "something to watch films on", "a plasma set",
+           "a computer screen"),
 }
 
 SPOKEN_NAMES: dict[str, tuple[str, ...]] = {
