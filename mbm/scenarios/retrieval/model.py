@@ -10,7 +10,7 @@ vectors scaled by ``a`` and ``b`` (a^2 + b^2 = 1), so the item vector is a unit 
 
 A text's semantic vector is read off the *anchors*, the training captions: their semantic vectors
 (from the trained text head) averaged with weights softmax(MiniLM cosine / T). A text the heads never
-saw ("a blower for hot days") thus lands where the captions nearest in MiniLM's own meaning lie.
+saw ("a box fan") thus lands where the captions nearest in MiniLM's own meaning lie.
 
 A query's score is sum_m w_m * sim(q_m, item) - w_neg * sim(negative text, item), so each input's
 share is exact (``scores(..)`` returns the terms).
