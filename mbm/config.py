@@ -156,3 +156,4 @@ class TrainConfig:
     image_size: int = 64  # ImageConfig.size the model is trained (and served) at
     image_views: int = 4  # squeezenet1_1: cached versions of each training photo (1 plain + augmented)
     init_from: str = ""  # a checkpoint whose weights of the same name and shape start the training (warm start)
+    word_distill: float = 0.0  # weight of a KL term keeping init_from's word answer to speech alone

@@ -350,3 +350,26 @@ def test_fusion_options_that_mean_nothing_are_refused(tiny_config, fusion, messa
         setattr(cfg.fusion, key, value)
     with pytest.raises(ValueError, match=message):
         MultimodalModel(cfg)
+
+
+def test_word_distillation_keeps_the_teachers_word_answer_to_speech_alone(tiny_config, tiny_inputs):
+    """Stage 2's KL term (TrainConfig.word_distill): zero against itself, positive against another
+    model, its gradient reaching the student only."""
+    from mbm.config import TrainConfig
+    from mbm.model import MultimodalModel
+    from mbm.scenarios.voice_control.train import VoiceControlLoss
+
+    torch.manual_seed(0)
+    student = MultimodalModel(tiny_config(heads={"device": 7, "word": 20})).eval()
+    torch.manual_seed(1)
+    other = MultimodalModel(tiny_config(heads={"device": 7, "word": 20})).eval().requires_grad_(False)
+    audio = tiny_inputs["audio"]
+    train = TrainConfig(word_distill=2.0)
+    assert float(VoiceControlLoss(student, train).word_distillation(audio)) == 0.0  # no teacher
+    itself = VoiceControlLoss(student, train, student).word_distillation(audio)
+    assert float(itself.detach()) == pytest.approx(0, abs=1e-6)
+    kl = VoiceControlLoss(student, train, other).word_distillation(audio)
+    assert float(kl.detach()) > 0
+    kl.backward()
+    assert student.heads["word"][-1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in other.parameters())

@@ -92,7 +92,7 @@ EXAMPLES = [
     {"audio": "down.wav", "image": "heater.jpg", "text": None, "expect": "heater → cooler",
      "caption": "'down' + a heater → cooler"},
     {"audio": None, "image": None, "text": "open the blinds", "expect": "blinds → open",
-     "caption": "text alone: 'open the blinds' → not sure", "not_sure": True},
+     "caption": "text alone: 'open the blinds' → open"},
 ]
 
 CREDITS = """# Credits for the voice-control examples

@@ -126,7 +126,15 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
                                   cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
         print(f"image heads: {image_fit}")
-    step_loss: nn.Module = VoiceControlLoss(model, train)
+    teacher = None
+    if train.word_distill:  # stage 1's word answer to speech alone, kept while the fusion relearns the photos
+        from mbm.checkpoint import load_checkpoint
+
+        if not train.init_from:
+            raise ValueError("word_distill needs init_from: the teacher is the checkpoint training starts from")
+        teacher = load_checkpoint(train.init_from, "voice_control").build_model().eval().requires_grad_(False)
+        teacher.encoder_autocast = model.encoder_autocast
+    step_loss: nn.Module = VoiceControlLoss(model, train, teacher)
     if dist.is_initialized():  # torchrun: gradients averaged over the ranks by DDP; buffers follow rank 0
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # warm-up uses one encoder
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -192,10 +200,21 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
 class VoiceControlLoss(nn.Module):
     """One training batch -> (loss, device loss, word loss); a module so that DDP can wrap it."""
 
-    def __init__(self, model: MultimodalModel, train: TrainConfig):
+    def __init__(self, model: MultimodalModel, train: TrainConfig, teacher: MultimodalModel | None = None):
         super().__init__()
-        self.model, self.train_cfg = model, train
+        self.model, self.train_cfg, self.teacher = model, train, teacher
         self.register_buffer("action_index", torch.tensor(action_index_matrix()), persistent=False)
+
+    def word_distillation(self, audio: torch.Tensor, word_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(teacher || model) of the word answer to speech alone, (B, mels, F) clips; 0 without a teacher."""
+        if self.teacher is None or not len(audio):
+            return torch.zeros(())
+        with torch.no_grad():
+            target = self.teacher({"audio": audio}).logits["word"].log_softmax(-1)
+        if word_logits is None:
+            word_logits = self.model({"audio": audio}).logits["word"]
+        kl = F.kl_div(word_logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
+        return self.train_cfg.word_distill * kl
 
     def forward(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                 modality: str | None = None, present: dict[str, torch.Tensor] | None = None):
@@ -205,6 +224,8 @@ class VoiceControlLoss(nn.Module):
             heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
             losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
             loss = sum(losses.values())
+            if modality == "audio":
+                loss = loss + self.word_distillation(inputs["audio"], output.logits["word"])
             return loss, losses.get("device", loss), losses.get("word", loss)
         tokens = model.encode(inputs, present)
         fusion = model.fuse(tokens)
@@ -218,6 +239,9 @@ class VoiceControlLoss(nn.Module):
             return p.gather(1, truth[:, None])[:, 0]
 
         loss = loss_device + loss_word + 0.5 * -true_action_prob(logits).clamp_min(1e-8).log().mean()
+        if "audio" in inputs:  # the same clips alone, as the word answer to speech alone is measured
+            heard = present["audio"].bool() if present is not None and "audio" in present else slice(None)
+            loss = loss + self.word_distillation(inputs["audio"][heard])
         if self.train_cfg.effect_weight > 0:
             # The modality weights should follow the measured effect of removing each input.
             loss = loss + self.train_cfg.effect_weight * removal_effect_loss(
