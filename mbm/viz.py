@@ -93,16 +93,16 @@ def enlarged(img: np.ndarray) -> np.ndarray:
     return img.repeat(k, 0).repeat(k, 1) if k > 1 else img
 
 
-def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | None, alpha: float = 0.55,
-                  upscale: int | None = None) -> np.ndarray | None:
-    """The crop the model saw with its attention heatmap blended on top: (S*u, S*u, 3) uint8; None if absent.
+def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | None,
+                  alpha: float = 0.55) -> np.ndarray | None:
+    """The crop the model saw with its attention heatmap blended on top, :func:`enlarged` (a 64 px crop is
+    not a thumbnail): (S*k, S*k, 3) uint8; None if absent.
 
     Args:
         shown: (S, S, 3) uint8 crop (``result.inputs.image.shown``).
         token_weights: one number per cell of a square grid, row-major (``result.maps["image"]``:
             attention per token, or occlusion per region).
         alpha: heat opacity at the most-attended region (it fades with the weight).
-        upscale: integer pixel repeat; None: up to about SHOWN_SIDE (a 64 px crop is not a thumbnail).
     """
     if shown is None or token_weights is None:
         return None
@@ -113,9 +113,7 @@ def image_overlay(shown: np.ndarray | None, token_weights: Sequence[float] | Non
     a = (alpha * (0.25 + 0.75 * heat))[..., None]  # (S, S, 1)
     out = shown.astype(np.float64) / 255.0 * (1 - a) + rgb * a
     out = (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-    if upscale is None:
-        return enlarged(out)
-    return out.repeat(upscale, 0).repeat(upscale, 1) if upscale > 1 else out
+    return enlarged(out)
 
 
 # --- text ----------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ def test_image_map_shape_grid_and_normalisation():
     blocks = viz.image_attention_map(w, 64, smooth=False)
     assert blocks[0, 0] == blocks[7, 7] == grid[0, 0]  # one cell = 8x8 pixels
     assert blocks[63, 63] == pytest.approx(1.0)
-    over = viz.image_overlay(np.zeros((64, 64, 3), np.uint8), w, upscale=2)
-    assert over.shape == (128, 128, 3) and over.dtype == np.uint8
+    over = viz.image_overlay(np.zeros((64, 64, 3), np.uint8), w)
+    assert over.shape == (256, 256, 3) and over.dtype == np.uint8  # enlarged to about viz.SHOWN_SIDE
+    assert viz.image_overlay(np.zeros((192, 192, 3), np.uint8), w).shape == (192, 192, 3)  # large enough
     with pytest.raises(ValueError):
         viz.image_attention_grid(np.ones(10))
 

@@ -41,7 +41,8 @@ def training_texts(voices=None) -> tuple[list[str], list[int], list[str]]:
         for cap in TRAIN_CAPTIONS[cls]:
             texts.append(cap); labels.append(c); kinds.append("typed")
             for voice in (voices if voices is not None else TRAIN_VOICES):
-                heard = rec.transcribe(synthesize(cap, voice) / max(1e-3, float(np.abs(synthesize(cap, voice)).max())) * 0.7)
+                wave = synthesize(cap, voice)
+                heard = rec.transcribe(wave / max(1e-3, float(np.abs(wave).max())) * 0.7)
                 if heard:
                     texts.append(heard); labels.append(c); kinds.append("spoken")
     return texts, labels, kinds
@@ -90,17 +91,17 @@ def fit_heads(pooled, probs, labels, t_min, t_conse, t_labels, steps=1500, batch
 
 
 @torch.inference_mode()
-def caption_anchors(heads) -> tuple[np.ndarray, np.ndarray]:
-    """The typed training captions as anchors: (MiniLM (K, 384), the text head's semantic vectors (K, 128)).
+def caption_anchors(heads, t_min: np.ndarray, t_conse: np.ndarray, kinds: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The typed training captions (``kinds`` "typed" among the training texts' features, in
+    ``TRAIN_CAPTIONS`` order) as anchors: (MiniLM (K, 384), the text head's semantic vectors (K, 128)).
 
     Typed only: adding the spoken-caption transcripts as anchors lowered the validation paraphrases'
     mAP (0.745 against 0.795; docs/retrieval.md)."""
-    from mbm.scenarios.retrieval.encoders import text_features
     from mbm.scenarios.retrieval.model import text_input
 
-    captions = [c for cls in CLASSES for c in TRAIN_CAPTIONS[cls]]
-    minilm, conse = text_features(captions)
-    return minilm, heads.text_sem(text_input(minilm, conse)).numpy()
+    typed = np.array([k == "typed" for k in kinds])
+    minilm = t_min[typed]
+    return minilm, heads.text_sem(text_input(minilm, t_conse[typed])).numpy()
 
 
 def fit_pca(pooled: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     t_min, t_conse = text_features(texts)
     heads = fit_heads(pooled, probs, labels, t_min, t_conse, t_labels, steps=args.steps, seed=args.seed, supervised=args.supervised)
     mean, comps = fit_pca(pooled, APP_DIM)
-    anchor_text, anchor_sem = caption_anchors(heads)
+    anchor_text, anchor_sem = caption_anchors(heads, t_min, t_conse, kinds)
     space = Space(heads, mean, comps, a=np.sqrt(0.7), weights={}, anchor_text=anchor_text, anchor_sem=anchor_sem,
                   anchor_temperature=args.anchor_temperature)
     space = choose_constants(space, pooled, probs, labels, sources)
