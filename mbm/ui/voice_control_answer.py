@@ -11,7 +11,7 @@ from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.spec import NOT_SUPPORTED, display_name, why_not_supported
 from mbm.ui.common import plain
 
-DEFAULT_NOT_SURE_BELOW = 0.65  # without a results file: the held-out choice for the shipped checkpoint
+DEFAULT_NOT_SURE_BELOW = 0.8  # without a results file: the held-out choice for the shipped checkpoint
 
 
 @cache  # read once, like the checkpoint it was measured on (not once per request)

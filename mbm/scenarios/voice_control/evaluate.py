@@ -252,7 +252,7 @@ RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triple
                 "map_deletion_ratio", "device_accuracy_kept_apart_sources",
                 "device_accuracy_kept_apart_sources_by_source", "device_accuracy_unseen_source",
                 "device_accuracy_unseen_source_by_class", "device_accuracy_zero_shot", "no_device_rejection",
-                "device_false_rejection")
+                "device_false_rejection", "not_sure_below", "accuracy_when_sure", "share_sure")
 
 
 def write_results(result: dict, path: Path, argv: list[str]) -> None:
