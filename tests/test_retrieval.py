@@ -231,15 +231,48 @@ def test_text_lands_on_its_nearest_caption_anchors(space):
     np.testing.assert_allclose(one, own / np.linalg.norm(own), atol=1e-4)
 
 
+def test_a_text_off_the_subject_is_called_so(space):
+    """A text nearer an ImageNet class that is no device ("sports car") than to any caption is flagged;
+    the margin is the one chosen on the validation paraphrases, and the evaluation paraphrases pass."""
+    from mbm.features.imagenet_devices import IMAGENET_CLASSES
+    from mbm.scenarios.retrieval.encoders import imagenet_names, text_vectors
+    from mbm.scenarios.retrieval.spec import (CLASSES, EVAL_PARAPHRASES, OFF_TOPIC_TEXTS, TRAIN_CAPTIONS,
+                                              VALIDATION_PARAPHRASES)
+    from mbm.scenarios.retrieval.train import choose_off_topic_margin
+
+    assert space.anchor_captions == tuple(c for cls in CLASSES for c in TRAIN_CAPTIONS[cls])
+    device_names = {imagenet_names()[i] for ids in IMAGENET_CLASSES.values() for i in ids}
+    assert "sports car" in space.other_names and not device_names & set(space.other_names)
+    assert len(space.other_names) == 1000 - len(device_names) == len(space.other_text)
+    assert choose_off_topic_margin(space) == space.off_topic_margin  # reproduced from the validation set
+    known = {t for group in (TRAIN_CAPTIONS, EVAL_PARAPHRASES, VALIDATION_PARAPHRASES) for ts in group.values()
+             for t in ts}
+    assert len(set(OFF_TOPIC_TEXTS)) == len(OFF_TOPIC_TEXTS) >= 30 and not known & set(OFF_TOPIC_TEXTS)
+
+    car, news = (space.read_text(v) for v in text_vectors(["a red sports car", "something to watch the news on"]))
+    assert car.off_topic == "sports car" and car.read_as  # still read as its nearest captions
+    assert news.off_topic is None and news.read_as[0][0] in TRAIN_CAPTIONS["tv"]
+    assert [w for _, w in news.read_as] == sorted((w for _, w in news.read_as), reverse=True)
+    on = [t for ts in EVAL_PARAPHRASES.values() for t in ts]
+    flagged_on = (space.topic_margins(text_vectors(on)) < space.off_topic_margin).mean()
+    flagged_off = (space.topic_margins(text_vectors(list(OFF_TOPIC_TEXTS))) < space.off_topic_margin).mean()
+    assert flagged_on <= 0.05 and flagged_off >= 0.8, (flagged_on, flagged_off)  # shipped: 0.0 and 0.9
+
+
 def test_registered_and_checkpoint_loads_weights_only():
     import torch
+
+    from mbm.scenarios.retrieval.model import load_space
 
     from mbm.scenarios import SCENARIOS
 
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
     state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
-    assert state["format"] == "mbm-retrieval-2" and s.checkpoint.stat().st_size < 5_000_000
+    assert state["format"] == "mbm-retrieval-3" and s.checkpoint.stat().st_size < 5_000_000
+    old = {**state, "format": "mbm-retrieval-2"}
+    with pytest.raises(ValueError, match="retrain"):  # an older checkpoint is refused, with the command
+        type(load_space()).from_state(old)
 
 
 def test_search_api_function_on_the_demo_collection():
@@ -250,6 +283,11 @@ def test_search_api_function_on_the_demo_collection():
     top = details["results"][0]
     assert abs(sum(top["shares"].values()) - top["score"]) < 1e-3
     assert set(top["shares"]) == {"text"}
+    assert details["readings"]["text"]["off_topic"] is None and 'text read as "television"' in status
+    _, status, details = search_collection(text="a red sports car", k=2)
+    assert details["readings"]["text"]["off_topic"] == "sports car"
+    assert '⚠️ "a red sports car" is nearer to "sports car" than to anything this search knows' in status
+    assert details["warnings"] and not any("sports car" in n for n in details["notes"])
     with pytest.raises(Exception, match="query is empty"):
         search_collection()
 

@@ -106,7 +106,8 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     input (0..5; None = the learned default), k (1..24 results), collection (files to search
     instead of the demo: photos + same-name .txt / .wav / .mp3).
     Returns the gallery [(image, caption)], a status line, and JSON: {"results": [{"path", "score",
-    "shares": {input: w * sim}, "caption", "transcript", "folded"}], "heard", "weights", "notes"}.
+    "shares": {input: w * sim}, "caption", "transcript", "folded"}], "heard", "weights", "notes", "warnings",
+    "readings": {"speech"/"text": {"read_as": [[caption, weight]], "off_topic": ImageNet name or null}}}.
     """
     from mbm.scenarios.retrieval.search import encode_query, search
 
@@ -141,6 +142,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
               + " + ".join(f"{weights[m]:g} × sim({LABELS[m]})" for m in used)
               + (f" − {weights['negative']:g} × sim(not)" if query.negative is not None else "")]
     status += [html.escape(n, quote=False) for n in query.notes]
+    status += ["⚠️ " + html.escape(w, quote=False) for w in query.warnings]
     if rows:  # the shares in full (the gallery's captions are cut to fit)
         cols = [m for m in ("speech", "photo", "text", "negative") if m in rows[0]["shares"]]
         status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " |\n|---|---|---|"
@@ -151,8 +153,10 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     if index.skipped:
         status.append(f"{len(index.skipped)} files of the collection were skipped: "
                       + html.escape("; ".join(index.skipped[:5]), quote=False))
+    readings = {m: {"read_as": [list(x) for x in r.read_as], "off_topic": r.off_topic}
+                for m, r in query.readings.items()}
     return gallery, "  \n".join(status), {"results": rows, "heard": query.heard, "weights": weights,
-                                          "notes": query.notes}
+                                          "notes": query.notes, "warnings": query.warnings, "readings": readings}
 
 
 def search_tab() -> None:

@@ -2,8 +2,9 @@
 
 DIR is laid out like ../shared/data. One JSON object: text_to_image_map, image_to_image_r1,
 spoken_to_image_map (+ spoken_queries_synthetic), mixed_query_r1 (+ _photo_only, _text_only),
-face_to_person_r1, voice_to_speaker_r1 (+ per-identity means and skipped counts), chance per
-metric, counts and seconds. Definitions are in docs/retrieval.md.
+face_to_person_r1, voice_to_speaker_r1 (+ per-identity means and skipped counts), off_topic_flagged /
+on_topic_flagged (texts about none of the classes / the evaluation paraphrases called off the
+subject), chance per metric, counts and seconds. Definitions are in docs/retrieval.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, SPOKEN_NAMES
+from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, OFF_TOPIC_TEXTS, SPOKEN_NAMES
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg")
 
@@ -121,6 +122,12 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     space = load_space(checkpoint)
     res: dict = {"chance": {}, "counts": {}}
+    # --- off the subject: texts about none of the classes, and the evaluation paraphrases ---------
+    res["off_topic_flagged"] = float((space.topic_margins(text_vectors(list(OFF_TOPIC_TEXTS)))
+                                      < space.off_topic_margin).mean())
+    on_topic = [t for ts in EVAL_PARAPHRASES.values() for t in ts]
+    res["on_topic_flagged"] = float((space.topic_margins(text_vectors(on_topic)) < space.off_topic_margin).mean())
+    res["counts"].update(off_topic_texts=len(OFF_TOPIC_TEXTS), on_topic_texts=len(on_topic))
     # --- devices --------------------------------------------------------------------------------
     items = [(p, c) for p, c in device_photos(root) if c in CLASSES] if (root / "devices").is_dir() else []
     paths = [p for p, _ in items]

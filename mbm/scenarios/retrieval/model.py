@@ -12,6 +12,11 @@ A text's semantic vector is read off the *anchors*, the training captions: their
 (from the trained text head) averaged with weights softmax(MiniLM cosine / T). A text the heads never
 saw ("a box fan") thus lands where the captions nearest in MiniLM's own meaning lie.
 
+A text can be about none of the classes ("a red sports car"). It is then still read as its nearest
+captions, so the search also measures how far it is off its subject: the text's best MiniLM cosine
+to a caption minus its best cosine to the name of an ImageNet class that is none of the devices
+("sports car"). Below ``off_topic_margin`` (chosen on validation paraphrases) the app says so.
+
 A query's score is sum_m w_m * sim(q_m, item) - w_neg * sim(negative text, item), so each input's
 share is exact (``scores(..)`` returns the terms).
 """
@@ -31,7 +36,9 @@ SEM_DIM = 128
 APP_DIM = 64
 VECTOR_DIM = SEM_DIM + APP_DIM
 MODALITIES = ("speech", "photo", "text")
-FORMAT = "mbm-retrieval-2"  # 2: text through the caption anchors
+FORMAT = "mbm-retrieval-3"  # 2: text through the caption anchors; 3: + their captions and the off-topic check
+READ_AS_SHOWN = 2  # a reading names at most this many captions ...
+READ_AS_MIN_WEIGHT = 0.1  # ... each with at least this weight
 
 
 def photo_input(pooled: np.ndarray, probs: np.ndarray) -> torch.Tensor:
@@ -63,6 +70,16 @@ class Heads(nn.Module):
 
 
 @dataclass
+class TextReading:
+    """How one text was read: the captions it was read through, as (caption, softmax weight), the
+    largest first; and, when it is nearer an ImageNet class that is none of the devices than any
+    caption (by ``off_topic_margin``), that class's name (else None)."""
+
+    read_as: list[tuple[str, float]]
+    off_topic: str | None
+
+
+@dataclass
 class Space:
     """Trained heads + text anchors + the appearance PCA + the scoring constants (a, b, default weights)."""
 
@@ -74,6 +91,10 @@ class Space:
     anchor_text: np.ndarray  # (K, 384) unit MiniLM vectors of the training captions
     anchor_sem: np.ndarray  # (K, 128) their semantic vectors (the trained text head's)
     anchor_temperature: float  # softmax temperature over MiniLM cosines
+    anchor_captions: tuple[str, ...]  # (K,) the captions themselves
+    other_text: np.ndarray  # (M, 384) unit MiniLM vectors of the ImageNet class names that are no device
+    other_names: tuple[str, ...]  # (M,) those names
+    off_topic_margin: float  # caption cosine - other-name cosine under which a text is off the subject
     dup_threshold: float = 0.985  # item-vector cosine above which a lower result is folded
 
     @property
@@ -97,6 +118,22 @@ class Space:
         w = torch.from_numpy(np.asarray(minilm, np.float32) @ self.anchor_text.T / self.anchor_temperature)
         v = w.softmax(-1).numpy() @ self.anchor_sem  # (N, K) @ (K, 128)
         return (v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-8)).astype(np.float32)
+
+    def topic_margins(self, minilm: np.ndarray) -> np.ndarray:
+        """Unit MiniLM vectors (N, 384) -> (N,) best cosine to a caption - best cosine to another name."""
+        minilm = np.asarray(minilm, np.float32)
+        return (minilm @ self.anchor_text.T).max(1) - (minilm @ self.other_text.T).max(1)
+
+    def read_text(self, minilm: np.ndarray) -> TextReading:
+        """One unit MiniLM vector (384,) -> how it is read (the captions and the off-topic check)."""
+        cos = self.anchor_text @ np.asarray(minilm, np.float32)  # (K,)
+        w = torch.from_numpy(cos / self.anchor_temperature).softmax(0).numpy()
+        read_as = [(self.anchor_captions[k], round(float(w[k]), 3)) for k in np.argsort(-w)[:READ_AS_SHOWN]
+                   if w[k] >= READ_AS_MIN_WEIGHT]
+        off = None
+        if self.topic_margins(minilm[None])[0] < self.off_topic_margin:
+            off = self.other_names[int(np.argmax(self.other_text @ np.asarray(minilm, np.float32)))]
+        return TextReading(read_as, off)
 
     def item_vectors(self, photo_sem: np.ndarray, app: np.ndarray, extra_sem: np.ndarray | None = None,
                      extra_mask: np.ndarray | None = None) -> np.ndarray:
@@ -122,7 +159,11 @@ class Space:
                 "a": float(self.a), "weights": dict(self.weights), "dup_threshold": float(self.dup_threshold),
                 "anchor_text": torch.from_numpy(self.anchor_text.astype(np.float32)),
                 "anchor_sem": torch.from_numpy(self.anchor_sem.astype(np.float32)),
-                "anchor_temperature": float(self.anchor_temperature), "format": FORMAT}
+                "anchor_temperature": float(self.anchor_temperature),
+                "anchor_captions": list(self.anchor_captions),
+                "other_text": torch.from_numpy(self.other_text.astype(np.float16)),
+                "other_names": list(self.other_names), "off_topic_margin": float(self.off_topic_margin),
+                "format": FORMAT}
 
     @classmethod
     def from_state(cls, state: dict) -> "Space":
@@ -134,7 +175,9 @@ class Space:
         heads.eval()
         return cls(heads, state["pca_mean"].numpy(), state["pca_components"].numpy(), float(state["a"]),
                    dict(state["weights"]), state["anchor_text"].numpy(), state["anchor_sem"].numpy(),
-                   float(state["anchor_temperature"]), float(state["dup_threshold"]))
+                   float(state["anchor_temperature"]), tuple(state["anchor_captions"]),
+                   state["other_text"].float().numpy(), tuple(state["other_names"]), float(state["off_topic_margin"]),
+                   float(state["dup_threshold"]))
 
 
 def load_space(path=None) -> Space:

@@ -22,6 +22,8 @@ class Query:
     negative: np.ndarray | None
     notes: list[str] = field(default_factory=list)
     heard: str | None = None  # the transcript of the spoken clip
+    readings: dict = field(default_factory=dict)  # "speech" / "text" -> TextReading: how the words were read
+    warnings: list[str] = field(default_factory=list)  # inputs off the search's subject
 
 
 @dataclass
@@ -32,6 +34,22 @@ class Result:
     folded: int = 0  # near-duplicates folded under this result
 
 
+def reading_note(what: str, reading) -> list[str]:
+    """The status line for how a text was read: the captions it was read through."""
+    return [f"{what} read as " + ", ".join(f'"{c}" {w:.0%}' for c, w in reading.read_as)] if reading.read_as else []
+
+
+def off_topic_warning(words: str, reading) -> list[str]:
+    """A warning when a text is nearer another ImageNet class than the search's subject (else none)."""
+    from mbm.scenarios.retrieval.spec import CLASSES
+
+    if reading.off_topic is None:
+        return []
+    kinds = ", ".join(c.replace("_", " ") for c in CLASSES)
+    return [f'"{words}" is nearer to "{reading.off_topic}" than to anything this search knows ({kinds}): '
+            "its results are only the nearest of those, and may be unrelated"]
+
+
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
                  negative: str | None = None) -> Query:
     from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_language_note, text_vectors, transcribe
@@ -40,13 +58,17 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
     negative = (negative or "").strip()[:MAX_QUERY_CHARS] or None
     if speech is None and photo is None and text is None:
         raise InputError("the query is empty: record or upload a spoken clip, add a photo, or type some words")
-    vectors, notes, heard = {}, [], None
+    vectors, notes, heard, readings, warnings = {}, [], None, {}, []
     if speech is not None:
         heard, cut = transcribe(speech, index.vocabulary() if index is not None else ())
         notes += cut
         if heard:
-            vectors["speech"] = space.text_query(space.text_sem(text_vectors([heard])))[0]
+            minilm = text_vectors([heard])
+            vectors["speech"] = space.text_query(space.text_sem(minilm))[0]
+            readings["speech"] = space.read_text(minilm[0])
             notes.append(f'heard: "{heard}"')
+            notes += reading_note("speech", readings["speech"])
+            warnings += off_topic_warning(heard, readings["speech"])
         else:
             notes.append("no words could be made out in the spoken clip; it was left out")
     if photo is not None:
@@ -56,13 +78,17 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         lang = text_language_note(text)
         if lang:
             notes.append(lang)
-        vectors["text"] = space.text_query(space.text_sem(text_vectors([text])))[0]
+        minilm = text_vectors([text])
+        vectors["text"] = space.text_query(space.text_sem(minilm))[0]
+        readings["text"] = space.read_text(minilm[0])
+        notes += reading_note("text", readings["text"])
+        warnings += off_topic_warning(text, readings["text"])
     neg = None
     if negative is not None:
         neg = space.text_query(space.text_sem(text_vectors([negative])))[0]
     if not vectors:
         raise InputError("nothing usable in the query: " + "; ".join(notes))
-    return Query(vectors, neg, notes, heard)
+    return Query(vectors, neg, notes, heard, readings, warnings)
 
 
 def search(space, index, query: Query, weights: dict[str, float], k: int = 8,

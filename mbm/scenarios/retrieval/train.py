@@ -8,7 +8,8 @@ InfoNCE (CLIP-style, both directions) on photo <-> caption / spoken-name pairs:
 - supervised: every caption of the photo's class in the batch is a positive (labels help).
 
 The typed captions, with the text head's vectors for them, become the anchors a text is read through
-(``Space.text_sem``). Then the appearance PCA (64) is fitted on the training photos and the scoring constants (the
+(``Space.text_sem``), and the margin under which a text counts as off the subject is chosen on the
+validation paraphrases (``choose_off_topic_margin``). Then the appearance PCA (64) is fitted on the training photos and the scoring constants (the
 semantic scale ``a`` and the default slider weights) are chosen on the training photos only. The
 30 % held-out photos (``mbm.scenarios.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with
 cached features.
@@ -25,7 +26,7 @@ import torch
 
 from mbm.cli import read_recipe
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
-from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS
+from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS, VALIDATION_PARAPHRASES
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -91,9 +92,11 @@ def fit_heads(pooled, probs, labels, t_min, t_conse, t_labels, steps=1500, batch
 
 
 @torch.inference_mode()
-def caption_anchors(heads, t_min: np.ndarray, t_conse: np.ndarray, kinds: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The typed training captions (``kinds`` "typed" among the training texts' features, in
-    ``TRAIN_CAPTIONS`` order) as anchors: (MiniLM (K, 384), the text head's semantic vectors (K, 128)).
+def caption_anchors(heads, texts: list[str], t_min: np.ndarray, t_conse: np.ndarray,
+                    kinds: list[str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The typed training captions (``kinds`` "typed" among the training texts and their features, in
+    ``TRAIN_CAPTIONS`` order) as anchors: (the captions, MiniLM (K, 384), the text head's semantic
+    vectors (K, 128)).
 
     Typed only: adding the spoken-caption transcripts as anchors lowered the validation paraphrases'
     mAP (0.745 against 0.795; docs/retrieval.md)."""
@@ -101,7 +104,32 @@ def caption_anchors(heads, t_min: np.ndarray, t_conse: np.ndarray, kinds: list[s
 
     typed = np.array([k == "typed" for k in kinds])
     minilm = t_min[typed]
-    return minilm, heads.text_sem(text_input(minilm, t_conse[typed])).numpy()
+    captions = tuple(t for t, k in zip(texts, kinds) if k == "typed")
+    return captions, minilm, heads.text_sem(text_input(minilm, t_conse[typed])).numpy()
+
+
+OFF_TOPIC_FALSE_FLAGS = 0.05  # at most this share of the validation paraphrases may be called off the subject
+
+
+def other_class_names() -> tuple[tuple[str, ...], np.ndarray]:
+    """The ImageNet class names that are none of the devices and their unit MiniLM vectors (M, 384),
+    rounded to float16 as the checkpoint stores them."""
+    from mbm.features.imagenet_devices import IMAGENET_CLASSES
+    from mbm.scenarios.retrieval.encoders import _class_name_vectors, imagenet_names
+
+    device_classes = {i for ids in IMAGENET_CLASSES.values() for i in ids}
+    keep = [i for i in range(len(imagenet_names())) if i not in device_classes]
+    return tuple(imagenet_names()[i] for i in keep), _class_name_vectors()[keep].astype(np.float16).astype(np.float32)
+
+
+def choose_off_topic_margin(space) -> float:
+    """The highest margin (steps of 0.01) that calls at most ``OFF_TOPIC_FALSE_FLAGS`` of the validation
+    paraphrases off the subject (a text is off it when its margin is below)."""
+    from mbm.scenarios.retrieval.encoders import text_vectors
+
+    margins = space.topic_margins(text_vectors([t for ts in VALIDATION_PARAPHRASES.values() for t in ts]))
+    grid = np.round(np.arange(-1.0, 0.5, 0.01), 2)
+    return float(max(t for t in grid if (margins < t).mean() <= OFF_TOPIC_FALSE_FLAGS))
 
 
 def fit_pca(pooled: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,9 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     t_min, t_conse = text_features(texts)
     heads = fit_heads(pooled, probs, labels, t_min, t_conse, t_labels, steps=args.steps, seed=args.seed, supervised=args.supervised)
     mean, comps = fit_pca(pooled, APP_DIM)
-    anchor_text, anchor_sem = caption_anchors(heads, t_min, t_conse, kinds)
+    anchor_captions, anchor_text, anchor_sem = caption_anchors(heads, texts, t_min, t_conse, kinds)
+    other_names, other_text = other_class_names()
     space = Space(heads, mean, comps, a=np.sqrt(0.7), weights={}, anchor_text=anchor_text, anchor_sem=anchor_sem,
-                  anchor_temperature=args.anchor_temperature)
+                  anchor_temperature=args.anchor_temperature,
+                  anchor_captions=anchor_captions,
+                  other_text=other_text, other_names=other_names, off_topic_margin=0.0)
+    space.off_topic_margin = choose_off_topic_margin(space)
+    print(f"off-topic margin {space.off_topic_margin:+.2f} (validation paraphrases)", flush=True)
     space = choose_constants(space, pooled, probs, labels, sources)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = space.state()
