@@ -250,6 +250,14 @@ def test_evaluation_tab_without_results_file_says_so(monkeypatch, tmp_path):
     assert table is None and figures == [None, None, None]
     summary, table, *figures = evaluation.evaluation_view(eval_figures.load_eval_results(EVAL_RESULTS))
     assert "late fusion" in summary and table and all(f is not None for f in figures)
+    # the "not sure" line the app draws is the one the evaluation chose, and the summary says so
+    from mbm.ui.voice_control_answer import not_sure_below
+
+    shipped = eval_figures.load_eval_results(EVAL_RESULTS)
+    assert not_sure_below() == shipped["not_sure_below"] and shipped["accuracy_when_sure"] >= 0.9
+    assert f"Answers at least {shipped['not_sure_below']:.0%} sure were right" in summary
+    assert f"{shipped['weight_effect_spearman_by_answer']['right']['weight_effect_spearman']:.3f} where the answer" \
+        in summary
 
 
 def test_weights_chart_draws_one_bar_per_modality_in_proportion():

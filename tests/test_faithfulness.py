@@ -38,6 +38,12 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
     assert sum(g["weight_effect_spearman_n"] for g in groups.values()) == out["weight_effect_spearman_n"]
     assert all(g["weight_effect_spearman"] is None or -1.0 <= g["weight_effect_spearman"] <= 1.0
                for g in groups.values())
+    by_answer = out["weight_effect_spearman_by_answer"]  # split by whether the fused answer is right
+    assert set(by_answer) == {"right", "wrong"}
+    assert sum(g["weight_effect_spearman_n"] for g in by_answer.values()) == out["weight_effect_spearman_n"]
+    rhos = [(g["weight_effect_spearman"], g["weight_effect_spearman_n"])
+            for g in by_answer.values() if g["weight_effect_spearman_n"]]
+    assert abs(sum(r * n for r, n in rhos) / out["weight_effect_spearman_n"] - out["weight_effect_spearman"]) < 1e-3
     for key in ("noised_weight_drop", "noised_weight_drop_unseen_noise"):
         per = [v["relative_drop"] for v in out[f"{key}_by_modality"].values()]
         assert set(out[f"{key}_by_modality"]) == {"audio", "image", "text"}

@@ -54,19 +54,32 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
   **{_pct(r.get('device_accuracy_kept_apart_sources'))}** on photos from sources the image side never
   trained on (kept apart). Faces, colours and noise were answered "no device recognised"
   {_pct(r.get('no_device_rejection'))} of the time, real device photos {_pct(r.get('device_false_rejection'), 1)}.
+- **"Not sure".** Answers at least {_pct(r.get('not_sure_below'))} sure were right
+  {_pct(r.get('accuracy_when_sure'))} of the time ({_pct(r.get('share_sure'))} of all answers, fused and
+  from one input alone reach it); below that the app says **Not sure**, with its best guess.
 - **Each subset.** The table also shows each input alone and every pair, on the held-out sets that
   have all three inputs (a typed command in phrasings never trained on).
 - **Robustness.** The curves show the accuracy as each input is made worse (noise, blur, covering
   part of the photo, typos).
 - **Confusions.** Rows are the truth, columns the prediction: off-diagonal cells are mistakes.
 - **Can the weights be trusted?** When the model says an input counted more, removing that input
-  really hurts more (Spearman {_fmt(r.get('weight_effect_spearman'))}, target ≥ 0.8), and an input
+  really hurts more (Spearman {_fmt(r.get('weight_effect_spearman'))}, target ≥ 0.8; {_by_answer(r)}), and an input
   replaced by noise loses {_pct(r.get('noised_weight_drop'))} of its weight (target ≥ 50 %).
   Definitions: `docs/explanations.md`.
 
 <small>Every number here and in the README comes from `assets/voice_control/eval_results.json`,
 written by `{r.get('command') or EVAL_COMMAND}`.</small>
 """
+
+
+def _by_answer(r: dict) -> str:
+    """The Spearman where the fused answer was right / wrong, in words ("" when not measured)."""
+    groups = r.get("weight_effect_spearman_by_answer") or {}
+    right, wrong = (groups.get(k, {}).get("weight_effect_spearman") for k in ("right", "wrong"))
+    if right is None or wrong is None:
+        return "not split by answer in this results file"
+    return (f"{_fmt(right)} where the answer was right, {_fmt(wrong)} where it was wrong: the drops are in the "
+            "probability of the true action, and a wrong answer's weights explain another one")
 
 
 def _pct(x, digits: int = 0) -> str:

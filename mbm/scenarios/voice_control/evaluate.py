@@ -245,7 +245,7 @@ RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triple
                 "action_accuracy_audio_only", "action_accuracy_image_only", "late_fusion_action_accuracy",
                 "action_accuracy_with_text", "late_fusion_action_accuracy_with_text", "action_accuracy_by_subset",
                 "word_accuracy_real", "device_accuracy", "weight_effect_spearman", "weight_effect_spearman_n",
-                "weight_effect_spearman_by_text_names",
+                "weight_effect_spearman_by_text_names", "weight_effect_spearman_by_answer",
                 "noised_weight_drop", "noised_weight_drop_by_modality", "noised_weight_drop_unseen_noise",
                 "noised_weight_drop_unseen_noise_by_modality", "mean_modality_weights",
                 "mean_modality_weights_with_text", "mean_drop_p_true_without", "confusion", "robustness",

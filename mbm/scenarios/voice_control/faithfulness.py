@@ -23,7 +23,9 @@ Definitions (all over the triples, every modality present, unless said otherwise
   (correlation undefined) are skipped (``weight_effect_spearman_n`` counts the rest).
   The metric is the mean of the per-sample scores; 1 = the weights always order the
   modalities exactly as their measured effects do. ``weight_effect_spearman_by_text_names``
-  gives the same mean over the triples whose text names only the device, only the word, or both.
+  gives the same mean over the triples whose text names only the device, only the word, or both;
+  ``weight_effect_spearman_by_answer`` over the triples whose fused answer is right / wrong (the
+  drops are of p(true action): where the answer is wrong the weights explain another answer).
 - ``noised_weight_drop``: for each modality m, W_m = mean weight of m over the
   triples, W'_m = the same with m's input replaced by noise (audio: white noise
   through the same log-mel; image: uniform random pixels; text: random vocabulary
@@ -145,6 +147,10 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     # the same mean over the triples whose typed text names only the device, only the word, or both
     out["weight_effect_spearman_by_text_names"] = {
         group: _mean_spearman([r for r, g in zip(per_sample, named) if g == group]) for group in TEXT_NAMES.values()}
+    right = (p_all.argmax(1) == truth_tri).tolist()
+    out["weight_effect_spearman_by_answer"] = {
+        group: _mean_spearman([r for r, ok in zip(per_sample, right) if ok == want])
+        for group, want in (("right", True), ("wrong", False))}
     out["mean_drop_p_true_without"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
     # the same order question on the means (the issue's wording): rank of mean weight vs rank of mean drop
     out["weight_effect_spearman_of_means"] = _spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
