@@ -7,6 +7,7 @@ Everything is generated here (small photos, captions, tones) over the shipped ch
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -304,6 +305,26 @@ def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
     assert details["results"][0]["path"] == "door_1.jpg" and details["results"][0]["caption"]
     with pytest.raises(Exception, match="every slider"):
         search_collection(text="lamp", w_text=0, collection=files)
+
+
+def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
+    """The status is Markdown: what a visitor typed or named a file cannot become a link or a table cell."""
+    from mbm.ui.search import search_collection
+
+    from gradio.processing_utils import get_upload_folder
+
+    upload = Path(get_upload_folder()) / tmp_path.name  # where the app accepts uploaded files from
+    upload.mkdir(parents=True, exist_ok=True)
+    odd = upload / "fan_[x](http:||evil.example)_|.jpg"
+    shutil.copyfile(ROOT / "assets" / "retrieval" / "collection" / "fan_1.jpg", odd)
+    try:
+        _, status, details = search_collection(text="a red sports car [x](http://evil.example) **bold**", k=1,
+                                               collection=[str(odd)])
+    finally:
+        shutil.rmtree(upload)
+    assert details["readings"]["text"]["off_topic"] and details["results"][0]["path"] == odd.name
+    assert "[x](http" not in status and "\\*\\*bold\\*\\*" in status
+    assert "fan\\_\\[x\\]\\(http:\\|\\|evil.example\\)\\_\\|.jpg" in status
 
 
 def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, space):

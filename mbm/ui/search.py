@@ -9,7 +9,6 @@ same-name .txt captions and .wav/.mp3 voice notes), indexed on the spot.
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ import gradio as gr
 from mbm.errors import InputError
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
-from mbm.ui.common import example_cards
+from mbm.ui.common import example_cards, plain
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
@@ -141,18 +140,18 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     status = [f"**{len(results)} results** from {len(index)} items; score = "
               + " + ".join(f"{weights[m]:g} × sim({LABELS[m]})" for m in used)
               + (f" − {weights['negative']:g} × sim(not)" if query.negative is not None else "")]
-    status += [html.escape(n, quote=False) for n in query.notes]
-    status += ["⚠️ " + html.escape(w, quote=False) for w in query.warnings]
+    status += [plain(n) for n in query.notes]  # the notes and warnings quote what was typed or heard
+    status += ["⚠️ " + plain(w) for w in query.warnings]
     if rows:  # the shares in full (the gallery's captions are cut to fit)
         cols = [m for m in ("speech", "photo", "text", "negative") if m in rows[0]["shares"]]
         status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " |\n|---|---|---|"
                       + "---|" * len(cols) + "\n" + "\n".join(
-                          f"| {i + 1} | {html.escape(r['path'], quote=False)}"
+                          f"| {i + 1} | {plain(r['path'])}"
                           + (f" (+{r['folded']})" if r["folded"] else "") + f" | {r['score']:.2f} | "
                           + " | ".join(f"{r['shares'][m]:+.2f}" for m in cols) + " |" for i, r in enumerate(rows)))
     if index.skipped:
         status.append(f"{len(index.skipped)} files of the collection were skipped: "
-                      + html.escape("; ".join(index.skipped[:5]), quote=False))
+                      + plain("; ".join(index.skipped[:5])))
     readings = {m: {"read_as": [list(x) for x in r.read_as], "off_topic": r.off_topic}
                 for m, r in query.readings.items()}
     return gallery, "  \n".join(status), {"results": rows, "heard": query.heard, "weights": weights,
