@@ -260,6 +260,18 @@ def test_a_text_off_the_subject_is_called_so(space):
     assert flagged_on <= 0.05 and flagged_off >= 0.8, (flagged_on, flagged_off)  # shipped: 0.0 and 0.9
 
 
+def test_mean_average_precision_and_a_query_nothing_answered():
+    from mbm.scenarios.retrieval.evaluate import average_precision, mean_ap
+
+    assert average_precision(np.array([0.9, 0.8, 0.1]), np.array([True, False, True])) == pytest.approx((1 + 2 / 3) / 2)
+    items = np.eye(3, dtype=np.float32)
+    labels = np.array([0, 1, 2])
+    queries = items[[0, 1]]  # each finds its own item first: AP 1
+    assert mean_ap(items, queries, [0, 1], labels) == (pytest.approx(1.0), pytest.approx(1 / 3))
+    # a spoken query where nothing was heard gets no results in the app: it counts 0, not its placeholder's AP
+    assert mean_ap(items, queries, [0, 1], labels, answered=np.array([True, False]))[0] == pytest.approx(0.5)
+
+
 def test_registered_and_checkpoint_loads_weights_only():
     import torch
 

@@ -32,10 +32,13 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray) -> float:
     return float((hits[rel] / (np.flatnonzero(rel) + 1)).mean())
 
 
-def mean_ap(vectors: np.ndarray, queries: np.ndarray, q_labels, labels: np.ndarray) -> tuple[float, float]:
-    """(mAP, chance mAP ~ share of relevant items) of query vectors over the item vectors."""
+def mean_ap(vectors: np.ndarray, queries: np.ndarray, q_labels, labels: np.ndarray,
+            answered: np.ndarray | None = None) -> tuple[float, float]:
+    """(mAP, chance mAP ~ share of relevant items) of query vectors over the item vectors; a query
+    not ``answered`` (a spoken one where nothing was heard: the app returns no results) counts 0."""
     s = queries @ vectors.T
-    aps = [average_precision(s[i], labels == q_labels[i]) for i in range(len(queries))]
+    answered = np.ones(len(queries), bool) if answered is None else np.asarray(answered, bool)
+    aps = [average_precision(s[i], labels == q_labels[i]) if answered[i] else 0.0 for i in range(len(queries))]
     chance = float(np.mean([(labels == c).mean() for c in q_labels]))
     return float(np.nanmean(aps)), chance
 
@@ -167,12 +170,15 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
                     s_labels.append(CLASSES.index(c))
                     voices.append("_".join(voice))
                     correct += name in text
-        sq = space.text_query(space.text_sem(text_vectors([h or "?" for h in heard])))
-        res["spoken_to_image_map"], res["chance"]["spoken_to_image_map"] = mean_ap(vectors, sq, s_labels, labels)
+        sq = space.text_query(space.text_sem(text_vectors([h or "?" for h in heard])))  # "?": a placeholder row
+        answered = np.array([bool(h) for h in heard])
+        res["spoken_to_image_map"], res["chance"]["spoken_to_image_map"] = mean_ap(vectors, sq, s_labels, labels,
+                                                                                   answered)
         by_voice = {}
         for v in dict.fromkeys(voices):  # per synthetic voice: the recogniser differs a lot between engines
             rows = [i for i, x in enumerate(voices) if x == v]
-            by_voice[v] = {"map": round(mean_ap(vectors, sq[rows], [s_labels[i] for i in rows], labels)[0], 4),
+            by_voice[v] = {"map": round(mean_ap(vectors, sq[rows], [s_labels[i] for i in rows], labels,
+                                                answered[rows])[0], 4),
                            "transcript_exact": round(float(np.mean([SPOKEN_FLAT[i] in heard[i] for i in rows])), 4)}
         res["spoken_to_image_map_by_voice"] = by_voice
         # the same names typed: what a perfect recogniser would reach
@@ -182,6 +188,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
         res["spoken_queries_synthetic"] = True
         res["spoken_transcript_exact"] = round(correct / max(len(heard), 1), 4)
         res["counts"]["spoken_queries"] = len(heard)
+        res["counts"]["spoken_queries_nothing_heard"] = int((~answered).sum())
         mixed_sem = space.text_sem(text_vectors([MIXED_TEXTS[c] for c in CLASSES]))
         m = mixed_r1(space, vectors, sem, app, labels, sources, mixed_sem, space.weights, limit=1000)
         res["mixed_query_r1"], res["mixed_query_r1_photo_only"], res["mixed_query_r1_text_only"] = m["mixed"], m["photo"], m["text"]
