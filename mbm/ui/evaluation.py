@@ -73,7 +73,7 @@ written by `{r.get('command') or EVAL_COMMAND}`.</small>
 
 
 def _by_answer(r: dict) -> str:
-    """The Spearman where the fused answer was right / wrong, in words ("" when not measured)."""
+    """The Spearman where the fused answer was right / wrong, in words (or that the file does not split it)."""
     groups = r.get("weight_effect_spearman_by_answer") or {}
     right, wrong = (groups.get(k, {}).get("weight_effect_spearman") for k in ("right", "wrong"))
     if right is None or wrong is None:

@@ -71,7 +71,8 @@ def photo_features(photos: list[np.ndarray], batch: int = 32) -> tuple[np.ndarra
 
 
 @lru_cache(maxsize=1)
-def _class_name_vectors() -> np.ndarray:
+def class_name_vectors() -> np.ndarray:
+    """Unit MiniLM vectors (1000, 384) of "a photo of a <ImageNet class name>" (ConSE; the off-topic check)."""
     from mbm.scenarios.retrieval.text import text_encoder
 
     return text_encoder().encode([f"a photo of a {n}" for n in imagenet_names()])
@@ -89,7 +90,7 @@ def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     v = text_vectors(texts)
     if not len(v):
         return v, np.zeros((0, N_CLASSES), np.float32)
-    sims = torch.from_numpy(v @ _class_name_vectors().T)
+    sims = torch.from_numpy(v @ class_name_vectors().T)
     return v, (sims / CONSE_TEMPERATURE).softmax(1).numpy()
 
 

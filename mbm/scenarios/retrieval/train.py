@@ -9,10 +9,10 @@ InfoNCE (CLIP-style, both directions) on photo <-> caption / spoken-name pairs:
 
 The typed captions, with the text head's vectors for them, become the anchors a text is read through
 (``Space.text_sem``), and the margin under which a text counts as off the subject is chosen on the
-validation paraphrases (``choose_off_topic_margin``). Then the appearance PCA (64) is fitted on the training photos and the scoring constants (the
-semantic scale ``a`` and the default slider weights) are chosen on the training photos only. The
-30 % held-out photos (``mbm.scenarios.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with
-cached features.
+validation paraphrases (``choose_off_topic_margin``). Then the appearance PCA (64) is fitted on the
+training photos and the scoring constants (the semantic scale ``a`` and the default slider weights)
+are chosen on the training photos only. The 30 % held-out photos
+(``mbm.scenarios.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with cached features.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch
 
 from mbm.cli import read_recipe
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
-from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS, VALIDATION_PARAPHRASES
+from mbm.scenarios.retrieval.spec import (CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS,
+                                          VALIDATION_PARAPHRASES)
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -115,11 +116,12 @@ def other_class_names() -> tuple[tuple[str, ...], np.ndarray]:
     """The ImageNet class names that are none of the devices and their unit MiniLM vectors (M, 384),
     rounded to float16 as the checkpoint stores them."""
     from mbm.features.imagenet_devices import IMAGENET_CLASSES
-    from mbm.scenarios.retrieval.encoders import _class_name_vectors, imagenet_names
+    from mbm.scenarios.retrieval.encoders import class_name_vectors, imagenet_names
 
     device_classes = {i for ids in IMAGENET_CLASSES.values() for i in ids}
     keep = [i for i in range(len(imagenet_names())) if i not in device_classes]
-    return tuple(imagenet_names()[i] for i in keep), _class_name_vectors()[keep].astype(np.float16).astype(np.float32)
+    vectors = class_name_vectors()[keep].astype(np.float16).astype(np.float32)
+    return tuple(imagenet_names()[i] for i in keep), vectors
 
 
 def choose_off_topic_margin(space) -> float:
