@@ -51,3 +51,19 @@ def test_a_pair_outside_the_table_says_why(predictor):
     result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "up.wav"), image=str(VOICE_CONTROL_ASSETS / "door.jpg"))
     assert result.action == "not supported" and result.confidence >= 0.5, (result.action, result.confidence)
     assert headline(result, threshold=0.5).startswith("**Not supported**: a door has no 'up'")
+
+
+def test_agreeing_inputs_that_are_each_unsure_are_not_called_a_disagreement(predictor):
+    """A noisy 'off' (85 %) and a door photo (85 %) agree on 'door → close' but are 71 % sure together."""
+    import dataclasses
+
+    from mbm.ui.voice_control_answer import disagrees
+
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "off_noisy.wav"),
+                               image=str(VOICE_CONTROL_ASSETS / "door.jpg"))
+    assert result.action == "door → close" and not disagrees(result)
+    line = headline(result, threshold=max(result.confidence + 0.01, 0.5))
+    assert line.startswith("**Not sure**: the inputs agree, but each leaves some doubt"), line
+    other = dataclasses.replace(result, heard=("up", 0.9))  # the speech alone says another word
+    assert disagrees(other) and "the inputs do not agree" in headline(other, threshold=result.confidence + 0.01)
+    assert not disagrees(dataclasses.replace(result, heard=("up", 0.3)))  # an unsure reading is no disagreement

@@ -24,6 +24,13 @@ def not_sure_below() -> float:
         return DEFAULT_NOT_SURE_BELOW
 
 
+def disagrees(result: VoiceControlResult) -> bool:
+    """Whether an input read alone (at least half sure) names another device or word than the answer."""
+    answer = {"device": result.device[0], "word": result.word[0]}
+    alone = [("word", result.heard), ("device", result.sees), *(result.reads or {}).items()]
+    return any(said is not None and said[1] >= 0.5 and said[0] != answer[part] for part, said in alone)
+
+
 def headline(result: VoiceControlResult, threshold: float) -> str:
     """The answer in words: the action, or "not supported" and why, or "not sure" and what is missing."""
     present = result.inputs.present
@@ -47,8 +54,10 @@ def headline(result: VoiceControlResult, threshold: float) -> str:
         missing = "the typed command was not understood; try e.g. 'turn off the lamp'"
     elif "audio" in present and result.heard is not None and result.heard[1] < threshold:
         missing = "the command was not clear; say it again"
-    else:
+    elif disagrees(result):
         missing = "the inputs do not agree"
+    else:  # e.g. heard 'off' at 85 % and a door at 85 %: 71 % together
+        missing = "the inputs agree, but each leaves some doubt; a clearer recording or photo would help"
     return (f"**Not sure**: {missing}. <small>Best guess: {plain(display_name(result.action))} "
             f"({result.confidence:.0%}).</small>")
 
