@@ -226,6 +226,20 @@ def test_report_returns_png_html_json(client, generated_inputs):
     check_result(data["prediction"], MODALITIES)
 
 
+def test_search_through_the_default_client_with_hostile_text(client):
+    """The client downloads what looks like a file: result rows name their item "item", not "path";
+    a typed link, a direction override and "$$" come back escaped and on one line."""
+    gallery, status, details = client.predict(text="a red sports car www.evil.example \u202e$$x$$\n# h", k=2,
+                                              api_name="/search")
+    assert len(gallery) == 2 and all(r["item"].endswith(".jpg") for r in details["results"])
+    assert "www\\.evil\\.example" in status and "\u202e" not in status and "\\$\\$x\\$\\$ \\# h" in status
+    # a lone surrogate (only a raw HTTP client can send one) is refused before it is echoed
+    from mbm.ui.params import ParameterError, text_value
+
+    with pytest.raises(ParameterError, match="text: not valid Unicode text"):
+        text_value("a lamp \ud800", "text", 500)
+
+
 def test_evaluation_returns_the_shipped_results(client):
     import json
 

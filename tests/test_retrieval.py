@@ -296,10 +296,10 @@ def test_search_api_function_on_the_demo_collection():
     top = details["results"][0]
     assert abs(sum(top["shares"].values()) - top["score"]) < 1e-3
     assert set(top["shares"]) == {"text"}
-    assert details["readings"]["text"]["off_topic"] is None and 'text read as "television"' in status
+    assert details["readings"]["text"]["off_topic"] is None and 'text read as \\"television\\"' in status
     _, status, details = search_collection(text="a red sports car", k=2)
     assert details["readings"]["text"]["off_topic"] == "sports car"
-    assert '⚠️ "a red sports car" is nearer to "sports car" than to anything this search knows' in status
+    assert '⚠️ \\"a red sports car\\" is nearer to \\"sports car\\" than to anything this search knows' in status
     assert details["warnings"] and not any("sports car" in n for n in details["notes"])
     with pytest.raises(Exception, match="query is empty"):
         search_collection()
@@ -314,7 +314,7 @@ def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
     assert "4 items" in status and len(details["results"]) == 2
     assert any("non-Latin" in n for n in details["notes"])
     _, _, details = search_collection(text="a wooden front door", k=1, collection=files)
-    assert details["results"][0]["path"] == "door_1.jpg" and details["results"][0]["caption"]
+    assert details["results"][0]["item"] == "door_1.jpg" and details["results"][0]["caption"]
     with pytest.raises(Exception, match="every slider"):
         search_collection(text="lamp", w_text=0, collection=files)
 
@@ -334,9 +334,9 @@ def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
                                                collection=[str(odd)])
     finally:
         shutil.rmtree(upload)
-    assert details["readings"]["text"]["off_topic"] and details["results"][0]["path"] == odd.name
-    assert "[x](http" not in status and "\\*\\*bold\\*\\*" in status
-    assert "fan\\_\\[x\\]\\(http:\\|\\|evil.example\\)\\_\\|.jpg" in status
+    assert details["readings"]["text"]["off_topic"] and details["results"][0]["item"] == odd.name
+    assert "[x](http" not in status and "evil.example" not in status and "\\*\\*bold\\*\\*" in status
+    assert "fan\\_\\[x\\]\\(http\\:\\|\\|evil\\.example\\)\\_\\|\\.jpg" in status  # no link, no auto-link
 
 
 def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, space):
@@ -350,7 +350,7 @@ def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, s
     ui.demo_index.cache_clear()
     try:
         gallery, status, details = ui.search_collection(text="a lamp on a desk", k=2)
-        assert "from 3 items" in status and details["results"][0]["path"] == "item0.jpg"
+        assert "from 3 items" in status and details["results"][0]["item"] == "item0.jpg"
         assert isinstance(gallery[0][0], str)  # under the temp folder: served as the file
         monkeypatch.setattr(ui.tempfile, "gettempdir", lambda: str(ROOT / "assets"))
         assert isinstance(ui.shown(folder / "item0.jpg"), PILImage.Image)  # elsewhere: a small copy

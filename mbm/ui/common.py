@@ -65,12 +65,17 @@ def modality_weights_chart(weights: dict[str, float], present: list[str],
               f'representation (sums to 1)</text></svg>')
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+# Every ASCII punctuation mark may be backslash-escaped in CommonMark: escaping them all also stops
+# GitHub-style auto-links ("www.x.example", "http://...") and entities ("&lt;")
+MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+# Right-to-left and other direction controls: echoed, they would turn the app's own words around
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(text: str) -> str:
-    """Escape Markdown so user-controlled text (file names, unknown words) shows literally."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    """User-controlled text (file names, typed words, names) as Markdown that shows it literally, on
+    one line: punctuation escaped, direction controls dropped, runs of white space made one space."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(BIDI_CONTROLS.sub("", text).split()))
 
 
 def load_examples(path: Path, file_keys: tuple[str, ...] = ("audio", "image")) -> tuple[list[list], list[str]]:

@@ -97,6 +97,10 @@ def text_value(value, param: str, max_chars: int) -> str | None:
         return None
     if not isinstance(value, str):
         raise ParameterError(f"{param}: expected text, got a {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not text, and the reply could not be encoded
+        raise ParameterError(f"{param}: not valid Unicode text") from None
     value = value.strip()
     if len(value) > max_chars:
         raise ParameterError(f"{param}: at most {max_chars} characters (got {len(value)})")

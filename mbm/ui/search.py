@@ -104,7 +104,8 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     Args: speech (audio file), photo (image file), text, negative (text to push away), a weight per
     input (0..5; None = the learned default), k (1..24 results), collection (files to search
     instead of the demo: photos + same-name .txt / .wav / .mp3).
-    Returns the gallery [(image, caption)], a status line, and JSON: {"results": [{"path", "score",
+    Returns the gallery [(image, caption)], a status line, and JSON: {"results": [{"item" (the path in the
+    collection; not "path", which Gradio's client would take for a file to download), "score",
     "shares": {input: w * sim}, "caption", "transcript", "folded"}], "heard", "weights", "notes", "warnings",
     "readings": {"speech"/"text": {"read_as": [[caption, weight]], "off_topic": ImageNet name or null}}}.
     """
@@ -133,7 +134,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
         if it.get("caption"):
             cap += f" — {it['caption'][:80]}"
         gallery.append((shown(index.path_of(r.index)), cap))
-        rows.append({"path": it["path"], "score": round(r.score, 4),
+        rows.append({"item": it["path"], "score": round(r.score, 4),
                      "shares": {m: round(t, 4) for m, t in r.terms.items()}, "caption": it.get("caption", ""),
                      "transcript": it.get("transcript", ""), "folded": r.folded})
     used = [m for m in ("speech", "photo", "text") if m in query.vectors]
@@ -146,7 +147,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
         cols = [m for m in ("speech", "photo", "text", "negative") if m in rows[0]["shares"]]
         status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " |\n|---|---|---|"
                       + "---|" * len(cols) + "\n" + "\n".join(
-                          f"| {i + 1} | {plain(r['path'])}"
+                          f"| {i + 1} | {plain(r['item'])}"
                           + (f" (+{r['folded']})" if r["folded"] else "") + f" | {r['score']:.2f} | "
                           + " | ".join(f"{r['shares'][m]:+.2f}" for m in cols) + " |" for i, r in enumerate(rows)))
     if index.skipped:
@@ -195,7 +196,7 @@ def search_tab() -> None:
                 collection = gr.File(file_count="multiple", label="Collection files", elem_id="search-collection")
             run = gr.Button("Search", variant="primary", elem_id="search-run")
         with gr.Column():
-            status = gr.Markdown(elem_id="search-status")
+            status = gr.Markdown(elem_id="search-status", latex_delimiters=[])  # no "$$" maths in echoed text
             gallery = gr.Gallery(label="Results (score = each input's share)", columns=4, height=520,
                                  elem_id="search-gallery")
             with gr.Accordion("Full result (what the API returns)", open=False):

@@ -197,7 +197,7 @@ def voice_control_tab() -> None:
         with gr.Column():
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
             weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
-            status = gr.Markdown(label="Status", elem_id="vc-status")
+            status = gr.Markdown(label="Status", elem_id="vc-status", latex_delimiters=[])  # echoes typed words
             flag = gr.Markdown(elem_id="vc-flag")
             with gr.Accordion("Live robustness: switch inputs off, corrupt them", open=True,
                               elem_id="vc-robustness"):

@@ -36,7 +36,7 @@ def headline(result: VoiceControlResult, threshold: float) -> str:
     present = result.inputs.present
     device, word = result.device[0], result.word[0]
     if result.action == NOT_SUPPORTED and result.confidence >= threshold:
-        return f"**Not supported**: {plain(why_not_supported(device, word))}."
+        return f"**Not supported**: {why_not_supported(device, word)}."  # the app's own words
     if result.confidence >= threshold:
         return f"**{plain(display_name(result.action))}** ({result.confidence:.0%} sure)"
     if result.device_recognised is False and "text" not in present:  # the photo was left out
