@@ -109,7 +109,6 @@ def test_fusion_weights_sum_to_one_absent_is_zero_and_gradients_flow():
 
 
 def test_face_only_prefers_the_matching_person():
-    rng = np.random.default_rng(1)
     gal = small_gallery()
     model = PortraitModel().eval()
     face = torch.from_numpy(gal.people["person 2"].face)[None]

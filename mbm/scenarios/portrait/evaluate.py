@@ -124,7 +124,6 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
 
     if fused and known_q:
         speakers = list_voice_clips(data_dir)
-        clips, owner = [], []
         voice_of = {}
         for n in known:
             spk = gallery.people[n].meta.get("voice_from")
