@@ -72,6 +72,14 @@ MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+def echo_markdown(**kwargs):
+    """A ``gr.Markdown`` status box that quotes visitors' text (through :func:`plain`): without Gradio's
+    default "$$ ... $$" maths, which KaTeX would draw after the escapes are gone."""
+    import gradio as gr
+
+    return gr.Markdown(latex_delimiters=[], **kwargs)
+
+
 def plain(text: str) -> str:
     """User-controlled text (file names, typed words, names) as Markdown that shows it literally, on
     one line: punctuation escaped, direction controls dropped, runs of white space made one space."""

@@ -19,8 +19,8 @@ from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, 
 from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
-from mbm.ui.common import (PORTRAIT_COLOURS, example_cards, image_file, load_examples, modality_weights_chart, plain,
-                           share)
+from mbm.ui.common import (PORTRAIT_COLOURS, echo_markdown, example_cards, image_file, load_examples,
+                           modality_weights_chart, plain, share)
 from mbm.ui.params import ParameterError, file_value, file_values, guarded, text_value
 
 SESSION_TTL_S = 6 * 3600  # a visitor's own enrolments are forgotten this long after their last visit
@@ -248,7 +248,7 @@ def portrait_tab():
             # the chart gets the column's width: beside the crop it was squeezed to ~7 px text
             weights = gr.HTML(label="Per-modality attention weights", elem_id="pt-weights")
             crop = gr.Image(label="Face used", interactive=False, height=170, elem_id="pt-crop")
-            status = gr.Markdown(label="Status", elem_id="pt-status", latex_delimiters=[])  # echoes names
+            status = echo_markdown(label="Status", elem_id="pt-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="pt-json")
     session = gr.State(None, time_to_live=SESSION_TTL_S)  # this visitor's own enrolments (a Gallery)
@@ -280,7 +280,7 @@ def portrait_tab():
                                      elem_id="pt-enrol-profile",
                                      placeholder="e.g. short, has curly hair, works in the library")
                 enrol = gr.Button("Enrol", variant="primary", elem_id="pt-enrol")
-                enrol_status = gr.Markdown(elem_id="pt-enrol-status", latex_delimiters=[])
+                enrol_status = echo_markdown(elem_id="pt-enrol-status")
                 enrol_json = gr.JSON(visible=False)
             with gr.Column():
                 people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=420, wrap=True,
@@ -293,10 +293,10 @@ def portrait_tab():
                                               scale=3, elem_id="pt-remove-name")
                     remove = gr.Button("Remove…", variant="stop", scale=1, elem_id="pt-remove")
                 with gr.Row(visible=False, elem_id="pt-remove-confirm") as confirm_row:
-                    confirm_text = gr.Markdown(latex_delimiters=[])
+                    confirm_text = echo_markdown()
                     confirm = gr.Button("Yes, remove", variant="stop", elem_id="pt-remove-yes", min_width=100)
                     cancel = gr.Button("Cancel", elem_id="pt-remove-cancel", min_width=100)
-                remove_status = gr.Markdown(elem_id="pt-remove-status", latex_delimiters=[])
+                remove_status = echo_markdown(elem_id="pt-remove-status")
                 remove_json = gr.JSON(visible=False)
                 people_json = gr.JSON(visible=False)
                 with gr.Accordion("Owner: the shared gallery (admin token)", open=False):

@@ -20,7 +20,7 @@ import gradio as gr
 from mbm.errors import InputError
 from mbm.limits import HEAVY_CONCURRENCY_ID
 from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
-from mbm.ui.common import example_cards, plain
+from mbm.ui.common import echo_markdown, example_cards, plain
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
@@ -196,7 +196,7 @@ def search_tab() -> None:
                 collection = gr.File(file_count="multiple", label="Collection files", elem_id="search-collection")
             run = gr.Button("Search", variant="primary", elem_id="search-run")
         with gr.Column():
-            status = gr.Markdown(elem_id="search-status", latex_delimiters=[])  # no "$$" maths in echoed text
+            status = echo_markdown(elem_id="search-status")
             gallery = gr.Gallery(label="Results (score = each input's share)", columns=4, height=520,
                                  elem_id="search-gallery")
             with gr.Accordion("Full result (what the API returns)", open=False):

@@ -22,7 +22,7 @@ from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.robustness import predict_corrupted
 from mbm.scenarios.voice_control.spec import display_name
 from mbm.ui import models
-from mbm.ui.common import example_cards, image_file, load_examples, modality_weights_chart, prune_folder
+from mbm.ui.common import echo_markdown, example_cards, image_file, load_examples, modality_weights_chart, prune_folder
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
 from mbm.ui.voice_control_answer import voice_control_status
 from mbm.viz import enlarged
@@ -197,7 +197,7 @@ def voice_control_tab() -> None:
         with gr.Column():
             action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
             weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
-            status = gr.Markdown(label="Status", elem_id="vc-status", latex_delimiters=[])  # echoes typed words
+            status = echo_markdown(label="Status", elem_id="vc-status")
             flag = gr.Markdown(elem_id="vc-flag")
             with gr.Accordion("Live robustness: switch inputs off, corrupt them", open=True,
                               elem_id="vc-robustness"):

@@ -126,11 +126,11 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     space = load_space(checkpoint)
     res: dict = {"chance": {}, "counts": {}}
     # --- off the subject: texts about none of the classes, and the evaluation paraphrases ---------
-    res["off_topic_flagged"] = float((space.topic_margins(text_vectors(list(OFF_TOPIC_TEXTS)))
-                                      < space.off_topic_margin).mean())
-    on_topic = [t for ts in EVAL_PARAPHRASES.values() for t in ts]
-    res["on_topic_flagged"] = float((space.topic_margins(text_vectors(on_topic)) < space.off_topic_margin).mean())
-    res["counts"].update(off_topic_texts=len(OFF_TOPIC_TEXTS), on_topic_texts=len(on_topic))
+    texts = [(t, c) for c, ts in EVAL_PARAPHRASES.items() for t in ts]
+    paraphrases = text_vectors([t for t, _ in texts])  # (28, 384): flagged here, searched with below
+    res["off_topic_flagged"] = float(space.off_topic(text_vectors(list(OFF_TOPIC_TEXTS))).mean())
+    res["on_topic_flagged"] = float(space.off_topic(paraphrases).mean())
+    res["counts"].update(off_topic_texts=len(OFF_TOPIC_TEXTS), on_topic_texts=len(texts))
     # --- devices --------------------------------------------------------------------------------
     items = [(p, c) for p, c in device_photos(root) if c in CLASSES] if (root / "devices").is_dir() else []
     paths = [p for p, _ in items]
@@ -143,8 +143,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     vectors = space.item_vectors(sem, app)
     res["counts"].update(photos=int(ok.sum()), unreadable_photos=len(errors))
     if len(labels):
-        texts = [(t, c) for c, ts in EVAL_PARAPHRASES.items() for t in ts]
-        tq = space.text_query(space.text_sem(text_vectors([t for t, _ in texts])))
+        tq = space.text_query(space.text_sem(paraphrases))
         q_labels = [CLASSES.index(c) for _, c in texts]
         res["text_to_image_map"], res["chance"]["text_to_image_map"] = mean_ap(vectors, tq, q_labels, labels)
         per_class = defaultdict(list)

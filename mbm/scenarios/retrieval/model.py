@@ -124,15 +124,20 @@ class Space:
         minilm = np.asarray(minilm, np.float32)
         return (minilm @ self.anchor_text.T).max(1) - (minilm @ self.other_text.T).max(1)
 
+    def off_topic(self, minilm: np.ndarray) -> np.ndarray:
+        """Unit MiniLM vectors (N, 384) -> (N,) bool: nearer another ImageNet name than any caption
+        (by more than ``off_topic_margin``)."""
+        return self.topic_margins(minilm) < self.off_topic_margin
+
     def read_text(self, minilm: np.ndarray) -> TextReading:
         """One unit MiniLM vector (384,) -> how it is read (the captions and the off-topic check)."""
-        cos = self.anchor_text @ np.asarray(minilm, np.float32)  # (K,)
-        w = torch.from_numpy(cos / self.anchor_temperature).softmax(0).numpy()
+        minilm = np.asarray(minilm, np.float32)
+        w = torch.from_numpy(self.anchor_text @ minilm / self.anchor_temperature).softmax(0).numpy()  # (K,)
         read_as = [(self.anchor_captions[k], round(float(w[k]), 3)) for k in np.argsort(-w)[:READ_AS_SHOWN]
                    if w[k] >= READ_AS_MIN_WEIGHT]
         off = None
-        if self.topic_margins(minilm[None])[0] < self.off_topic_margin:
-            off = self.other_names[int(np.argmax(self.other_text @ np.asarray(minilm, np.float32)))]
+        if self.off_topic(minilm[None])[0]:
+            off = self.other_names[int(np.argmax(self.other_text @ minilm))]
         return TextReading(read_as, off)
 
     def item_vectors(self, photo_sem: np.ndarray, app: np.ndarray, extra_sem: np.ndarray | None = None,

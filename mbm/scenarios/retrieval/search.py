@@ -59,16 +59,20 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
     if speech is None and photo is None and text is None:
         raise InputError("the query is empty: record or upload a spoken clip, add a photo, or type some words")
     vectors, notes, heard, readings, warnings = {}, [], None, {}, []
+
+    def read(modality: str, words: str) -> None:  # typed or heard words: their query vector and reading
+        minilm = text_vectors([words])
+        vectors[modality] = space.text_query(space.text_sem(minilm))[0]
+        readings[modality] = space.read_text(minilm[0])
+        notes.extend(reading_note(modality, readings[modality]))
+        warnings.extend(off_topic_warning(words, readings[modality]))
+
     if speech is not None:
         heard, cut = transcribe(speech, index.vocabulary() if index is not None else ())
         notes += cut
         if heard:
-            minilm = text_vectors([heard])
-            vectors["speech"] = space.text_query(space.text_sem(minilm))[0]
-            readings["speech"] = space.read_text(minilm[0])
             notes.append(f'heard: "{heard}"')
-            notes += reading_note("speech", readings["speech"])
-            warnings += off_topic_warning(heard, readings["speech"])
+            read("speech", heard)
         else:
             notes.append("no words could be made out in the spoken clip; it was left out")
     if photo is not None:
@@ -78,11 +82,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         lang = text_language_note(text)
         if lang:
             notes.append(lang)
-        minilm = text_vectors([text])
-        vectors["text"] = space.text_query(space.text_sem(minilm))[0]
-        readings["text"] = space.read_text(minilm[0])
-        notes += reading_note("text", readings["text"])
-        warnings += off_topic_warning(text, readings["text"])
+        read("text", text)
     neg = None
     if negative is not None:
         neg = space.text_query(space.text_sem(text_vectors([negative])))[0]
