@@ -23,6 +23,7 @@ from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import remove_stale_outputs
 from mbm.ui.params import check_arguments
+from mbm.ui.search import clear_collections
 
 # Uploads above this are refused by Gradio before they reach the model; any other request body (an API
 # call's JSON, where a file can be inlined as a data URL) above MBM_MAX_REQUEST_MB is refused with 413
@@ -49,6 +50,7 @@ CSS = (".prose table { display: block; overflow-x: auto; width: fit-content; max
        " { flex: 1 1 100% !important; min-width: 100% !important; } }")
 
 remove_stale_outputs()  # output images and report exports an earlier run left in the temp folder
+clear_collections()  # visitors' uploaded search collections an earlier run left (kept within a budget meanwhile)
 tame_malloc()  # memory a big request freed goes back to the system (glibc), not kept per thread
 
 with gr.Blocks(title="mbm: multimodal fusion demo", delete_cache=DELETE_CACHE) as demo:

@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,21 +104,27 @@ class Index:
             pass
 
     @classmethod
-    def load(cls, path: Path, root: Path | None = None) -> "Index":
+    def load(cls, path: Path, root: Path | None = None) -> Index:
+        """Read an index written by :meth:`save`; an :class:`InputError` (never a traceback) for anything else.
+
+        Nothing is decompressed before it is checked: the manifest's declared size first (at most
+        ``MBM_MAX_MANIFEST_MB``), then every array's declared shape and dtype (read from its .npy header
+        inside the zip) against the manifest's item count, and all arrays together against
+        ``MBM_MAX_INDEX_MB``. Item paths must be relative and stay under the collection's folder.
+        """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no index at {path}; build one with `python -m mbm.index build FOLDER --out {path}`")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("vectors", "photo_sem", "app", "extra_sem", "extra_mask", "manifest")}
-            manifest = json.loads(arrays.pop("manifest").tobytes().decode())
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            with zipfile.ZipFile(path) as z:
+                manifest = _read_manifest(z, path)
+                n = len(manifest["items"])
+                _check_arrays(z, n, path)
+                arrays = {k: _read_member(z, k) for k in ARRAYS}
+        except InputError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
             raise InputError(f"{path} is not a readable retrieval index ({type(e).__name__})") from None
-        if manifest.get("format") != FORMAT:
-            raise InputError(f"{path} is not a retrieval index of format {FORMAT}")
-        n = len(manifest["items"])
-        if any(len(a) != n for a in arrays.values()):
-            raise InputError(f"{path}: the arrays and the manifest disagree on the number of items")
         r = Path(root) if root is not None else Path(manifest["root"])
         rel = manifest.get("root_relative")
         if root is None and rel is not None and not rel.startswith("..") and (path.parent / rel).is_dir():
@@ -126,11 +133,113 @@ class Index:
                    skipped=manifest.get("skipped", []), **arrays)
 
     @classmethod
-    def empty(cls, root: Path) -> "Index":
+    def empty(cls, root: Path) -> Index:
         from mbm.scenarios.retrieval.model import APP_DIM, SEM_DIM, VECTOR_DIM
 
-        z = lambda d: np.zeros((0, d), np.float32)  # noqa: E731
+        z = lambda d: np.zeros((0, d), np.float32)
         return cls(z(VECTOR_DIM), z(SEM_DIM), z(APP_DIM), z(SEM_DIM), np.zeros(0, bool), [], Path(root))
+
+
+ARRAYS = ("vectors", "photo_sem", "app", "extra_sem", "extra_mask")
+
+
+def _member_header(z: zipfile.ZipFile, name: str) -> tuple[tuple, np.dtype]:
+    """The declared shape and dtype of ``name``.npy in the zip, read from its header alone."""
+    from numpy.lib import format as npy
+
+    with z.open(f"{name}.npy") as f:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = npy.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"npy format {version}")
+    if dtype.hasobject:
+        raise ValueError("object arrays")
+    return tuple(shape), dtype
+
+
+def _read_member(z: zipfile.ZipFile, name: str) -> np.ndarray:
+    from numpy.lib import format as npy
+
+    with z.open(f"{name}.npy") as f:
+        return npy.read_array(f, allow_pickle=False)
+
+
+def _read_manifest(z: zipfile.ZipFile, path: Path) -> dict:
+    from mbm.limits import MAX_MANIFEST_BYTES, size_text
+
+    shape, dtype = _member_header(z, "manifest")
+    if dtype != np.uint8 or len(shape) != 1:
+        raise InputError(f"{path}: the manifest is not a byte array")
+    if shape[0] > MAX_MANIFEST_BYTES:
+        raise InputError(f"{path}: the manifest declares {size_text(shape[0])}; at most "
+                         f"{size_text(MAX_MANIFEST_BYTES)} are read (MBM_MAX_MANIFEST_MB)")
+    manifest = json.loads(_read_member(z, "manifest").tobytes().decode())
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{path} is not a retrieval index of format {FORMAT}")
+    items = manifest.get("items")
+    if not isinstance(items, list):
+        raise InputError(f"{path}: the manifest's items are not a list")
+    if len(items) > MAX_ITEMS:
+        raise InputError(f"{path}: {len(items)} items; an index holds at most {MAX_ITEMS}")
+    for k, it in enumerate(items):
+        problem = _item_problem(it)
+        if problem:
+            raise InputError(f"{path}: item {k} {problem}")
+    if not isinstance(manifest.get("root"), str) or not isinstance(manifest.get("root_relative"), (str, type(None))):
+        raise InputError(f"{path}: the manifest's root is not a folder name")
+    if not isinstance(manifest.get("checkpoint", ""), str):
+        raise InputError(f"{path}: the manifest's checkpoint is not text")
+    skipped = manifest.get("skipped", [])
+    if not isinstance(skipped, list) or not all(isinstance(x, str) for x in skipped):
+        raise InputError(f"{path}: the manifest's skipped list is not a list of text")
+    return manifest
+
+
+def _item_problem(it) -> str | None:
+    """Why a manifest item cannot be used (None if it can): its path must stay under the collection."""
+    if not isinstance(it, dict):
+        return "is not an object"
+    p = it.get("path")
+    if not isinstance(p, str) or not p or "\0" in p:
+        return "has no file path"
+    parts = p.replace("\\", "/").split("/")
+    if p.startswith(("/", "\\")) or Path(p).is_absolute() or ":" in parts[0] or ".." in parts:
+        return f"names a path outside the collection's folder ({p[:80]!r}); item paths must be relative"
+    for key in ("caption", "transcript"):
+        if not isinstance(it.get(key, ""), str):
+            return f"has a {key} that is not text"
+    notes = it.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(x, str) for x in notes):
+        return "has notes that are not a list of text"
+    return None
+
+
+def _check_arrays(z: zipfile.ZipFile, n: int, path: Path) -> None:
+    """Every array's declared shape and dtype against the item count and the size bounds, before any is read."""
+    from mbm.limits import MAX_INDEX_BYTES, MAX_INDEX_DIM, size_text
+
+    total, widths = 0, {}
+    for name in ARRAYS:
+        shape, dtype = _member_header(z, name)
+        if name == "extra_mask":
+            ok = dtype == np.bool_ and shape == (n,)
+            want = f"({n},) bool"
+        else:
+            ok = dtype == np.float32 and len(shape) == 2 and shape[0] == n and 1 <= shape[1] <= MAX_INDEX_DIM
+            want = f"({n}, 1..{MAX_INDEX_DIM}) float32"
+            widths[name] = shape[1] if len(shape) == 2 else None
+        if not ok:
+            raise InputError(f"{path}: {name} is declared {shape} {dtype}, but the manifest's {n} items need {want}")
+        total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if widths["photo_sem"] != widths["extra_sem"]:
+        raise InputError(f"{path}: photo_sem and extra_sem differ in width ({widths['photo_sem']} vs "
+                         f"{widths['extra_sem']})")
+    if total > MAX_INDEX_BYTES:
+        raise InputError(f"{path}: its arrays declare {size_text(total)}; at most {size_text(MAX_INDEX_BYTES)} "
+                         "are read (MBM_MAX_INDEX_MB)")
 
 
 def scan(folder: Path) -> tuple[list[Path], list[str]]:
@@ -147,9 +256,13 @@ def scan(folder: Path) -> tuple[list[Path], list[str]]:
 
 
 def read_caption(p: Path) -> tuple[str, list[str]]:
+    """A caption file's text, reading at most what the cap can use (a 2 GB .txt is not read whole)."""
     notes = []
-    raw = p.read_bytes()[:MAX_CAPTION_CHARS * 4]
+    with open(p, "rb") as f:
+        raw = f.read(MAX_CAPTION_CHARS * 4)
     text = raw.decode("utf-8", errors="replace").strip()
+    if len(raw) == MAX_CAPTION_CHARS * 4:  # cut: a character split at the end is not "invalid UTF-8"
+        text = text.rstrip("\ufffd")
     if len(text) > MAX_CAPTION_CHARS:
         text = text[:MAX_CAPTION_CHARS]
         notes.append(f"caption cut to {MAX_CAPTION_CHARS} characters")
@@ -169,10 +282,16 @@ def _load_or_error(path: Path):
 
 
 def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
-          space=None, log=print) -> Index:
-    """Index folder into out (incremental when out exists and was built with the same checkpoint)."""
-    from mbm.scenarios.retrieval.encoders import photo_features, text_language_note, text_vectors, transcribe
+          space=None, log=print, audio_budget_s: float | None = None, speech_apart: bool = False) -> Index:
+    """Index folder into out (incremental when out exists and was built with the same checkpoint).
+
+    ``audio_budget_s``: at most this many seconds of voice notes are heard (the rest are skipped and
+    listed); None: no limit (the command line). ``speech_apart``: voice notes are transcribed in a child
+    process (the app: PocketSphinx holds the GIL while it decodes, which would stall every other request).
+    """
+    from mbm.scenarios.retrieval.encoders import photo_features, text_language_note, text_vectors
     from mbm.scenarios.retrieval.model import load_space
+    from mbm.scenarios.retrieval.speech import OVER_BUDGET, transcribe_notes
 
     folder = Path(folder).resolve()
     if not folder.is_dir():
@@ -247,9 +366,10 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=2)  # decoding and resizing (PIL) release the GIL
+    heard_s = 0.0
     for s in it_range:
         batch = todo[s:s + 32]
-        pix, ok = [], []
+        pix, ok, voice = [], [], []
         for j, got in zip(batch, pool.map(_load_or_error, [folder / items[j]["path"] for j in batch])):
             p = folder / items[j]["path"]
             if isinstance(got, np.ndarray):
@@ -257,18 +377,22 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
             else:  # skipped and listed
                 skipped.append(f"{items[j]['path']}: {got}")
                 bad.add(j)
-            for v in VOICE_SUFFIXES:
-                vp = p.with_suffix(v)
-                if vp.exists() and j not in bad:
-                    try:
-                        text, notes = transcribe(str(vp), vocab)
-                        items[j]["transcript"] = text
-                        items[j]["notes"] += [f"voice note: {n}" for n in notes]
-                        if not text:
-                            items[j]["notes"].append("voice note: no words made out")
-                    except Exception as e:  # noqa: BLE001
-                        skipped.append(f"{items[j]['path']}: voice note {vp.name} unreadable ({str(e)[:160]})")
-                    break
+            vp = next((p.with_suffix(v) for v in VOICE_SUFFIXES if p.with_suffix(v).exists()), None)
+            if vp is not None and j not in bad:
+                voice.append((j, vp))
+        left = None if audio_budget_s is None else audio_budget_s - heard_s
+        for (j, vp), got in zip(voice, transcribe_notes([str(vp) for _, vp in voice], vocab, left, apart=speech_apart)):
+            if isinstance(got, str):  # skipped and listed: over the budget, or unreadable
+                skipped.append(f"{items[j]['path']}: voice note {vp.name} "
+                               + (f"not heard (the {audio_budget_s:g} s of voice notes one collection may use were "
+                                  "spent)" if got == OVER_BUDGET else f"unreadable ({got})"))
+                continue
+            text, notes, seconds = got
+            heard_s += seconds
+            items[j]["transcript"] = text
+            items[j]["notes"] += [f"voice note: {n}" for n in notes]
+            if not text:
+                items[j]["notes"].append("voice note: no words made out")
         if pix:
             pooled, probs = photo_features(pix)
             photo_sem[ok] = space.photo_sem(pooled, probs)

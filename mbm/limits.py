@@ -12,6 +12,8 @@ lists.
   decoded (a JPEG is first decoded at reduced size, so camera photos up to ``ImageConfig.max_pixels``
   pass); every decoded image is shrunk to at most :data:`WORK_PIXELS` before any conversion.
 - **Gallery**: :data:`MAX_SESSION_PEOPLE`, :data:`MAX_SHARED_PEOPLE`, :data:`MAX_PROFILE_CHARS`.
+- **Own search collections** (issue 27): photos and audio seconds indexed per request, collections indexed at
+  once, disk kept in all and per visitor, speech recognisers' memory, and a retrieval index's declared sizes.
 """
 
 from __future__ import annotations
@@ -56,8 +58,24 @@ MAX_PROFILE_CHARS = 500
 MAX_SESSION_PEOPLE = int(_env_number("MBM_MAX_SESSION_PEOPLE", 10, 0))  # one visitor's own enrolments
 MAX_SHARED_PEOPLE = int(_env_number("MBM_MAX_SHARED_PEOPLE", 200, 1))  # the persistent gallery (admin)
 MAX_SESSIONS = int(_env_number("MBM_MAX_SESSIONS", 500, 1))  # visitors' galleries kept in memory at once
-HEAVY_CONCURRENCY_ID = "heavy"
-DRAIN_BYTES = 64 * MB  # an oversized body up to this is read and dropped before the 413 (see BodyLimitMiddleware)  # every event that decodes a file shares this Gradio concurrency group
+HEAVY_CONCURRENCY_ID = "heavy"  # every event that decodes a file shares this Gradio concurrency group
+DRAIN_BYTES = 64 * MB  # an oversized body up to this is read and dropped before the 413 (see BodyLimitMiddleware)
+
+# A visitor's own search collection (issue 27): what one upload may cost, on disk and in time.
+COLLECTION_CONCURRENCY_ID = "collection"  # indexing an uploaded collection: its own group, not the heavy slots
+COLLECTION_CONCURRENCY = int(_env_number("MBM_COLLECTION_CONCURRENCY", 1, 1))  # collections indexed at once
+MAX_COLLECTION_PHOTOS = int(_env_number("MBM_COLLECTION_PHOTOS", 60, 1))  # photos indexed per request
+MAX_COLLECTION_AUDIO_SECONDS = _env_number("MBM_COLLECTION_AUDIO_S", 60, 0)  # voice-note audio heard per request
+MAX_COLLECTIONS_BYTES = int(_env_number("MBM_COLLECTIONS_MB", 250, 1) * MB)  # all uploaded collections on disk
+MAX_VISITOR_COLLECTIONS_BYTES = int(_env_number("MBM_VISITOR_COLLECTIONS_MB", 50, 0.01) * MB)  # one visitor's
+# Speech recognisers kept for collection vocabularies (one each, ~90 MB: a PocketSphinx decoder): bounded by
+# an estimate of their memory (the RSS each one added when built, at least SPEECH_RECOGNISER_MB), not by count.
+SPEECH_CACHE_BYTES = int(_env_number("MBM_SPEECH_CACHE_MB", 200, 0) * MB)
+SPEECH_RECOGNISER_BYTES = 90 * MB
+# A retrieval index file (``mbm.index``): every array's declared size is checked before it is read.
+MAX_INDEX_BYTES = int(_env_number("MBM_MAX_INDEX_MB", 2048, 0.01) * MB)  # all arrays of one index together
+MAX_INDEX_DIM = 8192  # columns of one vector array (a backbone's width; the shipped ones are 64-192)
+MAX_MANIFEST_BYTES = int(_env_number("MBM_MAX_MANIFEST_MB", 256, 0.01) * MB)  # the index's JSON manifest
 
 
 def size_text(n: int) -> str:

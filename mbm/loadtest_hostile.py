@@ -13,7 +13,11 @@ threads send requests back to back for ``duration`` seconds; every other request
 - wrong JSON types, missing arguments;
 - an enrol flood (bursts of session enrolments past the per-session cap), removals of shipped people without the
   token, a reset without the token;
-- owner enrolments with the admin token (acknowledged ones are checked after the restart).
+- owner enrolments with the admin token (acknowledged ones are checked after the restart);
+- own search collections (issue 27): a photo with a ``.index.npz`` that inflates to 1 GiB; a photo with junk
+  ``.bin`` files; six photos with six 30 s noise voice notes and a caption changed every time (so no cache
+  helps). The first two must be answered with the extra files skipped and listed; the third is indexed
+  within its budget or refused while another collection is indexed (one at a time).
 
 Normal requests (voice control, portrait) must all succeed. Afterwards the server's RSS is read 30 s
 later, then it is killed with SIGKILL and restarted on the same gallery folder: the shipped people and
@@ -52,6 +56,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
     gallery = work / "gallery"
     token = secrets.token_urlsafe(16)
     attack = _attack_files(work)
+    collection = _collection_files(work)
     server = Server({"MBM_GALLERY_DIR": str(gallery), "MBM_ADMIN_TOKEN": token, "TMPDIR": str(server_tmp),
                      "GRADIO_TEMP_DIR": str(server_tmp / "gradio"), "PYTHONFAULTHANDLER": "1"},
                     work / "app.log")
@@ -128,10 +133,10 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
                     continue
                 kind = ATTACKS[(i // 2 + k) % len(ATTACKS)]
                 if kind == "bomb_png" or kind == "bomb16_png" or kind == "big24mp_png":
-                    expect_error(kind, lambda: client.predict(handle_file(str(attack[kind])), None, "",
+                    expect_error(kind, lambda kind=kind: client.predict(handle_file(str(attack[kind])), None, "",
                                                               api_name="/portrait"))
                 elif kind in ("hls_playlist", "concat_list"):
-                    expect_error(kind, lambda: client.predict(None, handle_file(str(attack[kind])), "",
+                    expect_error(kind, lambda kind=kind: client.predict(None, handle_file(str(attack[kind])), "",
                                                               api_name="/portrait"))
                 elif kind == "big_data_url":
                     raw(kind, "portrait", body=big_body.encode())
@@ -144,13 +149,33 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
                     raw(kind, "enroll", [])
                 elif kind == "enrol_flood":  # a burst: past the per-session cap within the run
                     for j in range(FLOOD_BURST):
-                        expect_error(kind, lambda: client.predict(f"flood {k} {i} {j}", [s18], None, "x" * 400, "",
-                                                                  api_name="/enroll"), ok="enrolled_within_cap")
+                        name = f"flood {k} {i} {j}"
+                        expect_error(kind, lambda name=name: client.predict(name, [s18], None, "x" * 400, "",
+                                                                            api_name="/enroll"),
+                                     ok="enrolled_within_cap")
                 elif kind == "remove_without_token":
                     victim = shipped_names[(i + k) % len(shipped_names)]
-                    expect_error(kind, lambda: client.predict(victim, "", api_name="/remove_person"))
+                    expect_error(kind, lambda victim=victim: client.predict(victim, "", api_name="/remove_person"))
                 elif kind == "reset_without_token":
                     expect_error(kind, lambda: client.predict("guess", api_name="/reset_gallery"))
+                elif kind.startswith("collection_"):
+                    files = [handle_file(str(f)) for f in collection[kind]]
+                    if kind == "collection_notes":  # a new caption each time: the collection is new each time
+                        caption = work / f"notes_{k}" / "p0.txt"
+                        caption.parent.mkdir(exist_ok=True)
+                        caption.write_text(f"a lamp {k} {i}")
+                        files.append(handle_file(str(caption)))
+                    listed = {"collection_index_bomb": ".index.npz", "collection_junk": "junk0.bin"}.get(kind)
+                    try:
+                        _, _, details = client.predict(None, None, "a lamp", None, None, None, None, None, 4, files,
+                                                       api_name="/search")
+                        shown = " ".join(details.get("skipped", []))
+                        note(kind, "indexed_within_budget" if listed is None else
+                             "skipped_and_listed" if listed in shown else "accepted", None)
+                    except AppError as e:  # e.g. another collection is being indexed: a message
+                        note(kind, "error", e.message if isinstance(e.message, str) else str(e))
+                    except Exception as e:  # noqa: BLE001
+                        note(kind, f"failed:{type(e).__name__}", str(e))
                 elif kind == "owner_enrol":
                     name = f"owner {k} {i}"
                     try:
@@ -190,6 +215,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         sampler.join()
         rss_after = tree_memory_mb(server.proc.pid) if server.proc.poll() is None else float("nan")
         tmp1 = _du_bytes(server_tmp)
+        collections_kept = _du_bytes(server_tmp / "mbm_search_collections")
         crashes = 0 if (alive_after_load and server.proc.poll() is None) else 1
 
         # kill -9 and restart on the same gallery folder
@@ -224,6 +250,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         "rss_30s_after_mb": round(rss_after, 1),
         "tmp_growth_mb": round(tmp_growth / 1e6, 3), "tmp_growth_files": tmp1[1] - tmp0[1],
         "tmp_mb_per_1000_requests": round(tmp_growth / 1e6 / max(total, 1) * 1000, 3),
+        "collections_kept_mb": round(collections_kept[0] / 1e6, 3), "collections_kept_files": collections_kept[1],
         "restart_s": round(restart_s, 1), "shipped_people": len(shipped_names or []),
         "missing_shipped_after_restart": missing_shipped, "acknowledged_owner_enrolments": len(acknowledged),
         "missing_acknowledged_after_restart": missing_acknowledged,
@@ -259,4 +286,53 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
 FLOOD_BURST = 6  # enrolments per enrol-flood turn (a client gets ~2-3 turns a minute; the cap is 10 a session)
 ATTACKS = ["bomb_png", "hls_playlist", "big_data_url", "wrong_types", "enrol_flood", "bomb16_png",
            "remove_without_token", "concat_list", "no_arguments", "small_data_url", "big24mp_png",
-           "reset_without_token", "owner_enrol"]
+           "reset_without_token", "owner_enrol", "collection_index_bomb", "collection_junk", "collection_notes"]
+
+
+def index_bomb(path: Path, rows: int = 1_398_101, cols: int = 192) -> Path:
+    """A retrieval index whose vectors.npy declares rows x cols float32 zeros: 1 GiB deflated to ~1 MB."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    def member(arr) -> bytes:
+        b = io.BytesIO()
+        np.save(b, arr)
+        return b.getvalue()
+
+    manifest = json.dumps({"format": "mbm-retrieval-index-1", "root": str(path.parent), "root_relative": None,
+                           "checkpoint": "", "items": [{"path": "a.jpg"}], "skipped": []})
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("vectors.npy", "w", force_zip64=True) as f:
+            npy.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
+            left, chunk = rows * cols * 4, b"\0" * (1 << 20)
+            while left > 0:
+                f.write(chunk[:left])
+                left -= len(chunk)
+        for k, width in (("photo_sem", 128), ("app", 64), ("extra_sem", 128)):
+            z.writestr(f"{k}.npy", member(np.zeros((1, width), np.float32)))
+        z.writestr("extra_mask.npy", member(np.zeros(1, bool)))
+        z.writestr("manifest.npy", member(np.frombuffer(manifest.encode(), np.uint8)))
+    return path
+
+
+def _collection_files(folder: Path) -> dict[str, list[Path]]:
+    """Own-collection attacks (issue 27): the same files every time (Gradio keeps one copy per content)."""
+    import soundfile as sf
+
+    photos = sorted((ASSETS.parent / "retrieval" / "collection").glob("*.jpg"))[:6]
+    junk = []
+    for j in range(3):
+        junk.append(folder / f"junk{j}.bin")
+        junk[-1].write_bytes(np.random.default_rng(j).bytes(300_000))
+    notes_dir = folder / "notes"
+    notes_dir.mkdir()
+    notes = []
+    for j, photo in enumerate(photos):
+        shutil.copyfile(photo, notes_dir / f"p{j}.jpg")
+        noise = (0.2 * np.random.default_rng(j).standard_normal(8000 * 30)).astype(np.float32)
+        sf.write(notes_dir / f"p{j}.wav", noise, 8000, subtype="PCM_16")  # 30 s of noise, 480 KB
+        notes += [notes_dir / f"p{j}.jpg", notes_dir / f"p{j}.wav"]
+    return {"collection_index_bomb": [photos[0], index_bomb(folder / ".index.npz")],
+            "collection_junk": [photos[1], *junk], "collection_notes": notes}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import math
-
 from pathlib import Path
 
 import gradio as gr
@@ -151,7 +150,7 @@ def guarded(title: str):
                 raise user_error(e, title) from None
             except MemoryError:
                 raise gr.Error("the input is too large to process", title=title, print_exception=False) from None
-            except Exception:  # noqa: BLE001 - logged here, a plain message for the client
+            except Exception:  # logged here, a plain message for the client
                 logging.getLogger("mbm.app").exception("unexpected error in %s", fn.__name__)
                 raise gr.Error("something went wrong on the server while processing this request; it was "
                                "logged. Try again or with another file.", title=title,
@@ -197,6 +196,12 @@ def check_arguments(demo: gr.Blocks) -> None:
             if issubclass(model, ListFiles):
                 ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
                 want = "a list of files"
+                stray = next((j for j, v in enumerate(value) if isinstance(v, dict) and not v.get("path")), None) \
+                    if ok else None
+                if stray is not None:  # a URL (data: or other) where Gradio needs an uploaded file's path
+                    raise gr.Error(f"{names(block_fn)[k]}[{stray}]: give an uploaded file (gradio_client's "
+                                   "handle_file(...) uploads one); URLs are not fetched, and a list of files "
+                                   "takes no data: URLs", title="Wrong argument", print_exception=False)
             elif issubclass(model, FileData) or "Image" in model.__name__ or "File" in model.__name__:
                 ok = isinstance(value, dict)
                 want = "a file (a FileData object such as gradio_client's handle_file(...) makes)"

@@ -46,13 +46,14 @@ def off_topic_warning(words: str, reading) -> list[str]:
     if reading.off_topic is None:
         return []
     kinds = ", ".join(c.replace("_", " ") for c in CLASSES)
-    return [f'"{words}" is nearer to "{reading.off_topic}" than to anything this search knows ({kinds}): '
-            "its results are only the nearest of those, and may be unrelated"]
+    return [(f'"{words}" is nearer to "{reading.off_topic}" than to anything this search knows ({kinds}): '
+             "its results are only the nearest of those, and may be unrelated")]
 
 
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
                  negative: str | None = None) -> Query:
-    from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_language_note, text_vectors, transcribe
+    from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_language_note, text_vectors
+    from mbm.scenarios.retrieval.speech import transcribe  # recognisers kept within a memory budget
 
     text = (text or "").strip()[:MAX_QUERY_CHARS] or None
     negative = (negative or "").strip()[:MAX_QUERY_CHARS] or None
@@ -68,7 +69,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         warnings.extend(off_topic_warning(words, readings[modality]))
 
     if speech is not None:
-        heard, cut = transcribe(speech, index.vocabulary() if index is not None else ())
+        heard, cut, _ = transcribe(speech, index.vocabulary() if index is not None else ())
         notes += cut
         if heard:
             notes.append(f'heard: "{heard}"')
