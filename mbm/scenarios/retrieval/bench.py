@@ -114,10 +114,12 @@ def bench_indexing(n: int = 64) -> dict:
     from PIL import Image
 
     from mbm.index import build
+    from mbm.scenarios.retrieval.encoders import IMAGE_SIZE, photo_features
     from mbm.scenarios.retrieval.model import load_space
 
     torch.set_num_threads(2)
     space = load_space()
+    photo_features([np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)])  # warm: the network is read once per process
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp) / "photos"

@@ -1,6 +1,6 @@
 """Reading a folder laid out like ../shared/data for retrieval: photos, classes, sources, features.
 
-Features of the frozen encoders are cached per file (path, size, mtime) under cache/retrieval/.
+Features of the frozen encoders are cached per file (backbone, path, size, mtime) under cache/retrieval/.
 """
 
 from __future__ import annotations
@@ -42,21 +42,30 @@ def device_photos(root: Path) -> list[tuple[Path, str]]:
 
 def photo_features_cached(paths: list[Path], progress: bool = False,
                           use_cache: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(pooled (N, 512), probs (N, 1000), errors) for paths; unreadable photos get zero rows + an error."""
-    from mbm.scenarios.retrieval.encoders import load_photo, photo_features
+    """(pooled (N, IMAGE_DIM), probs (N, 1000), errors) for paths; unreadable photos get zero rows + an error.
+
+    A cached file is keyed by the backbone (``PHOTO_BACKBONE``) as well as the photo, so features of another
+    backbone (the SqueezeNet ones before issue 28) are never read back; one of another width is recomputed."""
+    from mbm.scenarios.retrieval import encoders as enc
+
+    IMAGE_DIM, N_CLASSES = enc.IMAGE_DIM, enc.N_CLASSES
 
     FEATURE_CACHE.mkdir(parents=True, exist_ok=True)
-    pooled = np.zeros((len(paths), 512), np.float32)
-    probs = np.zeros((len(paths), 1000), np.float32)
+    pooled = np.zeros((len(paths), IMAGE_DIM), np.float32)
+    probs = np.zeros((len(paths), N_CLASSES), np.float32)
     errors: list[str] = []
     todo, keys, slot = [], [], {}
     for i, p in enumerate(paths):
         st = p.stat()
-        key = hashlib.sha1(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+        key = hashlib.sha1(f"{enc.PHOTO_BACKBONE}|{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
         f = FEATURE_CACHE / f"{key}.npz"
+        cached = None
         if use_cache and f.exists():
             with np.load(f, allow_pickle=False) as z:
-                pooled[i], probs[i] = z["pooled"], z["probs"]
+                if z["pooled"].shape == (IMAGE_DIM,) and z["probs"].shape == (N_CLASSES,):
+                    cached = z["pooled"], z["probs"]
+        if cached is not None:
+            pooled[i], probs[i] = cached
         else:
             slot[i] = len(todo)
             todo.append(i)
@@ -70,12 +79,12 @@ def photo_features_cached(paths: list[Path], progress: bool = False,
         idx, photos = [], []
         for i in todo[s:s + 32]:
             try:
-                photos.append(load_photo(paths[i]))
+                photos.append(enc.load_photo(paths[i]))
                 idx.append(i)
             except Exception as e:  # noqa: BLE001 - listed, not fatal
                 errors.append(f"{paths[i]}: {e}")
         if photos:
-            a, b = photo_features(photos)
+            a, b = enc.photo_features(photos)
             for j, i in enumerate(idx):
                 pooled[i], probs[i] = a[j], b[j]
                 if use_cache:

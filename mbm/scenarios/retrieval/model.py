@@ -2,7 +2,7 @@
 
 An item's vector has two parts: a *semantic* part (128, what it is; photo, caption and voice-note
 transcript all land there through the trained heads) and an *appearance* part (64, how the photo
-looks: a PCA of the SqueezeNet pooled features, fitted on the training photos). Both parts are unit
+looks: a PCA of the EfficientNet-Lite0 pooled features, fitted on the training photos). Both parts are unit
 vectors scaled by ``a`` and ``b`` (a^2 + b^2 = 1), so the item vector is a unit vector of 192 floats:
 
     photo query  [a * sem(photo), b * app(photo)]  -> sim = a^2 cos_sem + b^2 cos_app
@@ -36,7 +36,9 @@ SEM_DIM = 128
 APP_DIM = 64
 VECTOR_DIM = SEM_DIM + APP_DIM
 MODALITIES = ("speech", "photo", "text")
-FORMAT = "mbm-retrieval-3"  # 2: text through the caption anchors; 3: + their captions and the off-topic check
+# 2: text through the caption anchors; 3: + their captions and the off-topic check; 4: EfficientNet-Lite0 photo
+# features (1280 + 1000 into the photo head, a 1280-wide PCA; issue 28) instead of SqueezeNet's (512 + 1000)
+FORMAT = "mbm-retrieval-4"
 READ_AS_SHOWN = 2  # a reading names at most this many captions ...
 READ_AS_MIN_WEIGHT = 0.1  # ... each with at least this weight
 
@@ -56,8 +58,9 @@ class Heads(nn.Module):
 
     def __init__(self):
         super().__init__()
-        # Linear both. Measured on the held-out photos: a photo MLP (1512-512-128) gave text mAP 0.646 /
-        # photo r1 0.806 / mixed r1 0.612 against the linear head's 0.637 / 0.794 / 0.734.
+        # Linear both. Measured on the held-out photos with SqueezeNet features (512 + 1000): a photo MLP
+        # (1512-512-128) gave text mAP 0.646 / photo r1 0.806 / mixed r1 0.612 against the linear head's
+        # 0.637 / 0.794 / 0.734. EfficientNet-Lite0's 1280 + 1000 (issue 28) keep the linear head.
         self.photo = nn.Linear(IMAGE_DIM + N_CLASSES, SEM_DIM)
         self.text = nn.Linear(TEXT_DIM + N_CLASSES, SEM_DIM)
         self.log_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
@@ -84,8 +87,8 @@ class Space:
     """Trained heads + text anchors + the appearance PCA + the scoring constants (a, b, default weights)."""
 
     heads: Heads
-    pca_mean: np.ndarray  # (512,)
-    pca_components: np.ndarray  # (64, 512)
+    pca_mean: np.ndarray  # (IMAGE_DIM,)
+    pca_components: np.ndarray  # (64, IMAGE_DIM)
     a: float  # semantic scale; b = sqrt(1 - a^2)
     weights: dict[str, float]  # learned default slider values per modality (+ "negative")
     anchor_text: np.ndarray  # (K, 384) unit MiniLM vectors of the training captions
