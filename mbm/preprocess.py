@@ -24,6 +24,8 @@ import torch
 
 from mbm.config import AudioConfig, ImageConfig, TextConfig
 from mbm.errors import InputError  # re-exported: every input check raises it
+from mbm.safe_media import pcm_to_float
+from mbm.safe_media import read_audio as read_any_audio
 
 MAX_AUDIO_SECONDS = 30.0  # longer recordings are cut here before the loudest window is searched
 MIN_IMAGE_SIDE = 8  # pixels; smaller images carry nothing the model can see
@@ -44,7 +46,8 @@ class AudioInput:
 
 
 def read_audio(source) -> tuple[np.ndarray, int]:
-    """Decode an audio file path, bytes or ``(sample_rate, array)`` tuple.
+    """Decode an audio file path, bytes or ``(sample_rate, array)`` tuple (:func:`mbm.safe_media.read_audio`,
+    at most :data:`MAX_AUDIO_SECONDS`).
 
     Files go through :func:`mbm.safe_media.decode_audio`: the container is recognised from its magic
     bytes and only an allow-list is decoded (FFmpeg gets the bytes on stdin, file and network
@@ -53,23 +56,7 @@ def read_audio(source) -> tuple[np.ndarray, int]:
     Returns:
         ``(samples, sample_rate)`` with samples float32 of shape (frames, channels).
     """
-    if isinstance(source, tuple) and len(source) == 2:
-        sr, data = source
-        return _as_float(np.asarray(data)), int(sr)
-    from mbm.safe_media import decode_audio
-
-    return decode_audio(source, MAX_AUDIO_SECONDS)
-
-
-def _as_float(data: np.ndarray) -> np.ndarray:
-    """Integer PCM -> float32 in [-1, 1], always 2-D (frames, channels)."""
-    if data.ndim == 1:
-        data = data[:, None]
-    elif data.ndim == 2 and data.shape[0] < data.shape[1] and data.shape[0] <= 8:
-        data = data.T  # (channels, frames) -> (frames, channels)
-    if np.issubdtype(data.dtype, np.integer):
-        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
-    return data.astype(np.float32, copy=False)
+    return read_any_audio(source, MAX_AUDIO_SECONDS)
 
 
 def prepare_audio(samples: np.ndarray, sample_rate: int, cfg: AudioConfig) -> AudioInput:
@@ -89,7 +76,7 @@ def fit_window(samples: np.ndarray, sample_rate: int, cfg: AudioConfig) -> tuple
         ``(window, notes)``; notes say what was changed (mixed down, resampled, cut).
     """
     notes: list[str] = []
-    samples = _as_float(np.asarray(samples))
+    samples = pcm_to_float(np.asarray(samples))
     if samples.size == 0 or samples.shape[0] == 0:
         raise InputError("the audio is empty (zero length); record or upload a spoken command")
     if not np.all(np.isfinite(samples)):

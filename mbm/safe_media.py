@@ -24,15 +24,22 @@ from pathlib import Path
 import numpy as np
 
 from mbm.errors import InputError
-from mbm.limits import (FFMPEG_MEMORY_BYTES, FFMPEG_TIMEOUT_S, MAX_AUDIO_DECODE_SECONDS, MAX_DECODE_PIXELS,
-                        MAX_UPLOAD_BYTES, WORK_PIXELS, size_text)
+from mbm.limits import (
+    FFMPEG_MEMORY_BYTES,
+    FFMPEG_TIMEOUT_S,
+    MAX_AUDIO_DECODE_SECONDS,
+    MAX_DECODE_PIXELS,
+    MAX_UPLOAD_BYTES,
+    WORK_PIXELS,
+    size_text,
+)
 
 LIBSNDFILE_FORMATS = ("wav", "flac", "ogg", "aiff", "mp3")
 FFMPEG_DEMUXERS = {"matroska": "matroska", "mp4": "mov"}  # sniffed container -> FFmpeg's -f
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 SUPPORTED_AUDIO = "WAV, FLAC, OGG, MP3, AIFF, WebM or M4A"
 _REFERENCE = re.compile(rb"#EXTM3U|#EXT-X-|\[playlist\]|ffconcat|<\?xml|<smil|<MPD|<asx|"
-                        rb"(?:file|https?|ftp|rtmp|rtsp|concat|subfile|crypto|data|tcp|udp|pipe):", re.I)
+                        rb"(?:file|https?|ftp|rtmp|rtsp|concat|subfile|crypto|data|tcp|udp|pipe):", re.IGNORECASE)
 
 
 def read_capped(source, what: str = "file", limit: int = MAX_UPLOAD_BYTES) -> bytes:
@@ -88,6 +95,26 @@ def _refusal(data: bytes) -> InputError:
                       f"({SUPPORTED_AUDIO}) or it is damaged")
 
 
+def read_audio(source, max_seconds: float = MAX_AUDIO_DECODE_SECONDS) -> tuple[np.ndarray, int]:
+    """A path / bytes clip (through :func:`decode_audio`) or a ``(sample_rate, array)`` tuple ->
+    ``(samples float32 (frames, channels), sample_rate)``. Imports no torch: the speech child uses it."""
+    if isinstance(source, tuple) and len(source) == 2:
+        sr, data = source
+        return pcm_to_float(np.asarray(data)), int(sr)
+    return decode_audio(source, max_seconds)
+
+
+def pcm_to_float(data: np.ndarray) -> np.ndarray:
+    """Integer PCM -> float32 in [-1, 1], always 2-D (frames, channels)."""
+    if data.ndim == 1:
+        data = data[:, None]
+    elif data.ndim == 2 and data.shape[0] < data.shape[1] and data.shape[0] <= 8:
+        data = data.T  # (channels, frames) -> (frames, channels)
+    if np.issubdtype(data.dtype, np.integer):
+        data = data.astype(np.float32) / float(np.iinfo(data.dtype).max + 1)
+    return data.astype(np.float32, copy=False)
+
+
 def decode_audio(source, max_seconds: float = MAX_AUDIO_DECODE_SECONDS) -> tuple[np.ndarray, int]:
     """A path / bytes clip -> ``(samples float32 (frames, channels), sample_rate)``, safely.
 
@@ -137,7 +164,7 @@ def _ffmpeg(data: bytes, demuxer: str, name: str, max_seconds: float) -> tuple[n
         raise InputError(f"cannot read '{name}': this format needs FFmpeg, which is not installed here. "
                          "Upload WAV, FLAC, OGG or MP3 instead.")
     try:
-        proc = subprocess.run(ffmpeg_command(demuxer, max_seconds), input=data, capture_output=True,
+        proc = subprocess.run(ffmpeg_command(demuxer, max_seconds), input=data, capture_output=True, check=False,
                               timeout=FFMPEG_TIMEOUT_S, preexec_fn=_limit_child if os.name == "posix" else None)
     except subprocess.TimeoutExpired:
         raise InputError(f"decoding '{name}' took too long; upload a WAV file") from None

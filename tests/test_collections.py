@@ -316,7 +316,6 @@ def test_one_collection_has_a_budget_of_photos_and_voice_note_seconds(tmp_path, 
 
 
 def test_speech_recognisers_are_kept_within_a_memory_budget(monkeypatch):
-    import mbm.scenarios.retrieval.encoders as enc
     from mbm import limits
     from mbm.index import Index
     from mbm.scenarios.retrieval import speech
@@ -325,16 +324,35 @@ def test_speech_recognisers_are_kept_within_a_memory_budget(monkeypatch):
 
     monkeypatch.setattr(limits, "SPEECH_CACHE_BYTES", 200 * limits.MB)
     speech.clear()
-    enc.recognizer.cache_clear()
     space = load_space()
     wav = str(COLLECTION / "fan_1.wav")
     for k in range(4):  # four collections, four vocabularies
         idx = Index.empty(COLLECTION)
         idx.items = [{"path": f"thing number {'abcd'[k]} {w}.jpg"} for w in ("lamp", "fan")]
         encode_query(space, idx, speech=wav)
-    assert enc.recognizer.cache_info().currsize == 0  # before: one more kept each time, up to 8
+    # before: encoders.recognizer kept one more each time, up to 8; now the only cache is speech's
     assert 0 < speech.cached_bytes() <= 200 * limits.MB and len(speech._cache) <= 2
     speech.clear()
+
+
+def test_the_speech_child_imports_no_torch_and_still_hears():
+    """The child that transcribes a collection's voice notes (``python -m mbm.scenarios.retrieval.speech``)
+    imports neither torch nor ``mbm.preprocess``: through ``encoders`` it peaked at 0.70 GB, which put the
+    server's peak in the hostile load test at 1.91 GB (target 1.5); now about 0.14 GB. It still hears."""
+    clips = [ROOT / "tests" / "data" / "espeak_en-gb_space_heater.wav",
+             ROOT / "assets" / "retrieval" / "queries" / "fan_spoken.wav"]
+    request = json.dumps({"paths": [str(c) for c in clips], "vocabulary": ["space heater", "ceiling fan"],
+                          "budget_s": None})
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "mbm.scenarios.retrieval.speech"],
+                          input=request, text=True, capture_output=True, cwd=ROOT, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert {"mbm.safe_media", "pocketsphinx", "soxr"} <= imported  # the list is read right
+    assert not {m for m in imported if m.split(".")[0] in ("torch", "torchaudio", "gradio")}
+    assert not imported & {"mbm.preprocess", "mbm.config", "mbm.scenarios.retrieval.encoders"}
+    answer = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [a[0] for a in answer] == ["space heater", "fan"], answer
 
 
 # --- 4: a URL as a collection entry --------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
 
 
 def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypatch):
-    from mbm.index import Index, build
     import mbm.scenarios.retrieval.encoders as enc
+    from mbm.index import Index, build
 
     out = tmp_path / "coll.npz"
     first = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -86,8 +86,8 @@ def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypa
 
 
 def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypatch):
-    from mbm.index import build
     import mbm.scenarios.retrieval.encoders as enc
+    from mbm.index import build
 
     out = tmp_path / "coll.npz"
     build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -195,10 +195,10 @@ def test_cli_empty_folder_and_build(tmp_path, folder):
     empty = tmp_path / "nothing"
     empty.mkdir()
     proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(empty), "--out", str(tmp_path / "x.npz")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2 and "no photos" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(folder), "--out", str(tmp_path / "y.npz")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 items" in proc.stdout and "indexing" in proc.stderr  # the progress bar
 
@@ -237,8 +237,13 @@ def test_a_text_off_the_subject_is_called_so(space):
     the margin is the one chosen on the validation paraphrases, and the evaluation paraphrases pass."""
     from mbm.features.imagenet_devices import IMAGENET_CLASSES
     from mbm.scenarios.retrieval.encoders import imagenet_names, text_vectors
-    from mbm.scenarios.retrieval.spec import (CLASSES, EVAL_PARAPHRASES, OFF_TOPIC_TEXTS, TRAIN_CAPTIONS,
-                                              VALIDATION_PARAPHRASES)
+    from mbm.scenarios.retrieval.spec import (
+        CLASSES,
+        EVAL_PARAPHRASES,
+        OFF_TOPIC_TEXTS,
+        TRAIN_CAPTIONS,
+        VALIDATION_PARAPHRASES,
+    )
     from mbm.scenarios.retrieval.train import choose_off_topic_margin
 
     assert space.anchor_captions == tuple(c for cls in CLASSES for c in TRAIN_CAPTIONS[cls])
@@ -275,9 +280,8 @@ def test_mean_average_precision_and_a_query_nothing_answered():
 def test_registered_and_checkpoint_loads_weights_only():
     import torch
 
-    from mbm.scenarios.retrieval.model import load_space
-
     from mbm.scenarios import SCENARIOS
+    from mbm.scenarios.retrieval.model import load_space
 
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
@@ -313,7 +317,7 @@ def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
 
     coll = ROOT / "assets" / "retrieval" / "collection"
     files = [str(coll / n) for n in ("fan_1.jpg", "fan_1.wav", "lamp_1.jpg", "tv_1.jpg", "door_1.jpg", "door_1.txt")]
-    gallery, status, details = search_collection(text="телевизор", k=2, collection=files)
+    _, status, details = search_collection(text="телевизор", k=2, collection=files)
     assert "4 items" in status and len(details["results"]) == 2
     assert any("non-Latin" in n for n in details["notes"])
     _, _, details = search_collection(text="a wooden front door", k=1, collection=files)
@@ -324,9 +328,9 @@ def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
 
 def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
     """The status is Markdown: what a visitor typed or named a file cannot become a link or a table cell."""
-    from mbm.ui.search import search_collection
-
     from gradio.processing_utils import get_upload_folder
+
+    from mbm.ui.search import search_collection
 
     upload = Path(get_upload_folder()) / tmp_path.name  # where the app accepts uploaded files from
     upload.mkdir(parents=True, exist_ok=True)
@@ -412,14 +416,14 @@ def test_demo_example_fusion_ranks_the_painted_door_above_either_input(space):
 
 def test_speech_with_digital_silence_is_heard(monkeypatch):
     """espeak-ng writes exact zeros around words; PocketSphinx hears nothing there without the noise floor."""
-    import mbm.scenarios.retrieval.encoders as enc
+    from mbm.scenarios.retrieval import speech
 
-    wave, _ = enc.speech_wave(str(ROOT / "tests" / "data" / "espeak_en-gb_space_heater.wav"))
+    wave, _ = speech.speech_wave(str(ROOT / "tests" / "data" / "espeak_en-gb_space_heater.wav"))
     assert (wave == 0).mean() > 0.2  # a third of the samples are digital silence
-    rec = enc.SpeechRecognizer(("space heater", "ceiling fan", "table lamp"))
+    rec = speech.SpeechRecognizer(("space heater", "ceiling fan", "table lamp"))
     assert rec.transcribe(wave) == "space heater"
     assert rec.transcribe(wave) == "space heater"  # the floor is fixed: the same clip, the same answer
     silence = np.zeros(32000, np.float32)  # 2 s of it on each side, as a browser recording may have
     assert rec.transcribe(np.concatenate([silence, wave, silence])) == "space heater"
-    monkeypatch.setattr(enc, "NOISE_FLOOR", 0.0)
+    monkeypatch.setattr(speech, "NOISE_FLOOR", 0.0)
     assert rec.transcribe(wave) == ""

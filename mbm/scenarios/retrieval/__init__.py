@@ -1,6 +1,6 @@
 """Retrieval: search a collection by any mix of a spoken clip, a photo and typed text (issue 20).
 
-``encoders`` (frozen: EfficientNet-Lite0, MiniLM, PocketSphinx, Resemblyzer, dlib), ``model`` (the trained
-projection heads and the scoring), ``train`` (InfoNCE alignment), ``evaluate`` (the metrics).
+``encoders`` (frozen: EfficientNet-Lite0, MiniLM, Resemblyzer, dlib), ``speech`` (PocketSphinx, no torch),
+``model`` (the trained projection heads and the scoring), ``train`` (InfoNCE alignment), ``evaluate`` (the metrics).
 The index format and its CLI are ``mbm.index``; the tab is ``mbm.ui.search``.
 """

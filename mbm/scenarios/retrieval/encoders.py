@@ -6,14 +6,13 @@
   vector alone (through the caption anchors, ``mbm.scenarios.retrieval.model.Space.text_sem``); in
   training the text head also gets a ConSE bridge: the text's similarity to the 1000 ImageNet class
   names (timm's ``ImageNetInfo``, the first synonym of each), softmax-sharpened (Norouzi et al. 2014).
-- speech: PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the
-  collection's vocabulary (its captions, the device names and paraphrases, the ImageNet names); the
-  transcript is then a text query. Who spoke is Resemblyzer (``mbm.scenarios.portrait.features``).
+- speech: PocketSphinx (``mbm.scenarios.retrieval.speech``: no torch, so the child process that transcribes
+  a collection's voice notes stays small); the transcript is then a text query. Who spoke is Resemblyzer
+  (``mbm.scenarios.portrait.features``).
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import numpy as np
@@ -30,7 +29,6 @@ PHOTO_BACKBONE = f"{_efficientnet.BACKBONE}/sha256:{_efficientnet.SHA256[:16]}/{
 N_CLASSES = 1000
 TEXT_DIM = 384
 CONSE_TEMPERATURE = 0.05
-MAX_SPEECH_SECONDS = 10.0  # a longer clip is cut (and the user told): the grammar expects one phrase
 
 
 def imagenet_names() -> tuple[str, ...]:
@@ -121,102 +119,3 @@ def text_language_note(text: str) -> str | None:
     if text_encoder().tokenizer.unknown_share(text) > 0.5:
         return "most words of this text are unknown to the English text model; it may match poorly"
     return None
-
-
-# --- speech: what was said ----------------------------------------------------------------------
-
-BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan", "ceiling fan", "desk fan",
-                "tower fan", "heater", "space heater", "radiator", "lamp", "table lamp", "desk lamp",
-                "floor lamp", "reading light", "light", "music player", "radio", "stereo", "boombox",
-                "cd player", "cassette player", "speaker", "tv", "television", "monitor", "screen")
-
-
-FILLERS = frozenset(("a", "an", "the", "some"))
-NOISE_FLOOR = 3e-3  # std of the noise added before decoding (measured by voice: docs/retrieval.md)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
-
-
-class SpeechRecognizer:
-    """PocketSphinx with a JSGF grammar of whole phrases: the vocabulary's phrases (a caption, a class
-    name), and the base phrases, each optionally after "a/an/the/some"; phrases
-    with a word outside its dictionary are dropped. A phrase grammar is far more exact than a loop of
-    single words (measured: "television" -> "and bee to and" with a word loop)."""
-
-    def __init__(self, vocabulary: list[str] | tuple[str, ...] = ()):
-        from pocketsphinx import Decoder
-
-        self.decoder = Decoder(samprate=16000, loglevel="FATAL", cmn="batch")  # batch CMN: no drift between queries
-        phrases = {" ".join(_words(p)[:8]) for p in (*BASE_PHRASES, *vocabulary)}
-        self.phrases = sorted(p for p in phrases if p and all(self.decoder.lookup_word(w) is not None
-                                                              for w in p.split()))
-        grammar = ("#JSGF V1.0;\ngrammar vocab;\npublic <s> = [a | an | the | some] <p> ;\n<p> = "
-                   + " | ".join(self.phrases) + " ;\n")
-        self.decoder.add_jsgf_string("vocab", grammar)
-        self.decoder.activate_search("vocab")
-
-    def transcribe(self, wave16k: np.ndarray) -> str:
-        """A 16 kHz wave peak-normalised to 0.7 -> the phrase heard ("" if none)."""
-        # Synthetic, edited and browser-recorded audio holds stretches of exact digital silence, where
-        # PocketSphinx's log-energy features degenerate and it decodes nothing. So: the silence before
-        # and after the sound is cut (0.15 s kept; a long one would also skew the batch normalisation),
-        # then a fixed faint noise floor is added (-47 dB under the peak; a microphone has its own).
-        loud = np.flatnonzero(np.abs(wave16k) > 1e-3 * max(float(np.abs(wave16k).max()), 1e-8))
-        if len(loud):
-            wave16k = wave16k[max(0, loud[0] - 2400):loud[-1] + 2400]
-        floor = NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(wave16k)).astype(np.float32)
-        pcm = (np.clip(wave16k + floor, -1, 1) * 32767).astype(np.int16).tobytes()
-        self.decoder.start_utt()
-        self.decoder.process_raw(pcm, full_utt=True)
-        self.decoder.end_utt()
-        hyp = self.decoder.hyp()
-        words = (hyp.hypstr if hyp is not None else "").split()
-        # a partial path that never reached a phrase ("the") carries nothing
-        return "" if all(w in FILLERS for w in words) else " ".join(words)
-
-
-@lru_cache(maxsize=8)
-def recognizer(vocabulary: tuple[str, ...] = ()) -> SpeechRecognizer:
-    return SpeechRecognizer(vocabulary)
-
-
-def speech_wave(source) -> tuple[np.ndarray, list[str]]:
-    """A path / bytes / (rate, array) -> 16 kHz mono float32 peak-normalised, and notes (cut, ...)."""
-    import soxr
-
-    from mbm.preprocess import read_audio
-
-    samples, rate = read_audio(source)
-    samples = np.asarray(samples, np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(1)
-    if samples.size == 0 or not np.all(np.isfinite(samples)):
-        raise InputError("the voice clip is empty or invalid; record or upload a few words")
-    notes = []
-    if rate != 16000:
-        samples = soxr.resample(samples, rate, 16000).astype(np.float32)
-    from mbm.limits import MAX_AUDIO_DECODE_SECONDS
-
-    cap = min(MAX_SPEECH_SECONDS, MAX_AUDIO_DECODE_SECONDS)  # decoding itself stops at the latter
-    if len(samples) >= (cap - 0.05) * 16000:
-        length = "longer than that"
-        if isinstance(source, str):
-            try:
-                import soundfile as sf
-
-                length = f"{sf.info(source).duration:.0f} s long"
-            except Exception:  # noqa: BLE001 - an mp3 or odd header: the length stays unsaid
-                pass
-        notes.append(f"only the first {cap:.0f} s of the voice clip were used (it is {length})")
-        samples = samples[:int(cap * 16000)]
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
-    if peak < 1e-3:
-        raise InputError("the voice clip is silent; record again closer to the microphone")
-    return (samples * (0.7 / peak)).astype(np.float32), notes
-
-
-def transcribe(source, vocabulary: tuple[str, ...] = ()) -> tuple[str, list[str]]:
-    wave, notes = speech_wave(source)
-    return recognizer(tuple(sorted(set(vocabulary)))).transcribe(wave), notes

@@ -118,8 +118,9 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     import torch
 
     from mbm.scenarios.retrieval.data import QUERY_VOICES, device_photos, photo_features_cached, source_of, synthesize
-    from mbm.scenarios.retrieval.encoders import recognizer, text_vectors
+    from mbm.scenarios.retrieval.encoders import text_vectors
     from mbm.scenarios.retrieval.model import load_space
+    from mbm.scenarios.retrieval.speech import recognizer
 
     t0 = time.time()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -157,7 +158,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
         res["image_to_image_r1"], res["chance"]["image_to_image_r1"] = r["r1"], r["chance"]
         # spoken device names: synthetic voices never used in training (DIR has no spoken device names)
         vocab = tuple(sorted({n for ns in SPOKEN_NAMES.values() for n in ns} | {c.replace("_", " ") for c in CLASSES}))
-        rec = recognizer(vocab)
+        rec, _ = recognizer(vocab)  # used by this thread alone
         SPOKEN_FLAT = [n for ns in SPOKEN_NAMES.values() for n in ns for _ in QUERY_VOICES]
         heard, s_labels, voices, correct = [], [], [], 0
         for c, names in SPOKEN_NAMES.items():
@@ -196,9 +197,9 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     # --- faces ----------------------------------------------------------------------------------
     faces = face_photos(root)
     if faces:
+        from mbm.config import ImageConfig
         from mbm.features.face import face_embedder
         from mbm.preprocess import read_image
-        from mbm.config import ImageConfig
 
         emb = face_embedder()
         chips, ids = [], []

@@ -1,26 +1,118 @@
-"""Speech recognisers for collection vocabularies, kept within a memory budget (issue 27).
+"""Speech: what was said in a spoken query or a collection's voice note (PocketSphinx), with no torch.
 
-Each collection has its own vocabulary, so its own PocketSphinx decoder (~90 MB: the acoustic model is
-loaded per decoder). ``encoders.recognizer`` keeps the last 8 whatever they weigh (idle memory grew by
-60-90 MB per uploaded collection); the app and the indexer get theirs from here instead: least recently
-used first out once their estimated memory passes ``MBM_SPEECH_CACHE_MB``. A decoder is used by one
-thread at a time.
+PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the collection's
+vocabulary (its captions, the device names and paraphrases, the ImageNet names); the transcript is then a
+text query (``mbm.scenarios.retrieval.search``).
+
+Each collection has its own vocabulary, so its own decoder (~90 MB: the acoustic model is loaded per
+decoder). :func:`recognizer` keeps them least recently used first out once their estimated memory passes
+``MBM_SPEECH_CACHE_MB`` (issue 27: a cache of the last 8, whatever they weighed, let idle memory grow by
+60-90 MB per uploaded collection). A decoder is used by one thread at a time.
 
 A collection's voice notes are transcribed by :func:`transcribe_notes`; in the app (``apart=True``) in a
 child process (``python -m mbm.scenarios.retrieval.speech``, JSON in and out) that exits when done:
 PocketSphinx holds the GIL while it decodes (4 s for a 10 s noise clip with a collection's grammar), which
-in the server stalled every other request, and the child's recogniser leaves no memory behind.
+in the server stalled every other request, and the child's recogniser leaves no memory behind. This module
+imports no torch (nor ``mbm.preprocess`` or ``encoders``; audio is read by ``mbm.safe_media``), so the child
+holds PocketSphinx and one clip, not a second copy of torch: its peak RSS 0.14 GB instead of 0.70 GB.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import subprocess
 import sys
 import threading
 from collections import OrderedDict
 
+import numpy as np
+
 from mbm import limits
+from mbm.errors import InputError
+
+MAX_SPEECH_SECONDS = 10.0  # a longer clip is cut (and the user told): the grammar expects one phrase
+BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan", "ceiling fan", "desk fan",
+                "tower fan", "heater", "space heater", "radiator", "lamp", "table lamp", "desk lamp",
+                "floor lamp", "reading light", "light", "music player", "radio", "stereo", "boombox",
+                "cd player", "cassette player", "speaker", "tv", "television", "monitor", "screen")
+FILLERS = frozenset(("a", "an", "the", "some"))
+NOISE_FLOOR = 3e-3  # std of the noise added before decoding (measured by voice: docs/retrieval.md)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+class SpeechRecognizer:
+    """PocketSphinx with a JSGF grammar of whole phrases: the vocabulary's phrases (a caption, a class
+    name), and the base phrases, each optionally after "a/an/the/some"; phrases
+    with a word outside its dictionary are dropped. A phrase grammar is far more exact than a loop of
+    single words (measured: "television" -> "and bee to and" with a word loop)."""
+
+    def __init__(self, vocabulary: list[str] | tuple[str, ...] = ()):
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, loglevel="FATAL", cmn="batch")  # batch CMN: no drift between queries
+        phrases = {" ".join(_words(p)[:8]) for p in (*BASE_PHRASES, *vocabulary)}
+        self.phrases = sorted(p for p in phrases if p and all(self.decoder.lookup_word(w) is not None
+                                                              for w in p.split()))
+        grammar = ("#JSGF V1.0;\ngrammar vocab;\npublic <s> = [a | an | the | some] <p> ;\n<p> = "
+                   + " | ".join(self.phrases) + " ;\n")
+        self.decoder.add_jsgf_string("vocab", grammar)
+        self.decoder.activate_search("vocab")
+
+    def transcribe(self, wave16k: np.ndarray) -> str:
+        """A 16 kHz wave peak-normalised to 0.7 -> the phrase heard ("" if none)."""
+        # Synthetic, edited and browser-recorded audio holds stretches of exact digital silence, where
+        # PocketSphinx's log-energy features degenerate and it decodes nothing. So: the silence before
+        # and after the sound is cut (0.15 s kept; a long one would also skew the batch normalisation),
+        # then a fixed faint noise floor is added (-47 dB under the peak; a microphone has its own).
+        loud = np.flatnonzero(np.abs(wave16k) > 1e-3 * max(float(np.abs(wave16k).max()), 1e-8))
+        if len(loud):
+            wave16k = wave16k[max(0, loud[0] - 2400):loud[-1] + 2400]
+        floor = NOISE_FLOOR * np.random.default_rng(0).standard_normal(len(wave16k)).astype(np.float32)
+        pcm = (np.clip(wave16k + floor, -1, 1) * 32767).astype(np.int16).tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        words = (hyp.hypstr if hyp is not None else "").split()
+        # a partial path that never reached a phrase ("the") carries nothing
+        return "" if all(w in FILLERS for w in words) else " ".join(words)
+
+
+def speech_wave(source) -> tuple[np.ndarray, list[str]]:
+    """A path / bytes / (rate, array) -> 16 kHz mono float32 peak-normalised, and notes (cut, ...)."""
+    import soxr
+
+    from mbm.safe_media import read_audio  # the same bounds and refusals as everywhere, no torch
+
+    samples, rate = read_audio(source)
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(1)
+    if samples.size == 0 or not np.all(np.isfinite(samples)):
+        raise InputError("the voice clip is empty or invalid; record or upload a few words")
+    notes = []
+    if rate != 16000:
+        samples = soxr.resample(samples, rate, 16000).astype(np.float32)
+    cap = min(MAX_SPEECH_SECONDS, limits.MAX_AUDIO_DECODE_SECONDS)  # decoding itself stops at the latter
+    if len(samples) >= (cap - 0.05) * 16000:
+        length = "longer than that"
+        if isinstance(source, str):
+            import soundfile as sf
+
+            with contextlib.suppress(Exception):  # an mp3 or odd header: the length stays unsaid
+                length = f"{sf.info(source).duration:.0f} s long"
+        notes.append(f"only the first {cap:.0f} s of the voice clip were used (it is {length})")
+        samples = samples[:int(cap * 16000)]
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak < 1e-3:
+        raise InputError("the voice clip is silent; record again closer to the microphone")
+    return (samples * (0.7 / peak)).astype(np.float32), notes
+
 
 _lock = threading.Lock()
 _cache: OrderedDict[tuple[str, ...], tuple[object, threading.Lock, int]] = OrderedDict()
@@ -47,8 +139,6 @@ def clear() -> None:
 
 def recognizer(vocabulary: tuple[str, ...] = ()):
     """(SpeechRecognizer, its lock) for a vocabulary: a kept one, or a new one kept within the budget."""
-    from mbm.scenarios.retrieval.encoders import SpeechRecognizer
-
     key = tuple(sorted(set(vocabulary)))
     with _lock:
         if key in _cache:
@@ -73,8 +163,6 @@ def recognizer(vocabulary: tuple[str, ...] = ()):
 
 def transcribe(source, vocabulary: tuple[str, ...] = ()) -> tuple[str, list[str], float]:
     """What was said in a clip (path / bytes), its notes (cut, ...) and the seconds of audio heard."""
-    from mbm.scenarios.retrieval.encoders import speech_wave
-
     wave, notes = speech_wave(source)
     rec, lock = recognizer(vocabulary)
     with lock:

@@ -28,8 +28,7 @@ import torch
 
 from mbm.cli import read_recipe
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
-from mbm.scenarios.retrieval.spec import (CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS,
-                                          VALIDATION_PARAPHRASES)
+from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS, VALIDATION_PARAPHRASES
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -37,10 +36,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data"
 def training_texts(voices=None) -> tuple[list[str], list[int], list[str]]:
     """(texts, class index, kind) = typed captions + transcripts of their synthetic speech."""
     from mbm.scenarios.retrieval.data import TRAIN_VOICES, synthesize
-    from mbm.scenarios.retrieval.encoders import recognizer
+    from mbm.scenarios.retrieval.speech import recognizer
 
     texts, labels, kinds = [], [], []
-    rec = recognizer(tuple(c for caps in TRAIN_CAPTIONS.values() for c in caps))
+    rec, _ = recognizer(tuple(c for caps in TRAIN_CAPTIONS.values() for c in caps))  # used by this thread alone
     for c, cls in enumerate(CLASSES):
         for cap in TRAIN_CAPTIONS[cls]:
             texts.append(cap); labels.append(c); kinds.append("typed")
