@@ -21,7 +21,7 @@ import torch
 from mbm.limits import MAX_REQUEST_BYTES, MAX_SESSIONS, MAX_UPLOAD_BYTES, BodyLimitMiddleware, env_int, tame_malloc
 from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
-from mbm.ui.common import remove_stale_outputs
+from mbm.ui.common import ANSWER_CSS, remove_stale_outputs
 from mbm.ui.params import check_arguments
 from mbm.ui.search import clear_collections
 
@@ -47,7 +47,8 @@ CSS = (".prose table { display: block; overflow-x: auto; width: fit-content; max
        " @media (max-width: 480px) { .prose th, .prose td { padding: 4px 6px !important; } }"
        # the Evaluation tab's table and figures one under the other on a phone, each full width
        " @media (max-width: 640px) { #ev-accuracy, #ev-robustness, #ev-confusion-device, #ev-confusion-word"
-       " { flex: 1 1 100% !important; min-width: 100% !important; } }")
+       " { flex: 1 1 100% !important; min-width: 100% !important; } }"
+       + ANSWER_CSS)  # the answer at a glance: its look follows the confidence (mbm.ui.common)
 
 remove_stale_outputs()  # output images and report exports an earlier run left in the temp folder
 clear_collections()  # visitors' uploaded search collections an earlier run left (kept within a budget meanwhile)

@@ -47,7 +47,7 @@ def recognise(client, face=None, voice=None, text="") -> dict:
     assert isinstance(result, dict), result
     from mbm.scenarios.portrait.spec import readable_name
 
-    assert label["label"] == readable_name(result["identity"]), (label, result)  # "Ada (s1)"; the JSON keeps "s1"
+    assert label["label"] == readable_name(result["identity"]), (label, result)  # "Alex (s1)"; the JSON keeps "s1"
     if result["identity"] != "unknown":  # the top 5 with scores; "unknown" alone otherwise
         assert [c["label"] for c in label["confidences"]] == [readable_name(t["name"]) for t in result["top5"]]
     assert plot.startswith("<svg") and isinstance(status, str) and result["identity"] in status

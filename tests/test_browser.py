@@ -321,8 +321,8 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         expect(page.locator("#pt-crop img")).to_be_visible(timeout=30_000)
         page.screenshot(path=str(shots[0]), full_page=True)
         # the answer in words, with a readable name and the dataset id
-        assert re.match(r"(Very likely|Likely|Probably) Ada \(s1\)", text), f"expected s1: {text!r}"
-        assert "Ada (s1)" in page.locator("#pt-identity").inner_text()
+        assert re.match(r"(Very likely|Likely|Probably) Alex \(s1\)", text), f"expected s1: {text!r}"
+        assert "Alex (s1)" in page.locator("#pt-identity").inner_text()
         weights = parse_portrait_weights(text)
         assert set(weights) == {"face", "voice", "profile"}, text
         assert all(w > 0 for w in weights.values()), f"every input given must count: {text!r}"
@@ -345,7 +345,7 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         # the form is reset after a success, and the new person is at the top of the list
         expect(page.locator("#pt-enrol-name textarea, #pt-enrol-name input").first).to_have_value("", timeout=30_000)
         listed = page.locator("#pt-people").inner_text()
-        assert listed.index(name) < listed.index("Ada (s1)"), listed[:300]
+        assert listed.index(name) < listed.index("Alex (s1)"), listed[:300]
 
         # 3. Their fourth photo alone (voice and profile cleared) is now recognised.
         page.locator("#pt-clear").click()
@@ -386,7 +386,7 @@ def test_clicking_a_portrait_example_runs_it(portrait_browser, app_url):
         expect(status).to_contain_text("attention:", timeout=RESULT_TIMEOUT_MS)
         text = status.inner_text()
         weights = parse_portrait_weights(text)
-        assert re.match(r"(Very likely|Likely|Probably) Ada \(s1\)", text), text
+        assert re.match(r"(Very likely|Likely|Probably) Alex \(s1\)", text), text
         assert weights["face"] > 0 and weights["voice"] > 0 and weights["profile"] == 0, weights
     finally:
         page.close()

@@ -67,3 +67,61 @@ def test_agreeing_inputs_that_are_each_unsure_are_not_called_a_disagreement(pred
     other = dataclasses.replace(result, heard=("up", 0.9))  # the speech alone says another word
     assert disagrees(other) and "the inputs do not agree" in headline(other, threshold=result.confidence + 0.01)
     assert not disagrees(dataclasses.replace(result, heard=("up", 0.3)))  # an unsure reading is no disagreement
+
+
+def test_a_typed_command_naming_another_device_is_flagged_whatever_the_weights(predictor):
+    """The README's step: the lamp example ('up' + lamp), then typing "turn off the fan". The text gets almost
+    no weight and the fused answer stays 'lamp → brighter', but the headline must say the inputs disagree
+    and name them, at any confidence line."""
+    from mbm.ui.voice_control_answer import answer, conflicts, headline_html
+
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "up.wav"), image=str(VOICE_CONTROL_ASSETS / "lamp.jpg"),
+                               text="turn off the fan")
+    assert result.reads["device"][0] == "fan" and result.reads["device"][1] >= 0.5, result.reads
+    assert result.device[0] != "fan", result.device  # the weights follow the speech and the photo
+    assert conflicts(result) == ["typed command"]
+    for threshold in (0.0, not_sure_below()):  # whatever the line and the weights
+        line = headline(result, threshold)
+        assert line.startswith("**Not sure**: the inputs do not agree: the typed command says fan"), line
+        assert "but the speech says 'up' and the photo shows lamp" in line, line
+        assert f"Best guess: {display_name(result.action)} ({result.confidence:.0%})" in line, line
+        assert answer(result, threshold)[0] == "unsure"
+    box = headline_html(result, not_sure_below())
+    assert 'data-state="unsure"' in box and "Not sure · best guess" in box and "typed command says fan" in box, box
+
+
+def test_the_conflict_rule_is_at_least_half_sure_and_names_each_input(predictor):
+    import dataclasses
+
+    from mbm.ui.voice_control_answer import conflict_words, conflicts
+
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "up.wav"), image=str(VOICE_CONTROL_ASSETS / "lamp.jpg"))
+    assert conflicts(result) == [] and conflict_words(result) is None
+    word = result.word[0]
+    for sure, flagged in ((0.5, True), (0.49, False)):
+        photo = dataclasses.replace(result, sees=("fan" if result.device[0] != "fan" else "tv", sure))
+        assert bool(conflicts(photo)) is flagged, (sure, photo.sees)
+    both = dataclasses.replace(result, sees=("tv", 0.9), heard=("five" if word != "five" else "six", 0.8))
+    assert conflicts(both) == ["speech", "photo"]
+    assert conflict_words(both).startswith("the inputs do not agree: the speech says '") and "photo shows tv" in \
+        conflict_words(both)
+    # a confident answer (99 %) is still "not sure" when an input disagrees
+    sure = dataclasses.replace(both, confidence=0.99)
+    assert headline(sure, threshold=0.5).startswith("**Not sure**: the inputs do not agree")
+
+
+def test_each_shipped_example_answers_as_its_caption_promises(predictor):
+    """examples.json's expectations (not hard-coded numbers): the expected action, "not sure" where marked,
+    and no disagreement flagged on any of them."""
+    import json
+
+    from mbm.ui.voice_control_answer import answer, conflicts, headline_html
+
+    for example in json.loads((VOICE_CONTROL_ASSETS / "examples.json").read_text(encoding="utf-8")):
+        files = {k: str(VOICE_CONTROL_ASSETS / example[k]) for k in ("audio", "image") if example.get(k)}
+        result = predictor.predict(**files, text=example.get("text"))
+        state, _, _ = answer(result, not_sure_below())
+        assert result.action == example["expect"], (example["caption"], result.action)
+        assert conflicts(result) == [], (example["caption"], result.heard, result.sees, result.reads)
+        assert state == ("unsure" if example.get("not_sure") else "sure"), (example["caption"], result.confidence)
+        assert display_name(example["expect"]) in headline_html(result, not_sure_below())

@@ -65,6 +65,104 @@ def modality_weights_chart(weights: dict[str, float], present: list[str],
               f'representation (sums to 1)</text></svg>')
 
 
+# The answer at a glance (issue 30): one box per tab whose weight, colour and wording follow how sure
+# the answer is. "sure": bold and large; "unsure": normal weight, amber, dashed, saying "Not sure" and
+# the best guess; "none": no answer (nobody matched, not supported, nothing found), grey. Colours have
+# a WCAG AA contrast (>= 4.5) on the light and the dark theme's background (tests/test_browser_layout.py).
+ANSWER_ICONS = {"sure": "✔", "unsure": "?", "none": "–"}
+ANSWER_CSS = """
+.mbm-answer { --mbm-c: #1b6e2f; display: flex; gap: .6rem; align-items: flex-start; padding: .55rem .8rem;
+  border: 2px solid var(--mbm-c); border-left-width: 7px; border-radius: 8px; color: var(--mbm-c);
+  background: color-mix(in srgb, var(--mbm-c) 9%, transparent); scroll-margin-top: 8px; }
+.mbm-answer.mbm-unsure { --mbm-c: #8a4f00; border-style: dashed; }
+.mbm-answer.mbm-none { --mbm-c: #4f5663; }
+.dark .mbm-answer { --mbm-c: #72d88b; } .dark .mbm-answer.mbm-unsure { --mbm-c: #ffc35c; }
+.dark .mbm-answer.mbm-none { --mbm-c: #b4bcc8; }
+.mbm-icon { font-size: 1.5rem; line-height: 1.2; font-weight: 700; flex: none; }
+.mbm-lead { font-size: 1.55rem; line-height: 1.25; font-weight: 700; overflow-wrap: anywhere; }
+.mbm-unsure .mbm-lead, .mbm-none .mbm-lead { font-size: 1.15rem; font-weight: 500; }
+.mbm-none .mbm-lead { font-style: italic; }
+.mbm-detail { font-size: var(--text-md); line-height: 1.35; margin-top: .15rem; color: var(--body-text-color); }
+"""
+
+
+def answer_html(state: str, lead: str, detail: str = "") -> str:
+    """The answer box (``ANSWER_CSS``): ``state`` is "sure", "unsure" or "none"; ``lead`` the answer in a
+    few words, ``detail`` the confidence or what is missing (both plain text, escaped here)."""
+    state = state if state in ANSWER_ICONS else "none"
+    return (f'<div class="mbm-answer mbm-{state}" data-state="{state}">'
+            f'<span class="mbm-icon" aria-hidden="true">{ANSWER_ICONS[state]}</span><div>'
+            f'<div class="mbm-lead">{html.escape(lead)}</div>'
+            + (f'<div class="mbm-detail">{html.escape(detail)}</div>' if detail else "") + "</div></div>")
+
+
+def show_answer(selector: str) -> dict:
+    """Event arguments that bring the answer at ``selector`` into view (top of the screen) when it is not
+    wholly in view and has something to show: on a phone the answer is below the inputs."""
+    js = (f"() => {{ const el = document.querySelector({selector!r}); if (!el || !el.textContent.trim()) return;"
+          " const r = el.getBoundingClientRect(); if (r.top < 0 || r.bottom > window.innerHeight)"
+          " el.scrollIntoView({block: 'start', behavior: 'smooth'}); }")
+    return {"fn": None, "inputs": None, "outputs": None, "api_visibility": "private", "queue": False, "js": js}
+
+
+# The page numbers each request it paints: this replaces the event's last input (a hidden gr.Number) with an
+# id that grows with every request of the page (milliseconds, then a counter), before the request is sent.
+REQUEST_ID_JS = ("(...args) => { window.__mbmSeq = ((window.__mbmSeq || 0) + 1) % 1000;"
+                 " args[args.length - 1] = Date.now() * 1000 + window.__mbmSeq; return args; }")
+
+
+class Newest:
+    """Drop by request id: per browser session and tab, the largest request id seen (ids from
+    ``REQUEST_ID_JS``). A request that starts after a newer one did, or ends after a newer one started,
+    is superseded: its handler returns ``gr.skip()`` for every output, so an older answer never paints
+    over a newer request's (whatever order they run or end in). Calls without an id (API clients) are
+    never superseded. Remembers at most ``keep`` sessions (the least recently used forgotten)."""
+
+    def __init__(self, keep: int = 4096):
+        import threading
+        from collections import OrderedDict
+
+        self.keep, self.seen, self.lock = keep, OrderedDict(), threading.Lock()
+
+    @staticmethod
+    def _key(tab: str, request, request_id) -> tuple | None:
+        session = getattr(request, "session_hash", None)
+        if session is None or not isinstance(request_id, (int, float)) or isinstance(request_id, bool):
+            return None
+        return tab, session
+
+    def start(self, tab: str, request, request_id) -> bool:
+        """Note a request starting; False when a newer one of the same page and tab has already started."""
+        key = self._key(tab, request, request_id)
+        if key is None:
+            return True
+        with self.lock:
+            newest = self.seen.get(key, float("-inf"))
+            self.seen[key] = max(newest, request_id)
+            self.seen.move_to_end(key)
+            while len(self.seen) > self.keep:
+                self.seen.popitem(last=False)
+            return request_id >= newest
+
+    def superseded(self, tab: str, request, request_id) -> bool:
+        """Whether a newer request of the same page and tab has started since this one did."""
+        key = self._key(tab, request, request_id)
+        with self.lock:
+            return key is not None and self.seen.get(key, float("-inf")) > request_id
+
+
+NEWEST = Newest()
+
+
+def cancel_on(listeners: list, events: list) -> None:
+    """Each of ``listeners`` (a Clear button's ``click``) cancels ``events``, the requests that paint the
+    answer, when they are queued or running: Gradio's ``cancels=``, so the page stops listening to them and
+    their server tasks are cancelled, and nothing is painted beside the emptied inputs. (``cancels=`` gets
+    a listener of its own: an event with cancels is sent the session id instead of its inputs.)"""
+    for listener in listeners:
+        listener(fn=None, inputs=None, outputs=None, cancels=events, api_visibility="private")
+
+
 # Every ASCII punctuation mark may be backslash-escaped in CommonMark: escaping them all also stops
 # GitHub-style auto-links ("www.x.example", "http://...") and entities ("&lt;")
 MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")

@@ -4,25 +4,42 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 from functools import lru_cache
 
 import gradio as gr
 import numpy as np
 from PIL import Image
 
+from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
+from mbm.paths import PORTRAIT_ASSETS, PORTRAIT_EXAMPLES
+from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.scenarios.portrait.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.scenarios.portrait.gallery import ENV_VAR as GALLERY_ENV_VAR
-from mbm.paths import PORTRAIT_ASSETS, PORTRAIT_EXAMPLES
 from mbm.scenarios.portrait.gallery import MAX_NAME, Gallery, face_thumbnail, thumbnail_uri
-from mbm.limits import HEAVY_CONCURRENCY_ID, MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
 from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
-from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
-from mbm.ui.common import (PORTRAIT_COLOURS, echo_markdown, example_cards, image_file, load_examples,
-                           modality_weights_chart, plain, share)
+from mbm.ui.common import (
+    NEWEST,
+    PORTRAIT_COLOURS,
+    REQUEST_ID_JS,
+    answer_html,
+    cancel_on,
+    echo_markdown,
+    example_cards,
+    image_file,
+    load_examples,
+    modality_weights_chart,
+    plain,
+    share,
+    show_answer,
+)
 from mbm.ui.params import ParameterError, file_value, file_values, guarded, text_value
 
+SHOW_ANSWER = show_answer("#pt-headline")
+NO_ANSWER_YET = answer_html("none", "No answer yet",
+                            "Click an example, or give a face, a voice or a profile and press Run.")
 SESSION_TTL_S = 6 * 3600  # a visitor's own enrolments are forgotten this long after their last visit
 
 
@@ -60,6 +77,25 @@ def match_words(result: PortraitResult) -> str:
     return f"**{words} {who}**"
 
 
+def portrait_answer(result: PortraitResult) -> tuple[str, str, str]:
+    """The answer box's kind and words (mbm.ui.common.answer_html): "sure" only for Likely and Very likely,
+    "unsure" for a tie or a match just over the threshold, "none" for nobody in the gallery."""
+    numbers = f"score {result.score:.2f}, threshold {result.threshold:.2f}"
+    if result.identity == "unknown":
+        nearest = result.top5[0][0] if result.top5 else None
+        return ("none", "Not a person in the gallery",
+                "Nobody is close enough" + (f"; the nearest is {readable_name(nearest)}" if nearest else "")
+                + f" ({numbers}: a match needs the score above the threshold).")
+    who = readable_name(result.identity)
+    if max(result.confidences.values(), default=0.0) < TIE_BELOW:
+        return ("unsure", f"Not sure · the closest is {who}",
+                "Several people fit about equally; add a face photo or a voice.")
+    margin = result.score - result.threshold
+    if margin > 0.3:
+        return "sure", who, f"{'Very likely' if margin > 1.0 else 'Likely'} ({numbers})"
+    return "unsure", f"Not sure · probably {who}", f"Just over the threshold ({numbers})."
+
+
 def portrait_status(result: PortraitResult, present: list[str]) -> str:
     """The status: the answer in words, then the numbers, the weights, notes and the composed note."""
     lines = [match_words(result)]
@@ -82,16 +118,40 @@ def predict_portrait(face=None, voice=None, text=None, session=None):
     a status line, and the full result as JSON (identity, score, threshold, top5, modality_weights, notes).
     The people searched are the shared gallery plus the ones enrolled in this session.
     """
+    return _portrait_outputs(*_recognise(face, voice, text, session))
+
+
+def _recognise(face, voice, text, session) -> tuple[PortraitResult, list[str]]:
+    """The prediction and the inputs given (arguments checked; notes become warning toasts)."""
     face, voice = file_value(face, "face"), file_value(voice, "voice")
     text = text_value(text, "text", MAX_TEXT_CHARS)
     result = models.portrait().predict(face=face, voice=voice, text=text, session=_session(session))
     for note in result.notes:  # e.g. several faces: the largest was used
         gr.Warning(html.escape(note, quote=False))
-    present = [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
+    return result, [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
+
+
+def _portrait_outputs(result: PortraitResult, present: list[str]) -> tuple:
+    """The five outputs of ``/portrait``: top-5 label (or "unknown"), weights chart, face crop, status, JSON."""
     label = ({readable_name(n): c for n, c in result.confidences.items()} if result.identity != "unknown"
              else "unknown")
     return (label, modality_weights_chart(result.modality_weights, present, PORTRAIT_COLOURS),
             image_file(result.face_crop), portrait_status(result, present), result.to_json())
+
+
+@guarded("Cannot recognise")
+def portrait_view(face=None, voice=None, text=None, session=None, request_id=None, request: gr.Request = None):
+    """The page's Run: ``/portrait``'s outputs and the answer box; the label's big heading only for
+    "unknown" (for a name the box says how sure, and a bold heading looked sure at any score). Nothing
+    (every output skipped) when the page has sent a newer request meanwhile (``request_id``, common.Newest)."""
+    if not NEWEST.start("portrait", request, request_id):
+        return tuple(gr.skip() for _ in range(6))
+    result, present = _recognise(face, voice, text, session)
+    if NEWEST.superseded("portrait", request, request_id):
+        return tuple(gr.skip() for _ in range(6))
+    label, *rest = _portrait_outputs(result, present)
+    return (gr.Label(value=label, show_heading=result.identity == "unknown"), *rest,
+            answer_html(*portrait_answer(result)))
 
 
 @guarded("Cannot enrol")
@@ -145,6 +205,7 @@ def list_people(session=None):
 
 
 PEOPLE_COLUMNS = ["face", "name", "photos", "voice", "profile", "composed", "origin"]
+PEOPLE_WIDTHS = ["60px", "130px", "80px", "70px", "480px", "100px", "90px"]
 AVATAR_COLOURS = ("#1d6a96", "#7b3fa0", "#b03a2e", "#2e7d32", "#8a5a00", "#3f51b5", "#ad1457", "#00695c")  # white
 # text on each has a contrast of 5 or more
 FACE_PX = 40  # the face column's pictures, on screen
@@ -244,7 +305,9 @@ def portrait_tab():
                 clear = gr.ClearButton(value="Clear", elem_id="pt-clear")
                 run = gr.Button("Run", variant="primary", elem_id="pt-run")
         with gr.Column():
-            identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", elem_id="pt-identity")
+            headline = gr.HTML(NO_ANSWER_YET, elem_id="pt-headline")  # the answer at a glance
+            identity = gr.Label(num_top_classes=5, label="Identity (top 5, or unknown)", show_heading=False,
+                                elem_id="pt-identity")
             # the chart gets the column's width: beside the crop it was squeezed to ~7 px text
             weights = gr.HTML(label="Per-modality attention weights", elem_id="pt-weights")
             crop = gr.Image(label="Face used", interactive=False, height=170, elem_id="pt-crop")
@@ -252,19 +315,28 @@ def portrait_tab():
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="pt-json")
     session = gr.State(None, time_to_live=SESSION_TTL_S)  # this visitor's own enrolments (a Gallery)
-    heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
+    heavy = {"concurrency_id": HEAVY_CONCURRENCY_ID}  # one limit shared by every event that decodes files
     inputs, outputs = [face, voice, text], [identity, weights, crop, status, details]
     clear.add(inputs + outputs)
-    run.click(predict_portrait, inputs + [session], outputs, api_name="portrait", preprocess=False, **heavy)
-    text.submit(predict_portrait, inputs + [session], outputs, api_visibility="undocumented", preprocess=False,
-                **heavy)
+    clear.click(None, None, headline, js=f"() => {json.dumps(NO_ANSWER_YET)}", api_visibility="private", queue=False)
+    # numbered requests, run at once: an older one still running paints nothing (common.Newest)
+    request_id = gr.Number(visible=False, elem_id="pt-request-id")
+    view = dict(fn=portrait_view, inputs=inputs + [session, request_id], outputs=outputs + [headline],
+                preprocess=False, api_visibility="private", js=REQUEST_ID_JS, trigger_mode="multiple", **heavy)
+    requests = [run.click(**view), text.submit(**view)]
+    requests[0].then(**SHOW_ANSWER)
+    with gr.Row(visible=False):  # the API endpoint (the page reaches the same prediction through the events above)
+        api_run = gr.Button("portrait", elem_id="pt-api-run")
+    api_run.click(predict_portrait, inputs + [session], outputs, api_name="portrait", preprocess=False, **heavy)
     rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))
     if rows:
         with examples_row:
             load_example = example_cards(rows, captions, inputs, photo=0, label="Examples: click one to run it",
                                          elem_id="pt-examples")
-        load_example.then(predict_portrait, inputs + [session], outputs, api_visibility="private",
-                          preprocess=False, **heavy)
+        example_run = load_example.then(**view)
+        example_run.then(**SHOW_ANSWER)  # on a phone the answer is below the inputs
+        requests.append(example_run)
+    cancel_on([clear.click], requests)  # Clear during a prediction: its answer never paints beside empty inputs
 
     with gr.Accordion("Enrol a person · People in the gallery", open=True):
         with gr.Row(equal_height=False):
@@ -283,11 +355,6 @@ def portrait_tab():
                 enrol_status = echo_markdown(elem_id="pt-enrol-status")
                 enrol_json = gr.JSON(visible=False)
             with gr.Column():
-                people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=420, wrap=True,
-                                      datatype=["html", "str", "number", "bool", "str", "bool", "str"],
-                                      column_widths=["9%", "15%", "10%", "9%", "30%", "13%", "14%"], label="People",
-                                      elem_id="pt-people")
-                refresh = gr.Button("Refresh the list", elem_id="pt-refresh")
                 with gr.Row(equal_height=True):
                     remove_name = gr.Dropdown(choices=[], allow_custom_value=True, label="Person to remove",
                                               scale=3, elem_id="pt-remove-name")
@@ -307,14 +374,20 @@ def portrait_tab():
                     reset = gr.Button("Reset to the shipped gallery", variant="stop", elem_id="pt-reset")
                     reset_status = gr.Markdown(elem_id="pt-reset-status")
                     reset_json = gr.JSON(visible=False)
+        # the whole width (beside the form its headers wrapped at 1280 px); in pixels, each header on one
+        # line, so a narrower screen scrolls the table sideways (percentages broke "face" into "f a c e")
+        people = gr.Dataframe(headers=PEOPLE_COLUMNS, interactive=False, max_height=420, wrap=True,
+                              datatype=["html", "str", "number", "bool", "str", "bool", "str"],
+                              column_widths=PEOPLE_WIDTHS, label="People", elem_id="pt-people")
+        refresh = gr.Button("Refresh the list", elem_id="pt-refresh")
 
-    show_people = dict(fn=people_view, inputs=people_json, outputs=[people, remove_name],
-                       api_visibility="private")
-    refresh_people = dict(fn=list_people, inputs=session, outputs=people_json, api_visibility="private")
+    show_people = {"fn": people_view, "inputs": people_json, "outputs": [people, remove_name],
+                       "api_visibility": "private"}
+    refresh_people = {"fn": list_people, "inputs": session, "outputs": people_json, "api_visibility": "private"}
     refresh.click(list_people, session, people_json, api_name="list_people").then(**show_people)
     statuses = [enrol_status, remove_status, reset_status]
-    clear_statuses = dict(fn=lambda: ("", "", ""), inputs=None, outputs=statuses, api_visibility="private",
-                          queue=False)  # an old "Enrolled Dana" must not stand beside a new error
+    clear_statuses = {"fn": lambda: ("", "", ""), "inputs": None, "outputs": statuses, "api_visibility": "private",
+                          "queue": False}  # an old "Enrolled Dana" must not stand beside a new error
     enrol.click(**clear_statuses).then(
         enroll, [name, photos, enrol_voice, profile, admin_token, session], [enrol_status, enrol_json, session],
         api_name="enroll", preprocess=False, **heavy).success(

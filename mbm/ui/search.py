@@ -9,6 +9,7 @@ same-name .txt captions and .wav/.mp3 voice notes), indexed on the spot.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -29,7 +30,7 @@ from mbm.limits import (
     MAX_VISITOR_COLLECTIONS_BYTES,
 )
 from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
-from mbm.ui.common import echo_markdown, example_cards, plain
+from mbm.ui.common import NEWEST, REQUEST_ID_JS, answer_html, echo_markdown, example_cards, plain, show_answer
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
 UPLOADS = Path(tempfile.gettempdir()) / "mbm_search_collections"
@@ -350,7 +351,8 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     weights = {"speech": d["speech"] if w_speech is None else number_value(w_speech, "w_speech", 0, MAX_WEIGHT),
                "photo": d["photo"] if w_photo is None else number_value(w_photo, "w_photo", 0, MAX_WEIGHT),
                "text": d["text"] if w_text is None else number_value(w_text, "w_text", 0, MAX_WEIGHT),
-               "negative": d["negative"] if w_negative is None else number_value(w_negative, "w_negative", 0, MAX_WEIGHT)}
+               "negative": (d["negative"] if w_negative is None
+                            else number_value(w_negative, "w_negative", 0, MAX_WEIGHT))}
     k = int(number_value(8 if k is None else k, "k", 1, MAX_K))
     files, skipped = collection_files(collection), []
     if files:  # indexed by the Search button's first step; an API call indexes it here (or is told to wait)
@@ -363,7 +365,9 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     gallery, rows = [], []
     for r in results:
         it = index.items[r.index]
-        cap = _share_line(r.terms, r.score) + (f" (+{r.folded} near-duplicate{'s' * (r.folded > 1)})" if r.folded else "")
+        cap = _share_line(r.terms, r.score)
+        if r.folded:
+            cap += f" (+{r.folded} near-duplicate{'s' * (r.folded > 1)})"
         if it.get("caption"):
             cap += f" — {it['caption'][:80]}"
         gallery.append((shown(index.path_of(r.index)), cap))
@@ -392,6 +396,48 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     return gallery, "  \n".join(status), {"results": rows, "heard": query.heard, "weights": weights,
                                           "notes": query.notes, "warnings": query.warnings, "readings": readings,
                                           "skipped": skipped}
+
+
+# The examples: [spoken, photo, typed] and a caption. The first: fusion finds what neither input alone ranks
+# first (the painted door; docs/retrieval.md)
+EXAMPLES = [([None, str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg"), "a door"], 'colourful monitor photo + "a door"'),
+            ([None, None, "something to watch the news on"], 'typed "something to watch the news on"'),
+            ([str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"), None, None], 'spoken "fan"')]
+NO_ANSWER_YET = answer_html("none", "No results yet", "Click an example, or give a query and press Search.")
+SEARCHING = answer_html("none", "Searching…")
+FAILED = answer_html("none", "No results", "The search could not run; the message says why.")
+
+
+def search_answer(result) -> str:
+    """The answer box from the search's JSON: the best match and how many results ("sure" when every
+    input was read as on the collection's subject), "Not sure" with the first warning (an off-topic text,
+    nothing heard), or no results."""
+    result = result if isinstance(result, dict) else {}
+    rows = result.get("results") or []
+    if not rows:
+        return answer_html("none", "No results", "; ".join(str(w) for w in result.get("warnings") or [])
+                           or "Nothing in the collection matches; try other words or another photo.")
+    best = rows[0]
+    name = str(best.get("item", "?")).rsplit("/", 1)[-1]
+    counted = f"{len(rows)} results, best first; best score {float(best.get('score', 0)):.2f}"
+    warnings = [str(w) for w in result.get("warnings") or []]
+    if warnings:
+        return answer_html("unsure", f"Not sure · best match {name}", f"{warnings[0]} ({counted}).")
+    return answer_html("sure", f"Best match: {name}", counted)
+
+
+@guarded("Nothing to search with")
+def search_view(speech=None, photo=None, text=None, negative=None, w_speech=None, w_photo=None, w_text=None,
+                w_negative=None, k=8, collection=None, request_id=None, request: gr.Request = None):
+    """The page's search: ``search_collection``'s outputs and the answer box; nothing (every output
+    skipped) when the page has sent a newer search meanwhile (``request_id``, common.Newest)."""
+    if not NEWEST.start("search", request, request_id):
+        return tuple(gr.skip() for _ in range(4))
+    gallery, status, result = search_collection(speech, photo, text, negative, w_speech, w_photo, w_text,
+                                                w_negative, k, collection, request)
+    if NEWEST.superseded("search", request, request_id):
+        return tuple(gr.skip() for _ in range(4))
+    return gallery, status, result, search_answer(result)
 
 
 def search_tab() -> None:
@@ -431,9 +477,11 @@ def search_tab() -> None:
                 collection = gr.File(file_count="multiple", label="Collection files", elem_id="search-collection")
             run = gr.Button("Search", variant="primary", elem_id="search-run")
         with gr.Column():
-            status = echo_markdown(elem_id="search-status")
-            gallery = gr.Gallery(label="Results (score = each input's share)", columns=4, height=520,
+            headline = gr.HTML(NO_ANSWER_YET, elem_id="search-headline")  # the answer at a glance
+            # the results right under the answer (on a phone the shares' table below them was a screen long)
+            gallery = gr.Gallery(label="Results (score = each input's share)", columns=4, height="auto",
                                  elem_id="search-gallery")
+            status = echo_markdown(elem_id="search-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(show_label=False, elem_id="search-json")
     inputs = [speech, photo, text, negative, w_speech, w_photo, w_text, w_negative, k, collection]
@@ -444,14 +492,27 @@ def search_tab() -> None:
     first = {"fn": index_collection, "inputs": [collection], "outputs": [status], "preprocess": False,
              "concurrency_id": COLLECTION_CONCURRENCY_ID, "concurrency_limit": COLLECTION_CONCURRENCY,
              "api_visibility": "private"}
-    run.click(**first).then(**event, api_name="search")
-    text.submit(**first).then(**event, api_visibility="private")
-    # the first: fusion finds what neither input alone ranks first (the painted door; docs/retrieval.md)
-    examples = [[None, str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg"), "a door"],
-                [None, None, "something to watch the news on"],
-                [str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"), None, None]]
-    captions = ["colourful monitor photo + \"a door\"", "typed \"something to watch the news on\"",
-                "spoken \"fan\""]
+    pending = {"fn": None, "inputs": None, "outputs": headline, "js": f"() => {json.dumps(SEARCHING)}",
+               "api_visibility": "private", "queue": False}
+    # The page's searches are numbered (REQUEST_ID_JS) and run at once ("multiple"): an older one still
+    # running paints nothing (common.Newest). The API's /search is the same search without the answer box.
+    request_id = gr.Number(visible=False, elem_id="search-request-id")
+    page = dict(event, fn=search_view, inputs=inputs + [request_id], outputs=[gallery, status, details, headline],
+                js=REQUEST_ID_JS, trigger_mode="multiple", api_visibility="private")
+
+    def chain(start):
+        """One search from the page: "Searching…", the collection indexed, the search, then into view."""
+        start(**pending)
+        search = start(**dict(first, trigger_mode="multiple")).then(**page)
+        search.success(**show_answer("#search-headline"))
+        search.failure(**dict(pending, js=f"() => {json.dumps(FAILED)}"))  # the message says why
+
+    chain(run.click)
+    chain(text.submit)
+    with gr.Row(visible=False):
+        api_search = gr.Button("search", elem_id="search-api")
+    api_search.click(**first).then(**event, api_name="search")
+    examples, captions = [row for row, _ in EXAMPLES], [caption for _, caption in EXAMPLES]
     kept = [i for i, e in enumerate(examples)
             if all(x is None or not x.startswith("/") or Path(x).is_file() for x in e)]
     if kept:
@@ -459,4 +520,4 @@ def search_tab() -> None:
             load_example = example_cards([examples[i] for i in kept], [captions[i] for i in kept],
                                          [speech, photo, text], photo=1, label="Examples: click one to search",
                                          elem_id="search-examples")
-        load_example.then(**first).then(**event, api_visibility="private")
+        chain(load_example.then)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import math
 import tempfile
 import uuid
@@ -22,15 +23,27 @@ from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.robustness import predict_corrupted
 from mbm.scenarios.voice_control.spec import display_name
 from mbm.ui import models
-from mbm.ui.common import echo_markdown, example_cards, image_file, load_examples, modality_weights_chart, prune_folder
+from mbm.ui.common import (
+    NEWEST,
+    REQUEST_ID_JS,
+    answer_html,
+    cancel_on,
+    echo_markdown,
+    example_cards,
+    image_file,
+    load_examples,
+    modality_weights_chart,
+    prune_folder,
+    show_answer,
+)
 from mbm.ui.params import bool_value, file_value, guarded, number_value, text_value
-from mbm.ui.voice_control_answer import voice_control_status
+from mbm.ui.voice_control_answer import headline_html, not_sure_below, voice_control_status
 from mbm.viz import enlarged
 
 REPORTS = Path(tempfile.gettempdir()) / "mbm_reports"  # report exports: a bounded folder (newest kept)
 KEEP_REPORTS = 16
-SHOW_ANSWER = dict(fn=None, inputs=None, outputs=None, api_visibility="private", queue=False,
-                   js="() => document.querySelector('#vc-action')?.scrollIntoView({block: 'nearest'})")
+SHOW_ANSWER = show_answer("#vc-headline")  # on a phone the answer is below the inputs: bring it into view
+NO_ANSWER_YET = answer_html("none", "No answer yet", "Click an example, or give a command and a photo and press Run.")
 
 
 def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0, text_typos=0.0,
@@ -42,14 +55,14 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
     """
     try:
         # Every API argument type-checked first, with a message naming it (ParameterError is a ValueError).
-        args = dict(audio=file_value(audio, "audio"), image=file_value(image, "image"),
-                    text=text_value(text, "text", 10 * MAX_TEXT_CHARS),
-                    audio_noise=number_value(audio_noise, "audio_noise"),
-                    image_blur=number_value(image_blur, "image_blur"),
-                    image_occlusion=number_value(image_occlusion, "image_occlusion"),
-                    text_typos=number_value(text_typos, "text_typos"),
-                    use_audio=bool_value(use_audio, "use_audio"), use_image=bool_value(use_image, "use_image"),
-                    use_text=bool_value(use_text, "use_text"))
+        args = {"audio": file_value(audio, "audio"), "image": file_value(image, "image"),
+                    "text": text_value(text, "text", 10 * MAX_TEXT_CHARS),
+                    "audio_noise": number_value(audio_noise, "audio_noise"),
+                    "image_blur": number_value(image_blur, "image_blur"),
+                    "image_occlusion": number_value(image_occlusion, "image_occlusion"),
+                    "text_typos": number_value(text_typos, "text_typos"),
+                    "use_audio": bool_value(use_audio, "use_audio"), "use_image": bool_value(use_image, "use_image"),
+                    "use_text": bool_value(use_text, "use_text")}
         result = predict_corrupted(models.voice_control(), **args)
     except ValueError as e:  # InputError included: nothing usable, every input switched off, a level outside 0..1
         raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
@@ -93,15 +106,24 @@ def _explained(*args) -> VoiceControlResult:
     return with_occlusion_maps(models.voice_control(), _predict(*args))
 
 
+VIEW_OUTPUTS = 16
+
+
 @guarded("Nothing to predict from")
 def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
-                       text_typos=0.0, use_audio=True, use_image=True, use_text=True):
-    """The page's Run (and every robustness control): the prediction and its whole explanation."""
+                       text_typos=0.0, use_audio=True, use_image=True, use_text=True, request_id=None,
+                       request: gr.Request = None):
+    """The page's Run (and every robustness control): the prediction and its whole explanation; nothing
+    (every output skipped) when the page has sent a newer request meanwhile (``request_id``, common.Newest)."""
+    if not NEWEST.start("voice_control", request, request_id):
+        return tuple(gr.skip() for _ in range(VIEW_OUTPUTS))
     result = _explained(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos,
                         use_audio, use_image, use_text)
+    if NEWEST.superseded("voice_control", request, request_id):
+        return tuple(gr.skip() for _ in range(VIEW_OUTPUTS))
     ex = explain_prediction(result)
     view = ex["model_view"]
-    return (*_prediction_outputs(result), ex["flag_text"],
+    return (*_prediction_outputs(result), headline_html(result, not_sure_below()), ex["flag_text"],
             figure_svg(ex["figure"], "the whole explanation in one figure"), image_file(ex["image_overlay"]),
             ex["text_highlights"] or [("no text given (or switched off): no map", None)],
             "<p><small>no audio given (or switched off): no map</small></p>" if ex["audio_figure"] is None
@@ -113,11 +135,14 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
 
 
 @guarded("Nothing to predict from")
-def rerun_voice_control(audio=None, image=None, text=None, *controls):
+def rerun_voice_control(audio=None, image=None, text=None, audio_noise=0.0, image_blur=0.0, image_occlusion=0.0,
+                        text_typos=0.0, use_audio=True, use_image=True, use_text=True, request_id=None,
+                        request: gr.Request = None):
     """A slider or switch moved: predict again with the new settings (nothing given yet: change nothing)."""
     if audio is None and image is None and not (text if isinstance(text, str) else "x").strip():
-        return tuple(gr.skip() for _ in range(15))
-    return voice_control_view(audio, image, text, *controls)
+        return tuple(gr.skip() for _ in range(VIEW_OUTPUTS))
+    return voice_control_view(audio, image, text, audio_noise, image_blur, image_occlusion, text_typos, use_audio,
+                              use_image, use_text, request_id, request)
 
 
 @guarded("Nothing to predict from")
@@ -192,10 +217,13 @@ def voice_control_tab() -> None:
             text = gr.Textbox(label="Typed command (optional)", placeholder="e.g. dim the lamp, channel 5",
                               max_lines=1, elem_id="vc-text")
             with gr.Row():
-                clear = gr.ClearButton(value="Clear")
+                clear = gr.ClearButton(value="Clear", elem_id="vc-clear")
                 run = gr.Button("Run", variant="primary", elem_id="vc-run")
         with gr.Column():
-            action = gr.Label(num_top_classes=5, label="Action (top 5)", elem_id="vc-action")
+            # the answer at a glance (its look follows the confidence); the top 5 below without a big heading,
+            # which looked as sure at 10 % as at 90 %
+            headline = gr.HTML(NO_ANSWER_YET, elem_id="vc-headline")
+            action = gr.Label(num_top_classes=5, label="Action (top 5)", show_heading=False, elem_id="vc-action")
             weights = gr.HTML(label="Per-modality attention weights", elem_id="vc-weights")
             status = echo_markdown(label="Status", elem_id="vc-status")
             flag = gr.Markdown(elem_id="vc-flag")
@@ -215,70 +243,72 @@ def voice_control_tab() -> None:
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(label="Result", show_label=False, elem_id="vc-json")
 
-    with gr.Accordion("Explanation", open=True, elem_id="vc-explanation"):
-        with gr.Tabs(overflow_behavior="wrap"):
-            with gr.Tab("Where the answer comes from", id="vc-where"):
-                gr.Markdown("<small>Occlusion maps: how much the answer's probability drops when each part "
-                            "of an input is masked. Checked on held-out data: masking the top 20 % costs "
-                            "more than twice what a random 20 % costs (`map_deletion_ratio`). The attention "
-                            "weights, which fail that check for text, are under **Numbers (JSON)** "
-                            "(`token_weights`).</small>")
-                with gr.Row(equal_height=False):
-                    heatmap = gr.Image(label="Image: what the answer needs, over the crop the model saw",
-                                       interactive=False,
-                                       format="png", height=300, scale=2, elem_id="vc-heatmap")
-                    with gr.Column(scale=5):
-                        audio_plot = gr.HTML(label="Audio: what the answer needs, over time", show_label=True,
-                                             container=True, elem_id="vc-audio-plot")
-                        highlights = gr.HighlightedText(label="Text: what the answer needs per word (darker = more)",
-                                                        show_legend=False, show_inline_category=False,
-                                                        elem_id="vc-highlights")
-            with gr.Tab("Weights vs measured effect", id="vc-effects-tab"):
-                with gr.Row(equal_height=False):
-                    effects_plot = gr.HTML(label="Weights beside the confidence drop without each input",
-                                           scale=3, elem_id="vc-effects-plot")
-                    effects_table = gr.Dataframe(headers=["input", "weight", "p(action) without it", "drop"],
-                                                 interactive=False, scale=2, label="Measured effects",
-                                                 elem_id="vc-effects-table")
-            with gr.Tab("Aligned figure", id="vc-figure-tab"):
-                figure = gr.HTML(label="The whole explanation in one figure (as in the report card)",
-                                 show_label=True, container=True, elem_id="vc-figure")
-            with gr.Tab("What the model sees", id="vc-sees"):
-                with gr.Row(equal_height=False):
-                    seen_crop = gr.Image(label="Image: the crop the model saw", interactive=False, format="png",
-                                         height=200, scale=1, elem_id="vc-seen-crop")
-                    seen_mel = gr.Image(label="Audio: the log-mel it heard (low bands at the bottom)",
-                                        interactive=False, format="png", height=200, scale=2,
-                                        elem_id="vc-seen-mel")
-                seen_tokens = gr.HighlightedText(label="Text: the words it read", show_legend=False,
-                                                 show_inline_category=False, elem_id="vc-seen-tokens")
-            with gr.Tab("Export report card", id="vc-export-tab"):
-                gr.Markdown("The current prediction (with the settings above) as a report card for a slide "
-                            "deck: the aligned figure as **PNG**, a self-contained **HTML** page (images "
-                            "inlined) and the raw numbers as **JSON**.")
-                export = gr.Button("Export report card", elem_id="vc-export")
-                report_files = gr.File(label="Report card", file_count="multiple", interactive=False,
-                                       elem_id="vc-report")
-            with gr.Tab("Numbers (JSON)", id="vc-explain-json-tab"):
-                explain_json = gr.JSON(label="Explanation (what /voice_control_explain returns)",
-                                       elem_id="vc-explain-json")
+    with gr.Accordion("Explanation", open=True, elem_id="vc-explanation"), gr.Tabs(overflow_behavior="wrap"):
+        with gr.Tab("Where the answer comes from", id="vc-where"):
+            gr.Markdown("<small>Occlusion maps: how much the answer's probability drops when each part "
+                        "of an input is masked. Checked on held-out data: masking the top 20 % costs "
+                        "more than twice what a random 20 % costs (`map_deletion_ratio`). The attention "
+                        "weights, which fail that check for text, are under **Numbers (JSON)** "
+                        "(`token_weights`).</small>")
+            with gr.Row(equal_height=False):
+                heatmap = gr.Image(label="Image: what the answer needs, over the crop the model saw",
+                                   interactive=False,
+                                   format="png", height=300, scale=2, elem_id="vc-heatmap")
+                with gr.Column(scale=5):
+                    audio_plot = gr.HTML(label="Audio: what the answer needs, over time", show_label=True,
+                                         container=True, elem_id="vc-audio-plot")
+                    highlights = gr.HighlightedText(label="Text: what the answer needs per word (darker = more)",
+                                                    show_legend=False, show_inline_category=False,
+                                                    elem_id="vc-highlights")
+        with gr.Tab("Weights vs measured effect", id="vc-effects-tab"), gr.Row(equal_height=False):
+            effects_plot = gr.HTML(label="Weights beside the confidence drop without each input",
+                                   scale=3, elem_id="vc-effects-plot")
+            effects_table = gr.Dataframe(headers=["input", "weight", "p(action) without it", "drop"],
+                                         interactive=False, scale=2, label="Measured effects",
+                                         elem_id="vc-effects-table")
+        with gr.Tab("Aligned figure", id="vc-figure-tab"):
+            figure = gr.HTML(label="The whole explanation in one figure (as in the report card)",
+                             show_label=True, container=True, elem_id="vc-figure")
+        with gr.Tab("What the model sees", id="vc-sees"):
+            with gr.Row(equal_height=False):
+                seen_crop = gr.Image(label="Image: the crop the model saw", interactive=False, format="png",
+                                     height=200, scale=1, elem_id="vc-seen-crop")
+                seen_mel = gr.Image(label="Audio: the log-mel it heard (low bands at the bottom)",
+                                    interactive=False, format="png", height=200, scale=2,
+                                    elem_id="vc-seen-mel")
+            seen_tokens = gr.HighlightedText(label="Text: the words it read", show_legend=False,
+                                             show_inline_category=False, elem_id="vc-seen-tokens")
+        with gr.Tab("Export report card", id="vc-export-tab"):
+            gr.Markdown("The current prediction (with the settings above) as a report card for a slide "
+                        "deck: the aligned figure as **PNG**, a self-contained **HTML** page (images "
+                        "inlined) and the raw numbers as **JSON**.")
+            export = gr.Button("Export report card", elem_id="vc-export")
+            report_files = gr.File(label="Report card", file_count="multiple", interactive=False,
+                                   elem_id="vc-report")
+        with gr.Tab("Numbers (JSON)", id="vc-explain-json-tab"):
+            explain_json = gr.JSON(label="Explanation (what /voice_control_explain returns)",
+                                   elem_id="vc-explain-json")
 
     inputs = [audio, image, text]
     controls = [audio_noise, image_blur, image_occlusion, text_typos, use_audio, use_image, use_text]
     outputs = [action, weights, status, details]
-    view_outputs = outputs + [flag, figure, heatmap, highlights, audio_plot, effects_plot, effects_table,
+    view_outputs = outputs + [headline, flag, figure, heatmap, highlights, audio_plot, effects_plot, effects_table,
                               seen_crop, seen_mel, seen_tokens, explain_json]
-    clear.add(inputs + view_outputs + [report_files])
-    heavy = dict(concurrency_id=HEAVY_CONCURRENCY_ID)  # one limit shared by every event that decodes files
-    view = dict(fn=voice_control_view, inputs=inputs + controls, outputs=view_outputs, preprocess=False,
-                api_visibility="undocumented", **heavy)
-    run.click(**view).then(**SHOW_ANSWER)
-    text.submit(**view)
-    rerun = dict(view, fn=rerun_voice_control, api_visibility="private", trigger_mode="always_last")
+    clear.add(inputs + [o for o in view_outputs if o is not headline] + [report_files])
+    clear.click(None, None, headline, js=f"() => {json.dumps(NO_ANSWER_YET)}", api_visibility="private", queue=False)
+    heavy = {"concurrency_id": HEAVY_CONCURRENCY_ID}  # one limit shared by every event that decodes files
+    # Every request the page paints is numbered (REQUEST_ID_JS) and runs at once ("multiple"): an older one
+    # still running then paints nothing (common.Newest), and Clear cancels them (common.cancel_on).
+    request_id = gr.Number(visible=False, elem_id="vc-request-id")
+    view = dict(fn=voice_control_view, inputs=inputs + controls + [request_id], outputs=view_outputs,
+                preprocess=False, api_visibility="undocumented", js=REQUEST_ID_JS, trigger_mode="multiple", **heavy)
+    requests = [run.click(**view), text.submit(**view)]
+    requests[0].then(**SHOW_ANSWER)
+    rerun = dict(view, fn=rerun_voice_control, api_visibility="private")
     for slider in controls[:4]:
-        slider.release(**rerun)
+        requests.append(slider.release(**rerun))
     for switch in controls[4:]:
-        switch.change(**rerun)
+        requests.append(switch.change(**rerun))
     export.click(voice_control_report, inputs + controls, report_files, api_name="voice_control_report",
                  preprocess=False, **heavy)
 
@@ -296,4 +326,7 @@ def voice_control_tab() -> None:
             load_example = example_cards(rows, captions, inputs, photo=1, label="Examples: click one to run it",
                                          elem_id="vc-examples")
         # On a phone the answer is below the inputs: bring it into view (a no-op where it is in view).
-        load_example.then(**dict(view, api_visibility="private")).then(**SHOW_ANSWER)
+        example_run = load_example.then(**dict(view, api_visibility="private"))
+        example_run.then(**SHOW_ANSWER)
+        requests.append(example_run)
+    cancel_on([clear.click], requests)  # Clear during a prediction: its answer never paints beside empty inputs

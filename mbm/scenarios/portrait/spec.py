@@ -35,16 +35,19 @@ HOBBIES = ["plays chess", "plays the guitar", "runs marathons", "loves cycling",
 
 
 # Readable names for the composed identities, in dataset order: ORL s1..s40, then Yale subject01..15.
+# Names used for any gender (issue 30): a face comes from one real person and the voice from another
+# (s1, a man, has a man's voice), so a woman's name beside a man's face or voice misled.
 READABLE_NAMES = (
-    "Ada", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya",
-    "Nikolai", "Olivia", "Pablo", "Quinn", "Rosa", "Samir", "Tess", "Umar", "Vera", "Wen", "Xavier", "Yara",
-    "Zoe", "Arjun", "Bianca", "Carlos", "Dalia", "Emil", "Fatima", "Gabriel", "Hana", "Ivan", "Julia", "Kofi",
-    "Lena", "Marco", "Nadia", "Oscar", "Priya", "Rafael", "Sofia", "Tomas", "Uma", "Victor", "Wanda", "Yusuf",
-    "Zara", "Anton", "Beatrix", "Cyrus", "Delia", "Ezra")
+    "Alex", "Blake", "Casey", "Drew", "Eden", "Finley", "Gray", "Harper", "Indigo", "Jordan", "Kai", "Logan",
+    "Morgan", "Noor", "Oakley", "Parker", "Quinn", "Riley", "Sam", "Taylor", "Avery", "Bailey", "Cameron", "Dakota",
+    "Emerson", "Hayden", "Jesse", "Kendall", "Lane", "Marley", "Peyton", "Reese", "Rowan", "Sage", "Skyler", "Tatum",
+    "Robin", "Remy", "Sasha", "Ari", "Charlie", "Jules", "Kit", "Micah", "River", "Rory", "Shay", "Ellis", "Emery",
+    "Hollis", "Jody", "Kerry", "Phoenix", "Reagan", "Sidney")
+assert len(READABLE_NAMES) == len(set(READABLE_NAMES)) == 55
 
 
 def readable_name(person: str) -> str:
-    """A composed identity's dataset id as a name a person reads, with the id: ``"s1"`` -> ``"Ada (s1)"``.
+    """A composed identity's dataset id as a name a person reads, with the id: ``"s1"`` -> ``"Alex (s1)"``.
 
     ORL ids ``s1``..``s40`` and Yale ids ``subject01``..``subject15`` get a fixed first name; any
     other name (an enrolled person's) is returned unchanged.
