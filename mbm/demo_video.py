@@ -280,15 +280,16 @@ def make_gif(video: Path, gif: Path, width: int = 640, fps: int = 4) -> Path:
     """A palette-optimised GIF of ``video``."""
     gif.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["ffmpeg", "-y", "-v", "error", "-i", str(video), "-vf",
-                    f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen=max_colors=128[p];"
-                    "[b][p]paletteuse=dither=bayer", str(gif)], check=True)
+                    (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];[a]palettegen=max_colors=128[p];"
+                     "[b][p]paletteuse=dither=bayer"), str(gif)], check=True)
     return gif
 
 
 def duration_seconds(video: Path) -> float:
     """The video's duration by ffprobe (0 when it has none)."""
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
-                            "default=noprint_wrappers=1:nokey=1", str(video)], capture_output=True, text=True)
+                            "default=noprint_wrappers=1:nokey=1", str(video)], capture_output=True, text=True,
+                           check=False)
     try:
         return float(probe.stdout.strip())
     except ValueError:

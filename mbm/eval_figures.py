@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 from mbm.figures import ON_COLOUR, ON_LIGHT
 from mbm.viz import MODALITY_COLOURS
 
+OCCLUSION_COLOUR = "#a23b72"  # plum: apart from blur's orange, readable on the light and the dark theme
+
 
 def load_eval_results(path) -> dict | None:
     """The results JSON, or None when the file is missing (the app then says so)."""
@@ -27,22 +29,26 @@ def robustness_figure(results: dict) -> Figure | None:
     curves = (results or {}).get("robustness")
     if not curves:
         return None
-    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    # Drawn near the size it is shown (about 500 px wide) so that its text reads at 11-13 px; the legend
+    # below the axes. Blur and occlusion both change the photo: the same hue family would not tell them
+    # apart, so occlusion gets its own colour, marker and dashes.
+    fig = Figure(figsize=(5.2, 4.2), layout="constrained")
     ax = fig.subplots()
-    styles = {"audio_noise": ("audio noise", MODALITY_COLOURS["audio"], "-"),
-              "image_blur": ("image blur", MODALITY_COLOURS["image"], "-"),
-              "image_occlusion": ("image occlusion", MODALITY_COLOURS["image"], "--"),
-              "text_typos": ("text typos", MODALITY_COLOURS["text"], "-")}
-    for key, (label, colour, ls) in styles.items():
+    styles = {"audio_noise": ("audio noise", MODALITY_COLOURS["audio"], "-", "o"),
+              "image_blur": ("image blur", MODALITY_COLOURS["image"], "-", "o"),
+              "image_occlusion": ("image occlusion", OCCLUSION_COLOUR, "--", "s"),
+              "text_typos": ("text typos", MODALITY_COLOURS["text"], "-", "^")}
+    for key, (label, colour, ls, marker) in styles.items():
         if key in curves:
-            ax.plot(curves["levels"], curves[key]["accuracy"], marker="o", color=colour, ls=ls,
+            ax.plot(curves["levels"], curves[key]["accuracy"], marker=marker, color=colour, ls=ls, lw=2,
                     label=f"{label} ({curves[key].get('inputs', '')})")
-    ax.set_xlabel("corruption level")
-    ax.set_ylabel("action accuracy")
+    ax.set_xlabel("corruption level", fontsize=11)
+    ax.set_ylabel("action accuracy", fontsize=11)
+    ax.tick_params(labelsize=10)
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(f"robustness (n = {curves.get('n', '?')})", fontsize=10)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=10, frameon=False)
+    ax.set_title(f"robustness (n = {curves.get('n', '?')})", fontsize=12)
     return fig
 
 
@@ -73,6 +79,28 @@ def confusion_figure(results: dict, which: str = "device") -> Figure | None:
     return fig
 
 
+def word_accuracy_split(results: dict) -> dict | None:
+    """The word from real speech alone, all clips and apart: the ten digits and the ten command words,
+    from the word confusion matrix: ``{"all" | "digits" | "commands": (accuracy, clips), "fewest":
+    (word, clips)}``; None without the matrix. The headline word accuracy is mostly digits (hundreds of
+    clips against a few dozen command words), so it says little about 'up' or 'off' alone."""
+    from mbm.scenarios.voice_control.spec import DIGITS
+
+    conf = ((results or {}).get("confusion") or {}).get("word")
+    if not conf:
+        return None
+    m, labels = np.asarray(conf["matrix"], dtype=float), list(conf["labels"])
+    out = {}
+    for name, keep in (("all", labels), ("digits", [w for w in labels if w in DIGITS]),
+                       ("commands", [w for w in labels if w not in DIGITS])):
+        rows = [labels.index(w) for w in keep]
+        n = float(m[rows].sum())
+        out[name] = (float(sum(m[i, i] for i in rows)) / n if n else None, int(n))
+    commands = [(w, int(m[labels.index(w)].sum())) for w in labels if w not in DIGITS]
+    out["fewest"] = min(commands, key=lambda x: x[1]) if commands else None
+    return out
+
+
 def accuracy_table(results: dict) -> list[list]:
     """Rows ``[what, value]`` for a gr.Dataframe, in plain words, each saying which inputs it counts.
 
@@ -89,6 +117,15 @@ def accuracy_table(results: dict) -> list[list]:
     names = {"audio": "speech", "image": "photo", "text": "text"}
     rows += [[f"on the {triples} sets, " + " + ".join(names.get(m, m) for m in k.split("+")) + " only", v]
              for k, v in (r.get("action_accuracy_by_subset") or {}).items()]
+    words = word_accuracy_split(r)
+    if words:  # the headline word accuracy is mostly digits: the command words apart
+        few = f"; '{words['fewest'][0]}' has {words['fewest'][1]}" if words["fewest"] else ""
+        rows += [[f"word from real speech alone ({r.get('n_clips', '?')} clips, mostly digits)",
+                  r.get("word_accuracy_real")],
+                 [f"… the ten digits only ({words['digits'][1]} clips of the word confusion below)",
+                  words["digits"][0]],
+                 [f"… the ten command words only ({words['commands'][1]} clips{few}: read with care)",
+                  words["commands"][0]]]
     rows += [["weights follow what removing an input does (Spearman; target ≥ 0.8)", r.get("weight_effect_spearman")],
              ["weight an input loses when it is noise (target ≥ 0.5)", r.get("noised_weight_drop")],
              ["the same, with kinds of noise training never used", r.get("noised_weight_drop_unseen_noise")]]

@@ -30,7 +30,7 @@ def _frame(video: Path, seconds: float, png: Path) -> np.ndarray:
 
 
 def _region(picture: np.ndarray, box) -> np.ndarray:
-    left, top, right, bottom = (int(round(v)) for v in box)
+    left, top, right, bottom = (round(v) for v in box)
     return picture[max(top, 0):min(bottom, picture.shape[0]), max(left, 0):min(right, picture.shape[1])]
 
 
