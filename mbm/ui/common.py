@@ -74,7 +74,7 @@ ANSWER_CSS = """
 .mbm-answer { --mbm-c: #1b6e2f; display: flex; gap: .6rem; align-items: flex-start; padding: .55rem .8rem;
   border: 2px solid var(--mbm-c); border-left-width: 7px; border-radius: 8px; color: var(--mbm-c);
   background: color-mix(in srgb, var(--mbm-c) 9%, transparent); scroll-margin-top: 8px; }
-.mbm-answer.mbm-unsure { --mbm-c: #8a4f00; border-style: dashed; }
+.mbm-answer.mbm-unsure { --mbm-c: #8a4f00; border-style: dashed; border-left-style: solid; }
 .mbm-answer.mbm-none { --mbm-c: #4f5663; }
 .dark .mbm-answer { --mbm-c: #72d88b; } .dark .mbm-answer.mbm-unsure { --mbm-c: #ffc35c; }
 .dark .mbm-answer.mbm-none { --mbm-c: #b4bcc8; }
