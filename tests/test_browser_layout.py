@@ -6,7 +6,11 @@
 - in the dark theme every figure (the explanation's and the Evaluation tab's) has text with that
   contrast and no white background box;
 - on a phone, after tapping an example the answer is in view, and every tab is reachable (no tab hidden
-  behind an overflow menu).
+  behind an overflow menu);
+- (issue 30) after each example of each tab, at 1280x720 and 390x844, light and dark, the answer box is
+  wholly on screen and says how sure it is (sure / not sure / no answer) with a readable contrast; a typed
+  command that names another device than the answer is flagged and named; Clear, or a newer example,
+  during a prediction: the superseded answer is never painted.
 """
 
 from __future__ import annotations

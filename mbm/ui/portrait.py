@@ -324,7 +324,8 @@ def portrait_tab():
     view = dict(fn=portrait_view, inputs=inputs + [session, request_id], outputs=outputs + [headline],
                 preprocess=False, api_visibility="private", js=REQUEST_ID_JS, trigger_mode="multiple", **heavy)
     requests = [run.click(**view), text.submit(**view)]
-    requests[0].then(**SHOW_ANSWER)
+    for request in requests:  # on a phone the answer is below the inputs
+        request.then(**SHOW_ANSWER)
     with gr.Row(visible=False):  # the API endpoint (the page reaches the same prediction through the events above)
         api_run = gr.Button("portrait", elem_id="pt-api-run")
     api_run.click(predict_portrait, inputs + [session], outputs, api_name="portrait", preprocess=False, **heavy)

@@ -303,7 +303,8 @@ def voice_control_tab() -> None:
     view = dict(fn=voice_control_view, inputs=inputs + controls + [request_id], outputs=view_outputs,
                 preprocess=False, api_visibility="undocumented", js=REQUEST_ID_JS, trigger_mode="multiple", **heavy)
     requests = [run.click(**view), text.submit(**view)]
-    requests[0].then(**SHOW_ANSWER)
+    for request in requests:  # on a phone the answer is below the inputs
+        request.then(**SHOW_ANSWER)
     rerun = dict(view, fn=rerun_voice_control, api_visibility="private")
     for slider in controls[:4]:
         requests.append(slider.release(**rerun))
