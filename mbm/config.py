@@ -51,8 +51,8 @@ class EncoderConfig:
     image_convs: int = 2  # 3x3 convolutions per image stage (after the stem)
     audio_channels: tuple[int, ...] = (32, 64, 64)  # CNN stages before the GRU
     audio_band_norm: bool = False  # subtract each mel band's mean over time (speaker/channel robustness)
-    # "cnn": the from-scratch CNN above; "squeezenet1_1": the frozen pretrained SqueezeNet of
-    # mbm.features (weights from the ndf package, checked by sha256, not stored in the checkpoint)
+    # "cnn": the from-scratch CNN above (stage 1); "efficientnet_lite0": the pretrained EfficientNet-Lite0
+    # of mbm.features (trunk weights from their package, checked by sha256, not stored in the checkpoint)
     image_backbone: str = "cnn"
     vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
     dropout: float = 0.1
@@ -152,8 +152,8 @@ class TrainConfig:
     reattend_after_training: bool = False  # evidence pooling: the checkpoint measures evidence exactly (mbm.fusion)
     evidence_gain_after_training: float = 0.0  # evidence pooling: the checkpoint's FusionConfig.evidence_gain
     precision: str = "fp32"  # "bf16": encoders run under bfloat16 autocast in training (inference stays float32)
-    image_backbone: str = "cnn"  # EncoderConfig.image_backbone: "cnn" or "squeezenet1_1" (mbm.features)
+    image_backbone: str = "cnn"  # EncoderConfig.image_backbone: "cnn" or "efficientnet_lite0" (mbm.features)
     image_size: int = 64  # ImageConfig.size the model is trained (and served) at
-    image_views: int = 4  # squeezenet1_1: cached versions of each training photo (1 plain + augmented)
+    image_views: int = 4  # efficientnet_lite0: cached versions of each training photo (1 plain + augmented)
     init_from: str = ""  # a checkpoint whose weights of the same name and shape start the training (warm start)
     word_distill: float = 0.0  # weight of a KL term keeping init_from's word answer to speech alone

@@ -13,14 +13,14 @@ from mbm.fusion import AttentionFusion
 
 
 def image_encoder(cfg: ModelConfig) -> nn.Module:
-    """The image encoder the config names: the from-scratch CNN or the pretrained SqueezeNet."""
+    """The image encoder the config names: the from-scratch CNN or the pretrained EfficientNet-Lite0."""
     if cfg.encoder.image_backbone == "cnn":
         return ImageEncoder(cfg.encoder, cfg.image)
-    if cfg.encoder.image_backbone == "squeezenet1_1":
-        from mbm.features.squeezenet_encoder import SqueezeNetImageEncoder
+    if cfg.encoder.image_backbone == "efficientnet_lite0":
+        from mbm.features.image_encoder import PretrainedImageEncoder
 
-        return SqueezeNetImageEncoder(cfg.encoder, cfg.image)
-    raise ValueError(f"unknown image backbone {cfg.encoder.image_backbone!r}; expected cnn or squeezenet1_1")
+        return PretrainedImageEncoder(cfg.encoder, cfg.image)
+    raise ValueError(f"unknown image backbone {cfg.encoder.image_backbone!r}; expected cnn or efficientnet_lite0")
 
 
 class ModelOutput(NamedTuple):

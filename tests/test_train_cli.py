@@ -101,7 +101,7 @@ def _rank(rank: int, world: int, port: int, data: str, out: str) -> None:
     """One torchrun-like process: the environment torchrun sets, then the training command."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    # stage 1's recipe (the whole model from scratch): stage 2 fine-tunes SqueezeNet's top, minutes per rank
+    # stage 1's recipe (the whole model from scratch): stage 2 fine-tunes the EfficientNet top, minutes per rank
     ckpt = main(["--scenario", "voice_control", "--data", data, "--out", f"{out}/model.pt", "--steps", "6",
                  "--recipe", str(RECIPE.with_name("recipe_cnn.json")),
                  "--batch-size", "8", "--tts-per-word", "0", "--precision", "fp32", "--threads", "1",

@@ -1,8 +1,8 @@
-"""Fine-tune the SqueezeNet top alone and score it on the held-out photos, by source (issue #17 log).
+"""Fine-tune the image top alone and score it on the held-out photos, by source (issue #17 log).
 
     PYTHONPATH=. python docs/real_photos_scripts/top_experiment.py DATA SIZE STEPS LR DISTILL
 
-Uses the same cached trunk views as ``python -m mbm.train`` (cache/squeezenet_trunk_*.pt, made on
+Uses the same cached trunk views as ``python -m mbm.train`` (cache/efficientnet_trunk_*.pt, made on
 first use; the training photos without the kept-apart sources, as the recipe) and
 :func:`mbm.features.device_top.fine_tune`; prints held-out accuracy by source, accuracy on the
 kept-apart sources by device/source, the same for the untrained (zero-shot) top, and both on
@@ -19,9 +19,8 @@ import torch
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
 from mbm.features.device_top import DeviceTop, fine_tune, trunk
-from mbm.features.imagenet_devices import DEVICES
 from mbm.features.image_cache import TOP_BATCH, centre_views, photo_views, trunk_outputs
-from mbm.features.squeezenet_encoder import to_255
+from mbm.features.imagenet_devices import DEVICES
 from mbm.paths import CACHE
 from mbm.preprocess import normalise_pixels, prepare_image, read_image
 from mbm.scenarios.voice_control.data import kept_apart, load_photo_pool
@@ -38,7 +37,7 @@ held_views = trunk_outputs(lambda a, b: normalise_pixels(centre_views(held_pool.
 unseen_pool = load_photo_pool(unseen, cfg)
 unseen_views = trunk_outputs(lambda a, b: normalise_pixels(centre_views(unseen_pool.pixels[a:b], size)), len(unseen))
 samples = sorted((data / "devices_sample").glob("*.jpg"))
-sample_trunk = trunk(to_255(torch.stack([prepare_image(read_image(str(f), cfg), cfg).pixels for f in samples])))
+sample_trunk = trunk(torch.stack([prepare_image(read_image(str(f), cfg), cfg).pixels for f in samples]))
 tops = {"zero-shot": DeviceTop().eval(),
         "fine-tuned": fine_tune(DeviceTop(), views["trunk"], views["teacher"], pool.devices, steps, lr, TOP_BATCH,
                                 distill, 0)}

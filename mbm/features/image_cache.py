@@ -1,6 +1,6 @@
-"""Training the voice-control model on the pretrained SqueezeNet: cached views, fine-tuned top, sampler.
+"""Training the voice-control model on the pretrained EfficientNet-Lite0: cached views, fine-tuned top, sampler.
 
-The trunk (conv1 .. fire5) is frozen, so what it makes of a photo can be computed once: every
+The trunk (stem .. stage 5) is frozen, so what it makes of a photo can be computed once: every
 training photo is seen as ``views`` versions (view 0 the plain centre crop, then augmented crops:
 scale, flip, blur, colour, grey, occlusion; :func:`mbm.data.augment.augment_images`), each run
 through the trunk once and stored under ``cache/`` (gitignored) with the ImageNet network's scores
@@ -9,9 +9,11 @@ checksum. Then:
 
 1. the top (fire6 .. conv10) is fine-tuned on all views (:func:`mbm.features.device_top.fine_tune`),
 2. the presence head is fitted on the top's features of the same views against non-device images:
-   faces of the training identities of ``DIR/faces`` (as they are and colour-tinted), plain
-   colours with a little noise, colour gradients, pixel noise and colour blobs; its threshold
-   accepts 98 % of the (source-weighted) training views,
+   real photos of everyday things (``DIR/not_devices``: one ImageNet photo for each of 973 classes
+   that are none of the devices; a fifth, by file-name hash, kept out for evaluation), faces of the
+   training identities of ``DIR/faces`` (as they are and colour-tinted), plain colours with a little
+   noise, colour gradients, pixel noise and colour blobs; its threshold accepts 98 % of the
+   (source-weighted) training views,
 3. every view becomes a 15-channel score map, and the fusion is trained on those
    (:class:`ScoreMapSampler`): a batch costs no backbone pass at all.
 """
@@ -27,12 +29,12 @@ from tqdm import tqdm
 
 from mbm.config import ImageConfig
 from mbm.data import augment
-from mbm.data.readers import _hash
+from mbm.data.readers import IMAGE_SUFFIXES, _hash
 from mbm.features.device_top import DeviceTop, fine_tune, imagenet_top, trunk
+from mbm.features.efficientnet import SHA256
+from mbm.features.image_encoder import BackboneOutputs, PretrainedImageEncoder, top_outputs
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.presence import balanced_weights, fit_presence
-from mbm.features.squeezenet import SHA256
-from mbm.features.squeezenet_encoder import BackboneOutputs, SqueezeNetImageEncoder, to_255, top_outputs
 from mbm.preprocess import InputError, normalise_pixels, prepare_image, read_image
 from mbm.scenarios.portrait.faces import list_face_photos
 from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler
@@ -48,16 +50,16 @@ FACE_HELDOUT = 0.2  # share of face identities kept out of the presence head's n
 
 
 class TrunkViews(dict):
-    """trunk (V, N, 256, g, g) float16 trunk outputs of V versions of N photos; teacher (V, N, 1000)
+    """trunk (V, N, 192, g, g) float16 trunk outputs of V versions of N photos; teacher (V, N, 1000)
     float16 the ImageNet network's scores of the same versions."""
 
 
-def trunk_outputs(pixels_fn, n: int, batch: int = 64, desc: str = "squeezenet") -> TrunkViews:
+def trunk_outputs(pixels_fn, n: int, batch: int = 64, desc: str = "efficientnet") -> TrunkViews:
     """Trunk outputs and teacher scores of n photos, ``pixels_fn(a, b)`` giving [-0.5, 0.5] pixels."""
     teacher = imagenet_top()
     trunks, scores = [], []
     for s in tqdm(range(0, n, batch), desc=desc, leave=False):
-        t = trunk(to_255(pixels_fn(s, min(n, s + batch))))
+        t = trunk(pixels_fn(s, min(n, s + batch)))
         trunks.append(t.half())
         scores.append(top_outputs(teacher, t)["logits"].half())
     return TrunkViews(trunk=torch.cat(trunks), teacher=torch.cat(scores))
@@ -71,9 +73,9 @@ def centre_views(pixels: torch.Tensor, size: int) -> torch.Tensor:
 def photo_views(pool: PhotoPool, names: list[str], size: int, views: int, seed: int,
                 cache_dir: Path | None) -> TrunkViews:
     """Trunk outputs of ``views`` versions of every photo of ``pool`` (cached on disk), (V, N, ...)."""
-    key = hashlib.sha1("|".join([SHA256, "trunk-fire5", str(size), str(views), str(seed), *names]).encode()
+    key = hashlib.sha1("|".join([SHA256, "trunk-stage5", str(size), str(views), str(seed), *names]).encode()
                        ).hexdigest()[:16]
-    path = None if cache_dir is None else Path(cache_dir) / f"squeezenet_trunk_{key}.pt"
+    path = None if cache_dir is None else Path(cache_dir) / f"efficientnet_trunk_{key}.pt"
     if path is not None and path.is_file():
         return TrunkViews(torch.load(path, weights_only=True))
     g = torch.Generator().manual_seed(seed)
@@ -83,7 +85,7 @@ def photo_views(pool: PhotoPool, names: list[str], size: int, views: int, seed: 
             imgs = centre_views(pool.pixels[a:b], size) if v == 0 else augment.augment_images(
                 pool.pixels[a:b].float(), size, g)
             return normalise_pixels(imgs)
-        out.append(trunk_outputs(pixels, len(pool.devices), desc=f"squeezenet view {v + 1}/{views}"))
+        out.append(trunk_outputs(pixels, len(pool.devices), desc=f"efficientnet view {v + 1}/{views}"))
     views_out = TrunkViews(trunk=torch.stack([o["trunk"] for o in out]),
                            teacher=torch.stack([o["teacher"] for o in out]))
     if path is not None:
@@ -102,13 +104,7 @@ def split_faces(data_dir: Path):
 
 def face_pixels(faces, cfg: ImageConfig) -> torch.Tensor:
     """(N, 3, S, S) normalised pixels of readable face photos."""
-    out = []
-    for f in faces:
-        try:
-            out.append(prepare_image(read_image(str(f.path), cfg), cfg).pixels)
-        except InputError:
-            continue
-    return torch.stack(out) if out else torch.zeros(0, 3, cfg.size, cfg.size)
+    return photo_pixels([f.path for f in faces], cfg)
 
 
 def tinted(pixels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -135,17 +131,17 @@ def synthetic_non_devices(n: int, size: int, g: torch.Generator) -> torch.Tensor
 
 
 def top_views(top: DeviceTop, trunks: torch.Tensor, batch: int = 256) -> BackboneOutputs:
-    """``top`` on (N, 256, g, g) trunk outputs, in batches."""
+    """``top`` on (N, 192, g, g) trunk outputs, in batches."""
     parts = [top_outputs(top, trunks[s:s + batch]) for s in range(0, len(trunks), batch)]
     return BackboneOutputs({k: torch.cat([p[k] for p in parts]) for k in parts[0]})
 
 
-def fit_image_heads(encoder: SqueezeNetImageEncoder, views: TrunkViews, pool: PhotoPool, negatives: torch.Tensor,
+def fit_image_heads(encoder: PretrainedImageEncoder, views: TrunkViews, pool: PhotoPool, negatives: torch.Tensor,
                     seed: int) -> tuple[list[BackboneOutputs], BackboneOutputs, dict]:
-    """Fine-tune the encoder's top and fit its presence head on the views; negatives (K, 256, g, g) are
+    """Fine-tune the encoder's top and fit its presence head on the views; negatives (K, 192, g, g) are
     non-device trunk outputs. Returns (each view's outputs, the negatives' outputs, what was measured)."""
     fine_tune(encoder.top, views["trunk"], views["teacher"], pool.devices, TOP_STEPS, TOP_LR, TOP_BATCH, DISTILL,
-              seed, progress=lambda r: tqdm(r, desc="fine-tune the SqueezeNet top", leave=False))
+              seed, progress=lambda r: tqdm(r, desc="fine-tune the EfficientNet top", leave=False))
     outs = [top_views(encoder.top, v) for v in views["trunk"]]
     neg = top_views(encoder.top, negatives)
     n_views = len(outs)
@@ -190,7 +186,30 @@ class ScoreMapSampler(VoiceControlSampler):
         return images
 
 
-def prepare_pretrained_images(encoder: SqueezeNetImageEncoder, pool: PhotoPool, names: list[str], data_dir: Path,
+NOT_DEVICES_HELDOUT = 0.2  # share of DIR/not_devices photos kept out of the presence head's negatives
+
+
+def split_not_devices(data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Photos of ``DIR/not_devices`` -> (training negatives, held out for evaluation), by file-name hash."""
+    folder = Path(data_dir) / "not_devices"
+    paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    held = [p for p in paths if _hash(f"not_devices/{p.name}") % 1000 < NOT_DEVICES_HELDOUT * 1000]
+    keep = set(held)
+    return [p for p in paths if p not in keep], held
+
+
+def photo_pixels(paths: list[Path], cfg: ImageConfig) -> torch.Tensor:
+    """(N, 3, S, S) normalised pixels of the readable photos among ``paths``."""
+    out = []
+    for path in paths:
+        try:
+            out.append(prepare_image(read_image(str(path), cfg), cfg).pixels)
+        except InputError:
+            continue
+    return torch.stack(out) if out else torch.zeros(0, 3, cfg.size, cfg.size)
+
+
+def prepare_pretrained_images(encoder: PretrainedImageEncoder, pool: PhotoPool, names: list[str], data_dir: Path,
                               cfg: ImageConfig, views: int, seed: int, cache_dir: Path | None):
     """Views -> fine-tuned top, fitted presence -> (score maps (V, N, 15, g, g), noise maps (K, 15, g, g),
     measured dict)."""
@@ -199,10 +218,12 @@ def prepare_pretrained_images(encoder: SqueezeNetImageEncoder, pool: PhotoPool, 
     faces = face_pixels(split_faces(data_dir)[0], cfg)
     synthetic = synthetic_non_devices(64, cfg.size, g)
     faces = torch.cat([faces, tinted(faces, g)])
-    negatives = torch.cat([faces, synthetic])
-    neg_trunk = torch.cat([trunk(to_255(negatives[s:s + 64])) for s in range(0, len(negatives), 64)])
+    things = photo_pixels(split_not_devices(data_dir)[0], cfg)
+    negatives = torch.cat([faces, synthetic, things])
+    neg_trunk = torch.cat([trunk(negatives[s:s + 64]) for s in range(0, len(negatives), 64)])
     outs, neg, measured = fit_image_heads(encoder, train_views, pool, neg_trunk, seed)
-    measured["n_negatives"] = {"faces": len(faces), "synthetic": len(synthetic)}
+    measured["n_negatives"] = {"faces": len(faces), "synthetic": len(synthetic), "not_devices": len(things)}
     maps = torch.stack([encoder.score_map(o) for o in outs]).half()  # (V, N, 15, g, g)
+    # what replaces a photo when the sampler puts noise in its place: the synthetic images and everyday things
     noise_maps = encoder.score_map(BackboneOutputs({k: v[len(faces):] for k, v in neg.items()})).half()
     return maps, noise_maps, measured

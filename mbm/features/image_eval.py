@@ -1,4 +1,4 @@
-"""Image-side metrics of a voice-control checkpoint on the pretrained SqueezeNet (issue #17).
+"""Image-side metrics of a voice-control checkpoint on the pretrained EfficientNet-Lite0.
 
 - ``device_accuracy_unseen_source``: the source shortcut test. DIR's device photos are split by
   source (file-name prefix) into :data:`UNSEEN_FOLDS` folds (:func:`source_folds`: no fold takes
@@ -15,6 +15,10 @@
   faces (with ``--split heldout``: the identities the presence head never saw), 20 flat colours (refused
   as the app does, before the model), 20 near-plain colours (noise of 3 grey levels: min-max
   stretches it), 20 gradients and 20 pixel-noise images (seeded).
+- ``no_device_rejection_everyday``: the same on every photo under ``DIR/collections/everyday/`` (a
+  general photo collection, none of it a device, never trained on), with ``..._by_class``;
+  ``no_device_rejection_not_devices``: on the fifth of ``DIR/not_devices`` the presence head never
+  trained on (with ``--split heldout``; the rest with ``train``, all with ``all``).
 - ``device_false_rejection``: the share of the scored device photos answered "no device recognised".
 - ``device_accuracy_kept_apart_sources``: the checkpoint itself (its image side alone) on every photo of
   DIR from :data:`mbm.scenarios.voice_control.data.KEPT_APART_SOURCES`, sources its image side never
@@ -30,10 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.data.readers import DevicePhoto
+from mbm.data.readers import IMAGE_SUFFIXES, DevicePhoto
 from mbm.features.device_top import DeviceTop, fine_tune
-from mbm.features.image_cache import (DISTILL, TOP_LR, face_pixels, split_faces, synthetic_non_devices,
-                                      top_views, trunk_outputs)
+from mbm.features.image_cache import (
+    DISTILL,
+    TOP_LR,
+    face_pixels,
+    photo_pixels,
+    split_faces,
+    split_not_devices,
+    synthetic_non_devices,
+    top_views,
+    trunk_outputs,
+)
 from mbm.scenarios.voice_control.spec import DEVICES
 
 
@@ -76,6 +89,33 @@ def rejection_metrics(model, pixels: torch.Tensor, data_dir: Path | None, split:
     if rejected:
         out["no_device_rejection"] = round(float(torch.cat(rejected).float().mean()), 4)
         out["no_device_rejection_by_kind"] = by_group
+    if data_dir is not None:
+        out.update(real_photo_rejection(model, data_dir, split, size))
+    return out
+
+
+def real_photo_rejection(model, data_dir: Path, split: str, size: int) -> dict:
+    """``no_device_rejection_everyday`` (and by class) and ``no_device_rejection_not_devices``."""
+    from mbm.config import ImageConfig
+
+    cfg, out = ImageConfig(size=size), {}
+    everyday = Path(data_dir) / "collections" / "everyday"
+    paths = sorted(p for p in everyday.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES) if everyday.is_dir() else []
+    if paths:
+        pixels = photo_pixels(paths, cfg)
+        classes = [p.parent.name for p in paths]
+        rejected = ~recognised(model, pixels)["accepted"]  # photo_pixels skips unreadable files: none here
+        out["no_device_rejection_everyday"] = round(float(rejected.float().mean()), 4)
+        out["no_device_rejection_everyday_by_class"] = {
+            c: round(float(rejected[torch.tensor([x == c for x in classes])].float().mean()), 4)
+            for c in sorted(set(classes))}
+        out["n_everyday_photos"] = len(paths)
+    train, held = split_not_devices(data_dir)
+    things = held if split == "heldout" else train + held if split == "all" else train
+    if things:
+        rejected = ~recognised(model, photo_pixels(things, cfg))["accepted"]
+        out["no_device_rejection_not_devices"] = round(float(rejected.float().mean()), 4)
+        out["n_not_devices_photos"] = len(things)
     return out
 
 
@@ -109,7 +149,7 @@ def unseen_source_metrics(photos: list[DevicePhoto], pixels: torch.Tensor, seed:
     """Leave-sources-out accuracy of the device top (see the module docstring)."""
     if not len(photos):
         return {}
-    views = trunk_outputs(lambda a, b: pixels[a:b], len(pixels), desc="squeezenet photos")
+    views = trunk_outputs(lambda a, b: pixels[a:b], len(pixels), desc="efficientnet photos")
     devices = torch.tensor([DEVICES.index(p.device) for p in photos])
     sources = np.array([p.source for p in photos])
     zs = top_views(DeviceTop().eval(), views["trunk"])["device"]

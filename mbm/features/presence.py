@@ -1,9 +1,10 @@
-"""The "no device here" detector of the pretrained image encoder (issue #17).
+"""The "no device here" detector of the pretrained image encoder.
 
-Presence ("is there a device at all?") is a logistic regression on the pooled fire9 features of
-the fine-tuned top (:mod:`mbm.features.device_top`) plus the log ImageNet mass on device classes,
-fitted on device photos against faces, plain colours, noise and colour blobs; its threshold is
-chosen on the training photos (see ``fit_presence``).
+Presence ("is there a device at all?") is a logistic regression on the pooled features of the
+fine-tuned top (:mod:`mbm.features.device_top`) plus the log ImageNet mass on device classes,
+fitted on device photos against real photos of everyday things, faces, plain colours, noise and
+colour blobs (:mod:`mbm.features.image_cache`); its threshold is chosen on the training photos
+(see ``fit_presence``).
 """
 
 from __future__ import annotations

@@ -53,7 +53,9 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
   **{_pct(r.get('device_accuracy'))}** of the time on held-out photos of the training sources, and
   **{_pct(r.get('device_accuracy_kept_apart_sources'))}** on photos from sources the image side never
   trained on (kept apart). Faces, colours and noise were answered "no device recognised"
-  {_pct(r.get('no_device_rejection'))} of the time, real device photos {_pct(r.get('device_false_rejection'), 1)}.
+  {_pct(r.get('no_device_rejection'))} of the time, photos of everyday things (a general collection, none of
+  it a device) {_pct(r.get('no_device_rejection_everyday'))}, real device photos
+  {_pct(r.get('device_false_rejection'), 1)}.
 - **"Not sure".** Answers at least {_pct(r.get('not_sure_below'))} sure were right
   {_pct(r.get('accuracy_when_sure'))} of the time ({_pct(r.get('share_sure'))} of all answers, fused and
   from one input alone reach it); below that the app says **Not sure**, with its best guess.

@@ -31,10 +31,9 @@ import torch
 from mbm.checkpoint import Checkpoint, load_checkpoint
 from mbm.cli import print_result
 from mbm.config import AudioConfig, ImageConfig
-from mbm.data.readers import (DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos,
-                              split_speech)
-from mbm.preprocess import InputError, fit_window, log_mel, prepare_audio, prepare_image, read_audio, read_image
+from mbm.data.readers import DevicePhoto, SpeechClip, list_device_photos, list_speech_clips, split_photos, split_speech
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
+from mbm.preprocess import InputError, fit_window, log_mel, prepare_audio, prepare_image, read_audio, read_image
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, action_name, action_probs
 
 DEFAULT_CHECKPOINTS = {"voice_control": VOICE_CONTROL_CHECKPOINT}
@@ -252,7 +251,9 @@ RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triple
                 "map_deletion_ratio", "device_accuracy_kept_apart_sources",
                 "device_accuracy_kept_apart_sources_by_source", "device_accuracy_unseen_source",
                 "device_accuracy_unseen_source_by_class", "device_accuracy_zero_shot", "no_device_rejection",
-                "device_false_rejection", "not_sure_below", "accuracy_when_sure", "share_sure")
+                "no_device_rejection_everyday", "no_device_rejection_everyday_by_class",
+                "no_device_rejection_not_devices", "device_false_rejection", "image_backbone", "not_sure_below",
+                "accuracy_when_sure", "share_sure")
 
 
 def write_results(result: dict, path: Path, argv: list[str]) -> None:
@@ -304,6 +305,9 @@ def evaluate_voice_control_main(argv: list[str]) -> None:
         pixels, every = encode_photos(list_device_photos(args.data), ckpt.config.image)
         result.update(kept_apart_metrics(ckpt.build_model().eval(), every, pixels))
         result.update(unseen_source_metrics(every, pixels))
+    backbone = ckpt.extra.get("image_backbone") or {}
+    result["image_backbone"] = {"name": backbone.get("name", ckpt.config.encoder.image_backbone),
+                                "weights": backbone.get("weights"), "image_size": ckpt.config.image.size}
     result.update(scenario=args.scenario, split=args.split, seconds=round(time.perf_counter() - start, 1))
     if args.results:
         write_results(result, args.results, argv)

@@ -85,14 +85,14 @@ EXAMPLES = [
      "caption": "the same 'up' + blinds → raise"},
     {"audio": "on.wav", "image": None, "text": "the fan", "expect": "fan → turn on",
      "caption": "'on' + typed 'the fan' instead of a photo → turn on"},
-    {"audio": "off_noisy.wav", "image": "door.jpg", "text": None, "expect": "door → close", "not_sure": True,
-     "caption": "a noisy 'off' + a door → not sure, best guess close"},
+    {"audio": "off_noisy.wav", "image": "door.jpg", "text": None, "expect": "door → close",
+     "caption": "a noisy 'off' + a door → close"},
     {"audio": "five.wav", "image": "tv.jpg", "text": None, "expect": "tv → channel 5",
      "caption": "'five' + a TV → channel 5"},
     {"audio": "down.wav", "image": "heater.jpg", "text": None, "expect": "heater → cooler",
      "caption": "'down' + a heater → cooler"},
-    {"audio": None, "image": None, "text": "open the blinds", "expect": "blinds → open", "not_sure": True,
-     "caption": "text alone: 'open the blinds' → not sure, best guess open"},
+    {"audio": None, "image": None, "text": "open the blinds", "expect": "blinds → open",
+     "caption": "text alone: 'open the blinds' → open"},
 ]
 
 CREDITS = """# Credits for the voice-control examples

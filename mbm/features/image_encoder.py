@@ -1,6 +1,6 @@
-"""The voice-control image encoder backed by the pretrained SqueezeNet (issue #17).
+"""The voice-control image encoder backed by the pretrained EfficientNet-Lite0.
 
-Photo (3, S, S) -> frozen trunk (conv1 .. fire5) -> fine-tuned top (fire6 .. fire9, conv10;
+Photo (3, S, S) -> frozen trunk (stem .. stage 5) -> fine-tuned top (stage 6, head, classifier;
 :mod:`mbm.features.device_top`) -> per region and per photo:
 
 - per cell: the top's device log-probabilities of that cell (7),
@@ -8,17 +8,15 @@ Photo (3, S, S) -> frozen trunk (conv1 .. fire5) -> fine-tuned top (fire6 .. fir
   :class:`PresenceHead`, "is there a device at all?"), repeated on every cell,
 
 15 numbers a cell -> a small MLP -> tokens (B, g*g, D) + positions. The cells are the top's grid
-averaged down to ``TOKEN_GRID`` x ``TOKEN_GRID`` (11 x 11 -> 7 x 7 at 192 px): 49 tokens cost the
-fusion half of what 121 do. The fusion sees only this device evidence, not the raw features, so it
+(S / 32 a side: 6 x 6 at 192 px), at most ``TOKEN_GRID`` x ``TOKEN_GRID``. The fusion sees only this device evidence, not the raw features, so it
 cannot learn which dataset a photo came from beyond what the device top (anchored on ImageNet) lets
 through. Region maps keep working: one token per cell of the g x g token grid, row-major (the
 image map the app draws ranks coarser regions, :mod:`mbm.maps`).
 
-The trunk's weights are not in the checkpoint (they come from the ``ndf`` package, checked by
-sha256, see :mod:`mbm.features.squeezenet`); the top, the presence head and the token MLP are.
+The trunk's weights are not in the checkpoint (they come from the weight package, checked by
+sha256, see :mod:`mbm.features.efficientnet`); the top, the presence head and the token MLP are.
 
-The encoder's input is the usual [-0.5, 0.5] min-max pixels (mapped back to 0..255 for SqueezeNet),
-or, in training, the 15-channel score maps cached from them (``forward`` tells them apart by the
+The encoder's input is the usual [-0.5, 0.5] min-max pixels, or, in training, the 15-channel score maps cached from them (``forward`` tells them apart by the
 channel count).
 """
 
@@ -31,9 +29,9 @@ from torch import nn
 from mbm.config import EncoderConfig, ImageConfig
 from mbm.encoders import Tokens
 from mbm.features.device_top import DeviceTop, trunk
+from mbm.features.efficientnet import BACKBONE, FEATURE_CHANNELS, STRIDE
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.presence import PresenceHead
-from mbm.features.squeezenet import BACKBONE, FEATURE_CHANNELS, SqueezeNet
 
 SCORE_CHANNELS = 15  # 7 cell device log-probs + 7 photo device log-probs + 1 presence logit
 LOG_SCALE = 0.2  # log-probabilities are scaled by this before the MLP
@@ -41,29 +39,24 @@ TOKEN_GRID = 7  # image tokens: a 7 x 7 grid of regions
 
 
 class BackboneOutputs(dict):
-    """pooled (B, 512) fire9 average, logits (B, 1000) ImageNet scores, device (B, 7) device logits,
+    """pooled (B, 1280) the feature grid's average, logits (B, 1000) ImageNet scores, device (B, 7) device logits,
     cell_device (B, 7, g, g) device logits per cell."""
 
 
 def top_outputs(top: DeviceTop, trunk_out: torch.Tensor) -> BackboneOutputs:
-    """The top's outputs on trunk outputs (B, 256, g, g), no gradient."""
+    """The top's outputs on trunk outputs (B, 192, g, g), no gradient."""
     with torch.no_grad():
         out = top(trunk_out.float())
         return BackboneOutputs(pooled=out["grid"].mean((2, 3)), logits=out["logits"], device=out["device"],
-                               cell_device=top.device_logits(out["class_map"]))
+                               cell_device=top.cell_device_logits(out["grid"]))
 
 
-def to_255(pixels: torch.Tensor) -> torch.Tensor:
-    """[-0.5, 0.5] min-max pixels -> 0..255, what SqueezeNet expects."""
-    return (pixels.float() + 0.5) * 255.0
-
-
-class SqueezeNetImageEncoder(nn.Module):
+class PretrainedImageEncoder(nn.Module):
     backbone_name = BACKBONE
 
     def __init__(self, cfg: EncoderConfig, image: ImageConfig):
         super().__init__()
-        self.grid = min(TOKEN_GRID, SqueezeNet.grid_size(image.size))
+        self.grid = min(TOKEN_GRID, -(-image.size // STRIDE))
         self.top = DeviceTop()
         self.top.requires_grad_(False)  # fine-tuned before the fusion (mbm.features.image_cache), then fixed
         self.presence = PresenceHead(FEATURE_CHANNELS)
@@ -77,7 +70,7 @@ class SqueezeNetImageEncoder(nn.Module):
         last = self._last
         if last is not None and last[0].shape == pixels.shape and torch.equal(last[0], pixels):
             return last[1]
-        out = top_outputs(self.top, trunk(to_255(pixels)))
+        out = top_outputs(self.top, trunk(pixels))
         self._last = (pixels.detach().clone(), out) if pixels.shape[0] == 1 else None
         return out
 
