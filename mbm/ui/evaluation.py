@@ -56,6 +56,7 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
   {_pct(r.get('no_device_rejection'))} of the time, photos of everyday things (a general collection, none of
   it a device) {_pct(r.get('no_device_rejection_everyday'))}, real device photos
   {_pct(r.get('device_false_rejection'), 1)}.
+- **Words.** {_words(r)}
 - **"Not sure".** Answers at least {_pct(r.get('not_sure_below'))} sure were right
   {_pct(r.get('accuracy_when_sure'))} of the time ({_pct(r.get('share_sure'))} of all answers, fused and
   from one input alone reach it); below that the app says **Not sure**, with its best guess.
@@ -72,6 +73,20 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
 <small>Every number here and in the README comes from `assets/voice_control/eval_results.json`,
 written by `{r.get('command') or EVAL_COMMAND}`.</small>
 """
+
+
+def _words(r: dict) -> str:
+    """The word accuracy from speech alone, with the digits and the command words apart (the headline is
+    mostly digits)."""
+    line = (f"From real speech alone the word was right {_pct(r.get('word_accuracy_real'))} of the time "
+            f"({r.get('n_clips', '?')} clips)")
+    words = eval_figures.word_accuracy_split(r)
+    if not words:
+        return line + "."
+    few = f"; '{words['fewest'][0]}' has {words['fewest'][1]}" if words["fewest"] else ""
+    return (line + f", but most clips are digits: on the word confusion's clips the ten digits were right "
+            f"{_pct(words['digits'][0])} ({words['digits'][1]} clips), the ten command words "
+            f"{_pct(words['commands'][0])} of only {words['commands'][1]} clips{few}.")
 
 
 def _by_answer(r: dict) -> str:
@@ -105,17 +120,17 @@ def evaluation_tab():
     """The Evaluation tab; returns the event arguments that (re)load it, for its Tab's select event."""
     summary = gr.Markdown("Loading the evaluation results…", elem_id="ev-summary")
     with gr.Row(equal_height=False):
-        table = gr.Dataframe(headers=["what", "value"], interactive=False, scale=2, wrap=True,
+        table = gr.Dataframe(headers=["what", "value"], interactive=False, scale=1, wrap=True,
                              column_widths=["78%", "22%"],
                              label="Action accuracy (share right) and how far the weights can be trusted",
                              elem_id="ev-accuracy")
         # at least ~500 px: the figure is drawn for 576 px and its text shrinks with it
-        robustness = gr.HTML(label="Robustness curves", scale=3, min_width=500, elem_id="ev-robustness")
+        robustness = gr.HTML(label="Robustness curves", scale=1, min_width=500, elem_id="ev-robustness")
     with gr.Row(equal_height=False):  # side by side on a wide screen, one under the other on a phone
         confusion_device = gr.HTML(label="Device confusion", min_width=420, elem_id="ev-confusion-device")
         confusion_word = gr.HTML(label="Word confusion", min_width=420, elem_id="ev-confusion-word")
     with gr.Accordion("Raw results (what the API returns)", open=False):
         results = gr.JSON(show_label=False, elem_id="ev-json")
-    return (dict(fn=evaluation, inputs=None, outputs=results, api_name="evaluation"),
-            dict(fn=evaluation_view, inputs=results,
-                 outputs=[summary, table, robustness, confusion_device, confusion_word], api_visibility="private"))
+    return ({"fn": evaluation, "inputs": None, "outputs": results, "api_name": "evaluation"},
+            {"fn": evaluation_view, "inputs": results,
+                 "outputs": [summary, table, robustness, confusion_device, confusion_word], "api_visibility": "private"})
