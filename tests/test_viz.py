@@ -150,8 +150,15 @@ def test_figures_as_svg_follow_the_page_theme():
     confusion = figures.figure_svg(eval_figures.confusion_figure(results, "device"))
     assert confusion.count('<g class="on-colour">') == 3  # the three non-zero counts
     assert figures.ON_LIGHT in confusion and "#ffffff" in confusion  # dark on light cells, white on dark
+    # a legend box takes the page's background; the robustness legend has none (it sits under the axes)
     legend = figures.figure_svg(eval_figures.robustness_figure(results))
-    assert "var(--background-fill-primary" in legend
+    assert figures.PAPER not in legend and "audio noise" in legend
+    from matplotlib.figure import Figure
+
+    framed = Figure()
+    framed.subplots().plot([0, 1], [0, 1], label="a line")
+    framed.axes[0].legend()
+    assert "var(--background-fill-primary" in figures.figure_svg(framed)
 
 
 def test_shipped_results_file_if_present():
