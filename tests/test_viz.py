@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from mbm import eval_figures, figures, viz
 from mbm.explain import disagreement, effects_table, modality_effects
-from mbm.scenarios.voice_control.predictor import VoiceControlResult, PreparedInputs
+from mbm.scenarios.voice_control.predictor import PreparedInputs, VoiceControlResult
 
 
 def test_image_map_shape_grid_and_normalisation():
@@ -153,8 +153,6 @@ def test_figures_as_svg_follow_the_page_theme():
     # a legend box takes the page's background; the robustness legend has none (it sits under the axes)
     legend = figures.figure_svg(eval_figures.robustness_figure(results))
     assert figures.PAPER not in legend and "audio noise" in legend
-    from matplotlib.figure import Figure
-
     framed = Figure()
     framed.subplots().plot([0, 1], [0, 1], label="a line")
     framed.axes[0].legend()
