@@ -69,10 +69,12 @@ def test_a_short_demo_recording_plays_and_its_frames_show_each_steps_answer(tmp_
             assert step["photo"] == step["expect_photo"] and step["photo_box"] is not None, step
         for box in (step["answer_box"], step["photo_box"]):
             assert box is None or not _overlap(step["caption"], box), f"the caption covers {box}: {step}"
-        shown = _frame(video, step["t"] + 0.2, tmp_path / f"frame{k}.png")
-        for box in (step["answer_box"], step["photo_box"]):
-            if box is not None:
-                assert _differs(shown, shots[k], box) < SAME, (step["caption"], box)
+        # the frame nearest the page as it was (the video's clock runs up to half a second off the page's)
+        boxes = [box for box in (step["answer_box"], step["photo_box"]) if box is not None]
+        frames = [_frame(video, max(0.0, step["t"] + dt), tmp_path / f"frame{k}.png") for dt in (-0.5, -0.25, 0, 0.2)]
+        shown = min(frames, key=lambda f: sum(_differs(f, shots[k], box) for box in boxes) if boxes else 0.0)
+        for box in boxes:
+            assert _differs(shown, shots[k], box) < SAME, (step["caption"], box)
         # and a frame is told apart from a step with another answer
         for j, other in enumerate(steps):
             if step["answer_box"] and other["answer"] != step["answer"]:
