@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.features.dlib_resnet import load_dlib_face_net
 from mbm.errors import InputError
+from mbm.features.dlib_resnet import load_dlib_face_net
 
 FACE_DIM = 128
 CHIP_SIZE = 150  # dlib's aligned face chip
@@ -32,7 +32,7 @@ def package_file(package: str, *parts: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"the package '{package}' is not installed; see requirements.txt")
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
     if not path.is_file():
         raise RuntimeError(f"model file missing from the '{package}' package: {path}")
     return path

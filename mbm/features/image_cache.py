@@ -7,7 +7,7 @@ through the trunk once and stored under ``cache/`` (gitignored) with the ImageNe
 of it (the distillation's teacher), keyed by the photos, size, views, seed and the weights'
 checksum. Then:
 
-1. the top (fire6 .. conv10) is fine-tuned on all views (:func:`mbm.features.device_top.fine_tune`),
+1. the top (stage 6, head, classifier) is fine-tuned on all views (:func:`mbm.features.device_top.fine_tune`),
 2. the presence head is fitted on the top's features of the same views against non-device images:
    real photos of everyday things (``DIR/not_devices``: one ImageNet photo for each of 973 classes
    that are none of the devices; a fifth, by file-name hash, kept out for evaluation), faces of the

@@ -8,16 +8,16 @@ Photo (3, S, S) -> frozen trunk (stem .. stage 5) -> fine-tuned top (stage 6, he
   :class:`PresenceHead`, "is there a device at all?"), repeated on every cell,
 
 15 numbers a cell -> a small MLP -> tokens (B, g*g, D) + positions. The cells are the top's grid
-(S / 32 a side: 6 x 6 at 192 px), at most ``TOKEN_GRID`` x ``TOKEN_GRID``. The fusion sees only this device evidence, not the raw features, so it
-cannot learn which dataset a photo came from beyond what the device top (anchored on ImageNet) lets
+(S / 32 a side: 6 x 6 at 192 px), averaged down to at most ``TOKEN_GRID`` x ``TOKEN_GRID``. The
+fusion sees only this device evidence, not the raw features, so it cannot learn which dataset a photo came from beyond what the device top (anchored on ImageNet) lets
 through. Region maps keep working: one token per cell of the g x g token grid, row-major (the
 image map the app draws ranks coarser regions, :mod:`mbm.maps`).
 
 The trunk's weights are not in the checkpoint (they come from the weight package, checked by
 sha256, see :mod:`mbm.features.efficientnet`); the top, the presence head and the token MLP are.
 
-The encoder's input is the usual [-0.5, 0.5] min-max pixels, or, in training, the 15-channel score maps cached from them (``forward`` tells them apart by the
-channel count).
+The encoder's input is the usual [-0.5, 0.5] min-max pixels, or, in training, the 15-channel score
+maps cached from them (``forward`` tells them apart by the channel count).
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ def top_outputs(top: DeviceTop, trunk_out: torch.Tensor) -> BackboneOutputs:
 
 
 class PretrainedImageEncoder(nn.Module):
+    """Photo (B, 3, S, S) or cached score maps (B, 15, g, g) -> image tokens (B, g*g, D); ``recognise``
+    says what the photo alone shows (the module docstring)."""
+
     backbone_name = BACKBONE
 
     def __init__(self, cfg: EncoderConfig, image: ImageConfig):
