@@ -333,7 +333,8 @@ def test_portrait_photo_microphone_profile_then_enrol(portrait_browser, app_url)
         page.locator("#pt-enrol-name textarea, #pt-enrol-name input").first.fill(name)
         page.locator("#pt-enrol-photos input[type=file]").set_input_files(
             [str(PORTRAIT / "faces" / "yale" / f"subject11.{k}.png") for k in ("glasses", "happy", "leftlight")])
-        expect(page.locator("#pt-enrol-photos")).to_contain_text("subject11.leftlight", timeout=30_000)  # name and extension render apart
+        # the file's name and extension render apart
+        expect(page.locator("#pt-enrol-photos")).to_contain_text("subject11.leftlight", timeout=30_000)
         page.locator("#pt-enrol").click()
         expect(page.locator("#pt-enrol-status")).to_contain_text(f"Enrolled {name} from 3 photos",
                                                                  timeout=RESULT_TIMEOUT_MS)

@@ -133,4 +133,4 @@ def evaluation_tab():
         results = gr.JSON(show_label=False, elem_id="ev-json")
     return ({"fn": evaluation, "inputs": None, "outputs": results, "api_name": "evaluation"},
             {"fn": evaluation_view, "inputs": results,
-                 "outputs": [summary, table, robustness, confusion_device, confusion_word], "api_visibility": "private"})
+             "outputs": [summary, table, robustness, confusion_device, confusion_word], "api_visibility": "private"})
