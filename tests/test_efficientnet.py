@@ -259,3 +259,24 @@ def test_kept_apart_metrics_score_only_the_kept_apart_photos_by_device_and_sourc
     # the demo's kept-apart photos were picked as read right: all three are
     assert out["device_accuracy_kept_apart_sources"] == 1.0 and all(v["rejected"] == 0.0 for v in by.values())
     assert kept_apart_metrics(model, photos[3:], pixels[3:]) == {}
+
+
+def test_everyday_rejection_scores_readable_photos_by_class_and_skips_broken_files(tmp_path):
+    """A folder laid out like DIR/collections/everyday with a broken file: the broken one is left out
+    (with its class), the others are scored by class; no not_devices folder, no such key."""
+    import shutil
+
+    from mbm.features.image_eval import real_photo_rejection
+
+    everyday = tmp_path / "collections" / "everyday"
+    (everyday / "cup").mkdir(parents=True)
+    (everyday / "kangaroo").mkdir()
+    shutil.copy(ROOT / "assets" / "portrait" / "examples" / "s1_clear.png", everyday / "cup" / "face.png")
+    (everyday / "cup" / "broken.jpg").write_bytes(b"not a jpeg")
+    shutil.copy(ROOT / "assets" / "voice_control" / "lamp.jpg", everyday / "kangaroo" / "lamp.jpg")
+    ckpt = _shipped()
+    out = real_photo_rejection(ckpt.build_model().eval(), tmp_path, "heldout", ckpt.config.image.size)
+    assert out["n_everyday_photos"] == 2 and set(out["no_device_rejection_everyday_by_class"]) == {"cup", "kangaroo"}
+    # the face is no device; the lamp is one
+    assert out["no_device_rejection_everyday_by_class"] == {"cup": 1.0, "kangaroo": 0.0}
+    assert out["no_device_rejection_everyday"] == 0.5 and "no_device_rejection_not_devices" not in out

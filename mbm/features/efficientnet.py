@@ -63,8 +63,10 @@ def build_network() -> nn.Module:
     return timm.create_model(BACKBONE, pretrained=False)
 
 
-def read_state_dict(path: str | Path | None = None, check_sha256: bool = True) -> dict[str, torch.Tensor]:
-    """The package's tensors renamed to timm's names, in order, every shape checked.
+def read_state_dict(path: str | Path | None = None, check_sha256: bool = True,
+                    target: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The package's tensors renamed to timm's names, in order, every shape checked against ``target``
+    (the state dict of the network they go into; by default a new one's).
 
     Raises:
         WeightFileError: another file (checksum), a file holding code or anything but tensors
@@ -82,7 +84,7 @@ def read_state_dict(path: str | Path | None = None, check_sha256: bool = True) -
         raise WeightFileError(f"cannot read {path} as plain tensors: {type(e).__name__}: {str(e)[:200]}") from None
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise WeightFileError(f"{path} is not a dictionary of tensors")
-    target = build_network().state_dict()
+    target = build_network().state_dict() if target is None else target
     if len(raw) != len(target):
         raise WeightFileError(f"{path} holds {len(raw)} tensors; EfficientNet-Lite0 has {len(target)}")
     out = {}
@@ -100,7 +102,7 @@ def read_state_dict(path: str | Path | None = None, check_sha256: bool = True) -
 def pretrained_efficientnet() -> nn.Module:
     """The ImageNet EfficientNet-Lite0, frozen, in eval mode (read once per process)."""
     net = build_network()
-    net.load_state_dict(read_state_dict())
+    net.load_state_dict(read_state_dict(target=net.state_dict()))
     return net.eval().requires_grad_(False)
 
 

@@ -198,15 +198,21 @@ def split_not_devices(data_dir: Path) -> tuple[list[Path], list[Path]]:
     return [p for p in paths if p not in keep], held
 
 
-def photo_pixels(paths: list[Path], cfg: ImageConfig) -> torch.Tensor:
-    """(N, 3, S, S) normalised pixels of the readable photos among ``paths``."""
-    out = []
+def readable_photos(paths: list[Path], cfg: ImageConfig) -> tuple[torch.Tensor, list[Path]]:
+    """(N, 3, S, S) normalised pixels of the readable photos among ``paths``, and those photos' paths."""
+    out, kept = [], []
     for path in paths:
         try:
             out.append(prepare_image(read_image(str(path), cfg), cfg).pixels)
         except InputError:
             continue
-    return torch.stack(out) if out else torch.zeros(0, 3, cfg.size, cfg.size)
+        kept.append(path)
+    return (torch.stack(out) if out else torch.zeros(0, 3, cfg.size, cfg.size)), kept
+
+
+def photo_pixels(paths: list[Path], cfg: ImageConfig) -> torch.Tensor:
+    """(N, 3, S, S) normalised pixels of the readable photos among ``paths``."""
+    return readable_photos(paths, cfg)[0]
 
 
 def prepare_pretrained_images(encoder: PretrainedImageEncoder, pool: PhotoPool, names: list[str], data_dir: Path,

@@ -41,6 +41,7 @@ from mbm.features.image_cache import (
     TOP_LR,
     face_pixels,
     photo_pixels,
+    readable_photos,
     split_faces,
     split_not_devices,
     synthetic_non_devices,
@@ -101,10 +102,10 @@ def real_photo_rejection(model, data_dir: Path, split: str, size: int) -> dict:
     cfg, out = ImageConfig(size=size), {}
     everyday = Path(data_dir) / "collections" / "everyday"
     paths = sorted(p for p in everyday.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES) if everyday.is_dir() else []
+    pixels, paths = readable_photos(paths, cfg)  # an unreadable file is left out, with its class
     if paths:
-        pixels = photo_pixels(paths, cfg)
         classes = [p.parent.name for p in paths]
-        rejected = ~recognised(model, pixels)["accepted"]  # photo_pixels skips unreadable files: none here
+        rejected = ~recognised(model, pixels)["accepted"]
         out["no_device_rejection_everyday"] = round(float(rejected.float().mean()), 4)
         out["no_device_rejection_everyday_by_class"] = {
             c: round(float(rejected[torch.tensor([x == c for x in classes])].float().mean()), 4)
