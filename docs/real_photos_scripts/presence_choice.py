@@ -78,7 +78,6 @@ def features(out, kind):
     raise ValueError(kind)
 
 
-results = []
 for kind in ("pooled", "pooled+logprobs", "logprobs"):
     for l2 in (0.1, 0.01):
         head = fit_presence(features(pos, kind), zero_shot(pos["logits"]), weights, features(neg, kind),
@@ -91,6 +90,5 @@ for kind in ("pooled", "pooled+logprobs", "logprobs"):
                "val_false_rejection_at_fitted": round(float((pv < head.threshold).float().mean()), 3),
                "val_neg_rejection_at_fitted": round(float((nv < head.threshold).float().mean()), 3),
                "line_95": round(line95, 3), "val_neg_rejection_at_95": round(float((nv < line95).float().mean()), 3)}
-        results.append(row)
         print(json.dumps(row), flush=True)
 print(json.dumps({"n_val_devices": len(pv), "n_val_negatives": len(nv), "n_fit_negatives": len(neg["pooled"])}))
