@@ -2,8 +2,10 @@
 
 FOLDER holds photos, each with an optional same-name ``.txt`` caption and/or ``.wav``/``.mp3`` voice
 note (``lamp1.jpg``, ``lamp1.txt``, ``lamp1.wav``). Re-running adds new and changed files only
-(unchanged ones keep their vectors; removed ones drop out); a progress bar shows the work; files
-that cannot be read are skipped and listed.
+(unchanged ones keep their vectors; removed ones drop out); a progress bar shows the work (photos/s,
+ETA); files that cannot be read are skipped and listed. Work is kept in chunk files of 256 photos
+(``.INDEX.parts/`` beside the index, each renamed into place whole): a build stopped any way, ``kill -9``
+included, continues from them when run again, and ends with the index an uninterrupted build writes.
 
 The index is ONE ``.npz`` file (read with ``allow_pickle=False``: plain arrays only) that also holds
 its JSON manifest as a uint8 array; it is written to a temporary file, fsynced and renamed over the
@@ -16,7 +18,9 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import os
+import shutil
 import sys
 import time
 import zipfile
@@ -281,18 +285,146 @@ def _load_or_error(path: Path):
         return str(e)[:200] or type(e).__name__
 
 
+CHUNK_PHOTOS = 256  # photos per resumable chunk file of a build (a kill -9 loses at most one chunk's work)
+BATCH_PHOTOS = 32  # photos per network pass
+CHUNK_FORMAT = "mbm-retrieval-index-chunk-1"
+CHUNK_ARRAYS = ("photo_sem", "app", "extra_sem", "extra_mask")
+
+
+def parts_dir(out: Path) -> Path:
+    """Where a build of ``out`` keeps its finished chunks until ``out`` is written (then it is removed)."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.parts")
+
+
+def _chunk_digest(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for k in CHUNK_ARRAYS:
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole or not at all: a temporary file, fsynced, renamed over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _write_chunk(parts: Path, folder: Path, ck: str, items: list[dict], arrays: dict[str, np.ndarray],
+                 bad: list[dict], heard: list[float]) -> Path:
+    """One finished chunk of a build: its items (with their caption, transcript, notes, skipped
+    messages), their arrays and a sha256 of the arrays, written atomically."""
+    manifest = {"format": CHUNK_FORMAT, "folder": str(folder), "checkpoint": ck, "items": items, "bad": bad,
+                "heard_s": heard, "sha256": _chunk_digest(arrays)}
+    buf = io.BytesIO()
+    np.savez(buf, **{k: arrays[k] for k in CHUNK_ARRAYS},
+             manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
+    key = hashlib.sha256(json.dumps([[it["path"], it["stamp"]] for it in items] + bad).encode()).hexdigest()[:20]
+    path = parts / f"chunk-{key}.npz"
+    _write_atomic(path, buf.getvalue())
+    return path
+
+
+def _read_chunk(path: Path, folder: Path, ck: str, dims: dict[str, int]) -> tuple[dict, dict[str, np.ndarray]]:
+    """A chunk file written by :func:`_write_chunk`, checked whole: a ``ValueError`` saying why it cannot be
+    used (truncated, damaged, another folder or checkpoint, arrays that do not match their digest)."""
+    from mbm.limits import MAX_MANIFEST_BYTES
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            shape, dtype = _member_header(z, "manifest")
+            if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_MANIFEST_BYTES:
+                raise ValueError("the manifest is not a byte array of a bounded size")
+            man = json.loads(_read_member(z, "manifest").tobytes().decode())
+            if not isinstance(man, dict) or man.get("format") != CHUNK_FORMAT:
+                raise ValueError(f"not a chunk of format {CHUNK_FORMAT}")
+            if man.get("folder") != str(folder) or man.get("checkpoint") != ck:
+                raise ValueError("written for another folder or checkpoint")
+            items, bad, heard = man.get("items"), man.get("bad"), man.get("heard_s")
+            if not isinstance(items, list) or not isinstance(bad, list) or not isinstance(heard, list) \
+                    or len(heard) != len(items):
+                raise ValueError("its lists of items are malformed")
+            for it in items + bad:
+                problem = _item_problem(it)
+                if problem or not isinstance(it.get("stamp"), list):
+                    raise ValueError(f"an item {problem or 'has no file stamp'}")
+            m = len(items)
+            arrays = {}
+            for k in CHUNK_ARRAYS:
+                shape, dtype = _member_header(z, k)
+                want = ((m,), np.dtype(bool)) if k == "extra_mask" else ((m, dims[k]), np.dtype(np.float32))
+                if (tuple(shape), dtype) != want:
+                    raise ValueError(f"{k} is {shape} {dtype}, not {want[0]} {want[1]}")
+                arrays[k] = _read_member(z, k)
+    except ValueError:
+        raise
+    except (OSError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
+        raise ValueError(f"unreadable ({type(e).__name__}: {str(e)[:80]})") from None
+    if _chunk_digest(arrays) != man.get("sha256"):
+        raise ValueError("its arrays do not match their sha256")
+    return man, arrays
+
+
+def _read_chunks(parts: Path, folder: Path, ck: str, dims: dict[str, int], log) -> dict[str, tuple]:
+    """Every usable finished chunk of an interrupted build: path -> (item, row arrays, heard seconds) for
+    indexed photos, (bad entry, None, 0) for unreadable ones. Damaged chunks are reported and deleted
+    (their photos are indexed again), never used."""
+    done: dict[str, tuple] = {}
+    if not parts.is_dir():
+        return done
+    for tmp in parts.glob(".*.tmp"):  # a chunk being written when the build was killed: never renamed, never used
+        tmp.unlink(missing_ok=True)
+    for f in sorted(parts.glob("chunk-*.npz")):
+        try:
+            man, arrays = _read_chunk(f, folder, ck, dims)
+        except ValueError as e:
+            log(f"note: {f.name} of the interrupted build is not used ({e}); its photos are indexed again")
+            f.unlink(missing_ok=True)
+            continue
+        for r, it in enumerate(man["items"]):
+            done[it["path"]] = (it, {k: arrays[k][r] for k in CHUNK_ARRAYS}, float(man["heard_s"][r]))
+        for b in man["bad"]:
+            done[b["path"]] = (b, None, 0.0)
+    return done
+
+
 def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | None = None,
-          space=None, log=print, audio_budget_s: float | None = None, speech_apart: bool = False) -> Index:
+          space=None, log=print, audio_budget_s: float | None = None, speech_apart: bool = False,
+          chunk: int = CHUNK_PHOTOS, resumable: bool = True) -> Index:
     """Index folder into out (incremental when out exists and was built with the same checkpoint).
 
     ``audio_budget_s``: at most this many seconds of voice notes are heard (the rest are skipped and
     listed); None: no limit (the command line). ``speech_apart``: voice notes are transcribed in a child
     process (the app: PocketSphinx holds the GIL while it decodes, which would stall every other request).
+
+    ``resumable``: every ``chunk`` photos indexed are written to a chunk file in :func:`parts_dir` (a
+    temporary file renamed into place, with a sha256 of its arrays); a build that was interrupted, even
+    by ``kill -9``, continues from them on the next run, with the same result as one uninterrupted run
+    (the photos are encoded in the same batches). A damaged chunk is reported and its photos indexed
+    again. The chunk files are removed once ``out`` is written.
     """
     from mbm.scenarios.retrieval.encoders import photo_features, text_language_note, text_vectors
-    from mbm.scenarios.retrieval.model import load_space
+    from mbm.scenarios.retrieval.model import APP_DIM, SEM_DIM, load_space
     from mbm.scenarios.retrieval.speech import OVER_BUDGET, transcribe_notes
 
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise InputError(f"chunk must be a whole number of photos >= 1, not {chunk!r}")
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder")
@@ -316,31 +448,45 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
     if old is not None:
         for i, it in enumerate(old.items):
             kept[it["path"]] = i
-    items, rows_old, todo = [], [], []
-    for p in photos:
+    dims = {"photo_sem": SEM_DIM, "app": APP_DIM, "extra_sem": SEM_DIM}
+    parts = parts_dir(out) if resumable else None
+    done = _read_chunks(parts, folder, ck, dims, log) if parts is not None else {}
+    n = len(photos)
+    photo_sem = np.zeros((n, SEM_DIM), np.float32)
+    app = np.zeros((n, APP_DIM), np.float32)
+    extra_sem = np.zeros((n, SEM_DIM), np.float32)
+    extra_mask = np.zeros(n, bool)
+    items, todo, why, heard = [], [], {}, np.zeros(n)  # why: row -> its skipped messages
+    bad = set()
+    resumed = 0
+    for j, p in enumerate(photos):
         rel = str(p.relative_to(folder))
         st = p.stat()
         companions = [p.with_suffix(s) for s in (".txt", *VOICE_SUFFIXES)]
         stamp = [st.st_size, st.st_mtime_ns] + [c.stat().st_mtime_ns if c.exists() else 0 for c in companions]
         i = kept.get(rel)
+        got = done.get(rel)
         if i is not None and old.items[i].get("stamp") == stamp:
-            items.append(old.items[i]); rows_old.append(i)
+            items.append(old.items[i])
+            photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (old.photo_sem[i], old.app[i], old.extra_sem[i],
+                                                                 old.extra_mask[i])
+        elif got is not None and got[0]["stamp"] == stamp:  # finished by an interrupted build
+            resumed += 1
+            entry, row, heard[j] = got
+            if row is None:
+                items.append({"path": rel, "stamp": stamp})
+                bad.add(j)
+            else:
+                items.append({k: v for k, v in entry.items() if k != "skipped"})
+                photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (row[k] for k in CHUNK_ARRAYS)
+            if entry.get("skipped"):
+                why[j] = list(entry["skipped"])
         else:
-            items.append({"path": rel, "stamp": stamp}); rows_old.append(-1); todo.append(len(items) - 1)
-    log(f"{len(photos)} photos: {len(photos) - len(todo)} unchanged, {len(todo)} to index"
-        + (f"; {len(other)} other files ignored" if other else ""))
-    n = len(items)
-    from mbm.scenarios.retrieval.model import APP_DIM, SEM_DIM
-
-    photo_sem = np.zeros((n, SEM_DIM), np.float32)
-    app = np.zeros((n, APP_DIM), np.float32)
-    extra_sem = np.zeros((n, SEM_DIM), np.float32)
-    extra_mask = np.zeros(n, bool)
-    for j, i in enumerate(rows_old):
-        if i >= 0:
-            photo_sem[j], app[j], extra_sem[j], extra_mask[j] = old.photo_sem[i], old.app[i], old.extra_sem[i], old.extra_mask[i]
-    skipped: list[str] = []
-    bad = set()
+            items.append({"path": rel, "stamp": stamp})
+            todo.append(j)
+    log(f"{len(photos)} photos: {len(photos) - len(todo) - resumed} unchanged, "
+        + (f"{resumed} already indexed by an interrupted build, " if resumed else "")
+        + f"{len(todo)} to index" + (f"; {len(other)} other files ignored" if other else ""))
     # captions first: their words are the speech recogniser's vocabulary for the voice notes
     for j in todo:
         p = folder / items[j]["path"]
@@ -354,67 +500,90 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                 if lang:
                     items[j]["notes"].append("caption: " + lang)
             except OSError as e:
-                skipped.append(f"{items[j]['path']}: caption unreadable ({e.strerror})")
+                why.setdefault(j, []).append(f"{items[j]['path']}: caption unreadable ({e.strerror})")
     vocab = tuple(sorted({c for it in items for c in [it.get("caption", "")] if c and len(c) < 80}
                          | {Path(it["path"]).stem.replace("_", " ") for it in items}))
-    it_range = range(0, len(todo), 32)
+    batch_size = math.gcd(chunk, BATCH_PHOTOS)  # batches never straddle chunks: a resumed build encodes alike
     bar = None
-    if progress:
+    if progress and todo:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc="indexing", unit="photo")
+        bar = tqdm(total=len(todo), desc="indexing" + (f" (resumed, {resumed} done before)" if resumed else ""),
+                   unit="photo", smoothing=0.05, dynamic_ncols=True)
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=2)  # decoding and resizing (PIL) release the GIL
-    heard_s = 0.0
-    for s in it_range:
-        batch = todo[s:s + 32]
-        pix, ok, voice = [], [], []
-        for j, got in zip(batch, pool.map(_load_or_error, [folder / items[j]["path"] for j in batch])):
-            p = folder / items[j]["path"]
-            if isinstance(got, np.ndarray):
-                pix.append(got); ok.append(j)
-            else:  # skipped and listed
-                skipped.append(f"{items[j]['path']}: {got}")
-                bad.add(j)
-            vp = next((p.with_suffix(v) for v in VOICE_SUFFIXES if p.with_suffix(v).exists()), None)
-            if vp is not None and j not in bad:
-                voice.append((j, vp))
-        left = None if audio_budget_s is None else audio_budget_s - heard_s
-        for (j, vp), got in zip(voice, transcribe_notes([str(vp) for _, vp in voice], vocab, left, apart=speech_apart)):
-            if isinstance(got, str):  # skipped and listed: over the budget, or unreadable
-                skipped.append(f"{items[j]['path']}: voice note {vp.name} "
-                               + (f"not heard (the {audio_budget_s:g} s of voice notes one collection may use were "
-                                  "spent)" if got == OVER_BUDGET else f"unreadable ({got})"))
-                continue
-            text, notes, seconds = got
-            heard_s += seconds
-            items[j]["transcript"] = text
-            items[j]["notes"] += [f"voice note: {n}" for n in notes]
-            if not text:
-                items[j]["notes"].append("voice note: no words made out")
-        if pix:
-            pooled, probs = photo_features(pix)
-            photo_sem[ok] = space.photo_sem(pooled, probs)
-            app[ok] = space.appearance(pooled)
-            texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t)) for j in ok]
-            texts = [(j, t) for j, t in texts if t]
-            if texts:
-                extra_sem[[j for j, _ in texts]] = space.text_sem(text_vectors([t for _, t in texts]))
-                extra_mask[[j for j, _ in texts]] = True
+    if parts is not None and todo:
+        parts.mkdir(parents=True, exist_ok=True)
+    heard_s = float(heard.sum())
+    try:
+        for c in range(0, len(todo), chunk):
+            rows = todo[c:c + chunk]
+            for s in range(0, len(rows), batch_size):
+                batch = rows[s:s + batch_size]
+                pix, ok, voice = [], [], []
+                for j, got in zip(batch, pool.map(_load_or_error, [folder / items[j]["path"] for j in batch])):
+                    p = folder / items[j]["path"]
+                    if isinstance(got, np.ndarray):
+                        pix.append(got); ok.append(j)
+                    else:  # skipped and listed
+                        why.setdefault(j, []).append(f"{items[j]['path']}: {got}")
+                        bad.add(j)
+                    vp = next((p.with_suffix(v) for v in VOICE_SUFFIXES if p.with_suffix(v).exists()), None)
+                    if vp is not None and j not in bad:
+                        voice.append((j, vp))
+                left = None if audio_budget_s is None else audio_budget_s - heard_s
+                for (j, vp), got in zip(voice, transcribe_notes([str(vp) for _, vp in voice], vocab, left,
+                                                                apart=speech_apart)):
+                    if isinstance(got, str):  # skipped and listed: over the budget, or unreadable
+                        why.setdefault(j, []).append(
+                            f"{items[j]['path']}: voice note {vp.name} "
+                            + (f"not heard (the {audio_budget_s:g} s of voice notes one collection may use were "
+                               "spent)" if got == OVER_BUDGET else f"unreadable ({got})"))
+                        continue
+                    text, notes, seconds = got
+                    heard_s += seconds
+                    heard[j] = seconds
+                    items[j]["transcript"] = text
+                    items[j]["notes"] += [f"voice note: {n}" for n in notes]
+                    if not text:
+                        items[j]["notes"].append("voice note: no words made out")
+                if pix:
+                    pooled, probs = photo_features(pix)
+                    photo_sem[ok] = space.photo_sem(pooled, probs)
+                    app[ok] = space.appearance(pooled)
+                    texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t))
+                             for j in ok]
+                    texts = [(j, t) for j, t in texts if t]
+                    if texts:
+                        extra_sem[[j for j, _ in texts]] = space.text_sem(text_vectors([t for _, t in texts]))
+                        extra_mask[[j for j, _ in texts]] = True
+                if bar is not None:
+                    bar.update(len(batch))
+            if parts is not None:
+                good = [j for j in rows if j not in bad]
+                _write_chunk(parts, folder, ck, [{**items[j], "skipped": why.get(j, [])} for j in good],
+                             {"photo_sem": photo_sem[good], "app": app[good], "extra_sem": extra_sem[good],
+                              "extra_mask": extra_mask[good]},
+                             [{"path": items[j]["path"], "stamp": items[j]["stamp"], "skipped": why.get(j, [])}
+                              for j in rows if j in bad], [float(heard[j]) for j in good])
+    finally:
+        pool.shutdown()
         if bar is not None:
-            bar.update(len(batch))
-    pool.shutdown()
-    if bar is not None:
-        bar.close()
+            bar.close()
+    skipped = [m for j in range(n) for m in why.get(j, [])]
     keep = np.array([j not in bad for j in range(n)], bool)
     items = [it for j, it in enumerate(items) if keep[j]]
     if not items:
+        if parts is not None:
+            shutil.rmtree(parts, ignore_errors=True)
         raise InputError(f"none of the {len(photos)} photos in {folder} could be read: "
                          + "; ".join(skipped[:5]))
     idx = Index(space.item_vectors(photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep]),
                 photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep], items, folder, ck, skipped)
     idx.save(out)
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
     return idx
 
 
@@ -426,13 +595,22 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", type=Path, required=True, help="the index file (.npz); re-running adds new files only")
     b.add_argument("--checkpoint", type=Path, default=None)
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--chunk", type=int, default=CHUNK_PHOTOS,
+                   help=f"photos per resumable chunk file (default {CHUNK_PHOTOS}); an interrupted build "
+                        "(Ctrl-C, kill -9, power cut) continues from its finished chunks when run again")
     i = sub.add_parser("info", help="what an index holds")
     i.add_argument("index", type=Path)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
             t = time.time()
-            idx = build(args.folder, args.out, progress=not args.quiet, checkpoint=args.checkpoint)
+            try:
+                idx = build(args.folder, args.out, progress=not args.quiet, checkpoint=args.checkpoint,
+                            chunk=args.chunk)
+            except KeyboardInterrupt:
+                print(f"\ninterrupted: the finished chunks are kept in {parts_dir(args.out)}; run the same "
+                      "command again to continue", file=sys.stderr)
+                return 130
             print(f"wrote {args.out}: {len(idx)} items in {time.time() - t:.1f} s")
         else:
             idx = Index.load(args.index)
