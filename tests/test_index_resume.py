@@ -53,11 +53,13 @@ def reference(tmp_path_factory, space):
 
 
 def same_index(a, b) -> None:
+    from mbm.index import ARRAYS
+
     assert [it["path"] for it in a.items] == [it["path"] for it in b.items]
     assert len({it["path"] for it in a.items}) == len(a.items)  # nothing duplicated
     for k in ("caption", "transcript", "notes"):
         assert [it[k] for it in a.items] == [it[k] for it in b.items]
-    for k in ("vectors", "photo_sem", "app", "extra_sem", "extra_mask"):
+    for k in ARRAYS:  # every array the index file holds
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k), err_msg=k)
     assert a.skipped == b.skipped
 
