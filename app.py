@@ -18,7 +18,15 @@ import os
 import gradio as gr
 import torch
 
-from mbm.limits import MAX_REQUEST_BYTES, MAX_SESSIONS, MAX_UPLOAD_BYTES, BodyLimitMiddleware, env_int, tame_malloc
+from mbm.limits import (
+    MAX_REQUEST_BYTES,
+    MAX_SESSIONS,
+    MAX_UPLOAD_BYTES,
+    BodyLimitMiddleware,
+    env_int,
+    freeze_startup_objects,
+    tame_malloc,
+)
 from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import ANSWER_CSS, remove_stale_outputs
@@ -70,6 +78,7 @@ with gr.Blocks(title="mbm: multimodal fusion demo", delete_cache=DELETE_CACHE) a
 
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 check_arguments(demo)  # missing arguments are absent; a non-file where a file goes: a message naming it
+freeze_startup_objects()  # the periodic garbage collection (tame_malloc) then scans only what requests make
 
 if __name__ == "__main__":
     from starlette.middleware import Middleware
