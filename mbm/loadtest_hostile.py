@@ -214,6 +214,8 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         stop_sampling.set()
         sampler.join()
         rss_after = tree_memory_mb(server.proc.pid) if server.proc.poll() is None else float("nan")
+        # of which: memory the server made (anonymous) and pages of mapped files (libraries; reclaimable)
+        anon_after = tree_memory_mb(server.proc.pid, "RssAnon") if server.proc.poll() is None else float("nan")
         tmp1 = _du_bytes(server_tmp)
         collections_kept = _du_bytes(server_tmp / "mbm_search_collections")
         crashes = 0 if (alive_after_load and server.proc.poll() is None) else 1
@@ -247,7 +249,8 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         "normal_p95_ms": round(float(np.percentile(normal, 95)), 1) if normal else None,
         **{f"{k}_p95_ms": round(float(np.percentile(v, 95)), 1) for k, v in normal_ms.items() if v},
         "rss_before_load_mb": round(rss_before, 1), "peak_rss_mb": round(max(rss_samples), 1),
-        "rss_30s_after_mb": round(rss_after, 1),
+        "rss_30s_after_mb": round(rss_after, 1), "rss_30s_after_anon_mb": round(anon_after, 1),
+        "rss_30s_after_file_mb": round(rss_after - anon_after, 1),
         "tmp_growth_mb": round(tmp_growth / 1e6, 3), "tmp_growth_files": tmp1[1] - tmp0[1],
         "tmp_mb_per_1000_requests": round(tmp_growth / 1e6 / max(total, 1) * 1000, 3),
         "collections_kept_mb": round(collections_kept[0] / 1e6, 3), "collections_kept_files": collections_kept[1],
