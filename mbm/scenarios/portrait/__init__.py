@@ -3,5 +3,5 @@
 One module per part: ``spec`` (composed identities, profiles, voices), ``faces`` (the face data),
 ``features`` (pretrained face and speaker embeddings, hashed profiles), ``model`` (the shared fusion
 over them), ``gallery`` and ``engine`` (enrolled people and scoring), ``predictor``, ``train``,
-``evaluate``, ``faithfulness``; ``scratch`` is the from-scratch face CNN it was measured against.
+``evaluate``, ``faithfulness``.
 """
