@@ -1,0 +1,59 @@
+"""Parts of the word model's failure report (mbm.scenarios.voice_control.speech_eval) on made-up audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mbm.scenarios.voice_control.speech_eval import babble, more_clips, speech_span, window_covers, with_babble
+
+SR = 16000
+
+
+def burst(start_s: float, length_s: float, total_s: float = 2.0, seed: int = 0) -> np.ndarray:
+    """A voiced-like burst (harmonics of 150 Hz) in a faint noise floor."""
+    rng = np.random.default_rng(seed)
+    x = 1e-4 * rng.standard_normal(int(total_s * SR)).astype(np.float32)
+    t = np.arange(int(length_s * SR)) / SR
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 12)) * 0.3
+    a = int(start_s * SR)
+    x[a:a + len(t)] += voiced.astype(np.float32)
+    return x
+
+
+def test_speech_span_finds_the_burst():
+    a, b = speech_span(burst(0.8, 0.5), SR)
+    assert abs(a / SR - 0.8) < 0.15 and abs(b / SR - 1.3) < 0.15
+
+
+def test_speech_span_of_silence_is_the_whole_clip():
+    assert speech_span(np.zeros(SR, np.float32), SR) == (0, SR)
+
+
+@pytest.mark.parametrize(("start", "expected"), [(0, True), (8000, True), (12000, False), (30000, False)])
+def test_window_covers(start, expected):
+    # the word spans samples 10000..16000; a 16000-sample window from `start`
+    assert window_covers((10000, 16000), start, 16000) is expected
+
+
+def test_babble_is_other_speakers_and_the_snr_is_what_was_asked():
+    rng = np.random.default_rng(1)
+    waves = torch.from_numpy(rng.standard_normal((6, SR)).astype(np.float32))
+    speakers = ["a", "a", "b", "c", "d", "e"]
+    n0 = babble(waves, 0, speakers)
+    others = [j for j in range(6) if speakers[j] != "a"]
+    assert any(torch.allclose(n0, waves[[i, j, k]].sum(0)) for i in others for j in others for k in others)
+    for snr in (20.0, 5.0):
+        noisy = with_babble(waves, speakers, snr)
+        measured = 10 * torch.log10((waves ** 2).sum(1) / ((noisy - waves) ** 2).sum(1))
+        assert torch.allclose(measured, torch.full((6,), snr), atol=0.01)
+
+
+def test_more_clips_reads_word_and_speaker(tmp_path):
+    folder = tmp_path / "speech_commands_more" / "up"
+    folder.mkdir(parents=True)
+    (folder / "sc_ab12cd34_nohash_0.wav").write_bytes(b"")
+    (folder / "notes.txt").write_text("x")
+    clips = more_clips(tmp_path)
+    assert [(c.word, c.speaker, c.source) for c in clips] == [("up", "ab12cd34", "speech_commands_more")]
