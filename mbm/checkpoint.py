@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -65,7 +65,7 @@ def load_checkpoint(path: str | Path, scenario: str | None = None,
         raise ValueError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code in it, ...: all unusable
+    except Exception as e:  # noqa: BLE001 - truncated zip, pickle with code in it, ...: all unusable
         raise ValueError(f"cannot load checkpoint {path}: the file is damaged or not a safe mbm "
                          f"checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

@@ -26,7 +26,7 @@ class AudioConfig:
 
     @property
     def num_samples(self) -> int:
-        return int(round(self.sample_rate * self.clip_seconds))
+        return round(self.sample_rate * self.clip_seconds)
 
     @property
     def num_frames(self) -> int:
@@ -101,7 +101,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         sub = {"encoder": EncoderConfig, "fusion": FusionConfig, "audio": AudioConfig,
                "image": ImageConfig, "text": TextConfig}
         _check_keys(cls, d)

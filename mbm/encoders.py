@@ -6,6 +6,7 @@ sequences (text tokens, audio frames).
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import torch
@@ -20,11 +21,11 @@ class Tokens(NamedTuple):
     tokens: torch.Tensor  # (B, T, D)
     mask: torch.Tensor  # (B, T) bool, True where a token is real
 
-    def rows(self, index: torch.Tensor) -> "Tokens":
+    def rows(self, index: torch.Tensor) -> Tokens:
         """The samples at ``index`` (K,) -> Tokens (K, T, D) + mask (K, T)."""
         return Tokens(self.tokens[index], self.mask[index])
 
-    def keep_rows(self, keep: torch.Tensor) -> "Tokens":
+    def keep_rows(self, keep: torch.Tensor) -> Tokens:
         """The same tokens with every row where ``keep`` (B,) is False marked absent (no real token)."""
         return Tokens(self.tokens, self.mask & keep.bool()[:, None])
 
@@ -51,7 +52,7 @@ class ImageEncoder(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(3, chans[0], 3, stride=2, padding=1, bias=False),
                                   nn.BatchNorm2d(chans[0]), nn.ReLU(inplace=True))
         self.stages = nn.Sequential(*[conv_block(a, b, convs=cfg.image_convs)
-                                      for a, b in zip(chans[:-1], chans[1:])])
+                                      for a, b in itertools.pairwise(chans)])
         self.grid = image.size // 2 ** len(chans)
         self.proj = nn.Conv2d(chans[-1], cfg.dim, 1)
         self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, cfg.dim))

@@ -18,7 +18,6 @@ from matplotlib.figure import Figure
 
 from mbm.viz import MODALITY_COLOURS, audio_figure, colormap, maps
 
-
 ON_COLOUR = "on-colour"  # gid of text drawn on a fixed colour: it keeps its colour in either theme
 ON_LIGHT = "#1a1a1a"  # dark text on a light fixed colour (pure black would be ink, themed)
 
@@ -168,9 +167,9 @@ def figure_svg(fig: Figure, title: str = "figure") -> str:
         fig.savefig(buf, format="svg", transparent=True)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # no XML declaration or doctype inside HTML
-    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+    svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.DOTALL)
     # its <style> says "* {...}", which inline would restyle the whole page: the same as attributes below
-    svg = re.sub(r"<style[^>]*>.*?</style>", "", svg, flags=re.S)
+    svg = re.sub(r"<style[^>]*>.*?</style>", "", svg, flags=re.DOTALL)
     svg = _INK.sub("currentColor", svg).replace(PAPER, "var(--background-fill-primary, #fff)")
     # matplotlib's group ids repeat in every figure of a page: drop them; the on-colour mark becomes a class
     svg = _GROUP_ID.sub(lambda m: '<g class="on-colour"' if m.group(1) == ON_COLOUR else "<g", svg)

@@ -34,7 +34,8 @@ Other poolings were tried and removed: see docs/history.md.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn

@@ -52,7 +52,7 @@ def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = 
                     ms = normal_request(client, scenario, audio, image, face)
                     with lock:
                         latencies[scenario].append(ms)
-                except Exception as e:  # every failure is counted and reported, never hidden
+                except Exception as e:  # noqa: BLE001 - every failure is counted and reported, never hidden
                     with lock:
                         errors.append(f"{scenario}: {type(e).__name__}: {str(e)[:120]}")
 

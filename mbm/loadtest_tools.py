@@ -65,7 +65,7 @@ class Server:
             try:
                 Client(self.url, verbose=False, ssl_verify=False, download_files=False)
                 return time.perf_counter() - t0
-            except Exception:
+            except Exception:  # noqa: BLE001 - not serving yet: any failure means try again
                 time.sleep(0.5)
 
     def kill9(self) -> None:

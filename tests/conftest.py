@@ -19,11 +19,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
-from mbm.config import EncoderConfig, FusionConfig, ImageConfig, ModelConfig  # noqa: E402
+from mbm.config import EncoderConfig, FusionConfig, ImageConfig, ModelConfig
 
 TINY_IMAGE_SIZE = 32  # 3 CNN stages halve it 3 times -> a 4x4 grid = 16 image tokens
 TINY_HEADS = {"device": 7, "word": 20}
@@ -72,7 +72,7 @@ def tone(sample_rate: int, seconds: float, freq: float = 440.0, amp: float = 0.3
          seed: int = 0) -> np.ndarray:
     """A sine tone with a little noise, float32 of shape (frames,) or (frames, channels)."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(round(sample_rate * seconds))) / sample_rate
+    t = np.arange(round(sample_rate * seconds)) / sample_rate
     x = amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
     if channels > 1:
         x = np.stack([x * (0.5 + 0.5 * c / (channels - 1)) for c in range(channels)], axis=1)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from mbm.loadtest_tools import raw_call  # noqa: E402
+from mbm.loadtest_tools import raw_call
 
 ROOT = Path(__file__).resolve().parent.parent
 FACE = ROOT / "assets" / "portrait" / "examples" / "s1_clear.png"
@@ -86,9 +86,9 @@ def test_use_audio_false_as_text_switches_audio_off(app_url, generated_inputs):
 
 
 def test_a_server_path_string_is_not_read(app_url):
-    status, event, body = call(app_url, "portrait", [None, "/etc/hostname", ""])
+    _, event, body = call(app_url, "portrait", [None, "/etc/hostname", ""])
     assert event == "error" and "voice: expected a file" in error_text(body)
-    status, event, body = call(app_url, "portrait", [None, {"path": "/etc/hostname",
+    _, event, body = call(app_url, "portrait", [None, {"path": "/etc/hostname",
                                                              "meta": {"_type": "gradio.FileData"}}, ""])
     assert event == "error" and "not uploaded by a user" in error_text(body)  # Gradio's own path check
 
@@ -142,7 +142,7 @@ def test_every_file_endpoint_shares_one_concurrency_limit():
 
 def test_data_urls_obey_the_upload_cap_in_the_handler_too(monkeypatch):
     """Whatever MBM_MAX_REQUEST_MB allows, a data URL is checked against the upload cap before decoding."""
-    import mbm.limits as limits
+    from mbm import limits
     from mbm.ui.params import file_value
 
     monkeypatch.setattr(limits, "MAX_UPLOAD_BYTES", 1000)

@@ -37,7 +37,7 @@ if not IN_CI and not Path(CHROMIUM).exists():
                 allow_module_level=True)
 if not IN_CI:
     pytest.importorskip("playwright.sync_api")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect, sync_playwright
 
 
 def fake_microphone_wav(tmp: Path, fallback_audio: Path) -> Path:

@@ -25,7 +25,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 CHROMIUM = "/usr/bin/chromium"
 if not IN_CI and not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is not installed (the test runs, never skips, when CI=true)", allow_module_level=True)
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect, sync_playwright
 
 FIRST_EXAMPLE = "'up' + a lamp → brighter"
 RESULT_TIMEOUT_MS = 90_000

@@ -17,10 +17,22 @@ import torch
 from PIL import Image
 
 from mbm.config import AudioConfig, ImageConfig, TrainConfig
-from mbm.data.readers import (heldout_speakers, list_device_photos, list_speech_clips, tts_clips,
-                              split_photos, split_speech)
-from mbm.scenarios.voice_control.data import (PHOTO_MARGIN, AudioPool, PhotoPool, VoiceControlSampler,
-                                         load_audio_pool, load_photo_pool)
+from mbm.data.readers import (
+    heldout_speakers,
+    list_device_photos,
+    list_speech_clips,
+    split_photos,
+    split_speech,
+    tts_clips,
+)
+from mbm.scenarios.voice_control.data import (
+    PHOTO_MARGIN,
+    AudioPool,
+    PhotoPool,
+    VoiceControlSampler,
+    load_audio_pool,
+    load_photo_pool,
+)
 from mbm.scenarios.voice_control.spec import DEVICES, DIGITS, WORDS
 
 SC_SPEAKERS = [f"{i:08x}" for i in (0x1eddce1d, 0x439c84f4, 0x51055bda, 0x0a7c2a8d, 0x9e2c2d01, 0xc0ffee00)]
@@ -239,7 +251,7 @@ def test_sampler_batches_fit_the_model(tiny_config):
     from mbm.model import MultimodalModel
 
     sampler, cfg = _sampler(tiny_config)
-    inputs, present, targets, noised = sampler.sample(8)
+    inputs, present, targets, _ = sampler.sample(8)
     assert inputs["audio"].shape == (8, cfg.audio.n_mels, cfg.audio.num_frames)
     assert inputs["image"].shape == (8, 3, cfg.image.size, cfg.image.size)
     assert inputs["text"].shape[0] == 8 and inputs["text"].shape[1] <= cfg.text.max_tokens
@@ -267,9 +279,9 @@ def test_sampler_is_seeded(tiny_config):
 
 @pytest.mark.parametrize("rate", [0.0, 1.0])
 def test_sampler_says_which_present_inputs_are_noise(tiny_config, rate):
-    sampler, cfg = _sampler(tiny_config)
+    sampler, _ = _sampler(tiny_config)
     sampler.train = TrainConfig(noise_modality=rate)
-    inputs, present, targets, noised = sampler.sample(16)
+    _, present, _, noised = sampler.sample(16)
     for m in present:
         assert torch.equal(noised[m], present[m] if rate == 1.0 else torch.zeros(16, dtype=torch.bool))
     assert all(present[m].any() for m in present)  # the check above was not vacuous

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-import mbm.ui.common as common
 import mbm.ui.voice_control as vc
+from mbm.ui import common
 
 
 def test_report_exports_are_kept_in_a_bounded_folder(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file
 
 ROOT = Path(__file__).resolve().parent.parent
 VC = ROOT / "assets" / "voice_control"

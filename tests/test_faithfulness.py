@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_data import build_fake_data
 
 from mbm.scenarios.voice_control.cached_runs import _spearman
-from test_data import build_fake_data
 
 
 def test_spearman_definition():
@@ -62,11 +62,11 @@ def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoin
 
 
 def test_portrait_faithfulness_on_gallery_prototypes():
+    from mbm.scenarios.portrait.engine import Queries, gallery_tensors
     from mbm.scenarios.portrait.faithfulness import faithfulness_portrait
     from mbm.scenarios.portrait.gallery import Gallery
-    from mbm.scenarios.portrait.engine import Queries, gallery_tensors
-    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
     from mbm.scenarios.portrait.model import load_portrait_model
+    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
 
     model, _ = load_portrait_model(DEFAULT_CHECKPOINT)
     gallery = Gallery.load(SHIPPED_GALLERY)

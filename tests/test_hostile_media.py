@@ -121,7 +121,7 @@ PEAK = textwrap.dedent("""
 
 def _peak_mb(path: Path) -> tuple[int, str]:
     proc = subprocess.run([sys.executable, "-c", PEAK, str(path)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1500:]
     mb, outcome = proc.stdout.strip().split(" ", 1)
     return int(mb), outcome

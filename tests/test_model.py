@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mbm.config import MODALITIES
 from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
-from mbm.model import MultimodalModel, ModelOutput
+from mbm.model import ModelOutput, MultimodalModel
 
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]  # all 7 non-empty subsets
 ATOL = 1e-5

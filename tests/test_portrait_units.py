@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbm.scenarios.portrait.gallery import Gallery, gallery_dir, validate_name
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.gallery import Gallery, gallery_dir, validate_name
 from mbm.scenarios.portrait.model import FEATURE_DIMS, PortraitModel, load_portrait_model, save_portrait_model
 
 
@@ -101,7 +101,7 @@ def test_fusion_weights_sum_to_one_absent_is_zero_and_gradients_flow():
     assert torch.isfinite(out.scores).all()
     out.scores.logsumexp(1).sum().backward()
     for name, p in model.named_parameters():
-        if name.startswith("backbone.encoders.text") or name.startswith("backbone.heads"):
+        if name.startswith(("backbone.encoders.text", "backbone.heads")):
             continue  # no profile in this batch
         if name.startswith("backbone.fusion.value"):
             continue  # the pooled vector is not used: the score fuses per-modality similarities

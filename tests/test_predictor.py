@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from mbm.config import MODALITIES
-from mbm.scenarios.voice_control.predictor import VoiceControlPredictor, VoiceControlResult
 from mbm.preprocess import InputError
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor, VoiceControlResult
 from mbm.scenarios.voice_control.spec import ACTIONS, DEVICES, WORDS
 
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]

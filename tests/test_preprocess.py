@@ -12,9 +12,23 @@ import torch
 from PIL import Image
 
 from mbm.config import AudioConfig, ImageConfig, TextConfig
-from mbm.preprocess import (MAX_AUDIO_SECONDS, MAX_TEXT_CHARS, MIN_IMAGE_SIDE, PAD, UNK, InputError,
-                            build_vocab, encode_text, fit_window, log_mel, prepare_audio, prepare_image,
-                            read_audio, read_image, tokenize)
+from mbm.preprocess import (
+    MAX_AUDIO_SECONDS,
+    MAX_TEXT_CHARS,
+    MIN_IMAGE_SIDE,
+    PAD,
+    UNK,
+    InputError,
+    build_vocab,
+    encode_text,
+    fit_window,
+    log_mel,
+    prepare_audio,
+    prepare_image,
+    read_audio,
+    read_image,
+    tokenize,
+)
 from mbm.scenarios.voice_control.spec import training_vocabulary
 
 ACFG = AudioConfig()

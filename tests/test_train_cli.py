@@ -68,7 +68,7 @@ def test_the_recipe_is_the_shipped_checkpoints_training_config(recipe, checkpoin
     assert isinstance(fusion, FusionConfig) and isinstance(train, TrainConfig)
 
 
-WORDS = ("yes no up down left right on off stop go zero one two three four five six seven eight nine").split()
+WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 DEVICES = ("blinds", "door", "fan", "heater", "lamp", "music_player", "tv")
 
 

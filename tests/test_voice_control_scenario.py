@@ -8,9 +8,21 @@ import pytest
 import torch
 
 from mbm.preprocess import tokenize
-from mbm.scenarios.voice_control.spec import (ACTION_TABLE, ACTIONS, DEVICE_SYNONYMS, DEVICES, DIGITS, NOT_SUPPORTED,
-                                         SUPPORTED_PAIRS, WORDS, action_index_matrix, action_name, action_probs,
-                                         make_typed_command, training_vocabulary)
+from mbm.scenarios.voice_control.spec import (
+    ACTION_TABLE,
+    ACTIONS,
+    DEVICE_SYNONYMS,
+    DEVICES,
+    DIGITS,
+    NOT_SUPPORTED,
+    SUPPORTED_PAIRS,
+    WORDS,
+    action_index_matrix,
+    action_name,
+    action_probs,
+    make_typed_command,
+    training_vocabulary,
+)
 
 MODES = [(True, True), (True, False), (False, True)]  # (names_device, names_word)
 
@@ -146,7 +158,7 @@ def test_typed_commands_name_what_they_say(held_out):
                     named = {n for n in all_names if _contains_phrase(cmd.text, n)}
                     if names_device:
                         # "the {dev_bare}" may drop the leading "the" of a synonym
-                        bare = {n[4:] if n.startswith("the ") else n for n in own}
+                        bare = {n.removeprefix("the ") for n in own}
                         assert any(_contains_phrase(cmd.text, n) for n in own | bare), cmd
                     else:
                         assert not named, f"{cmd} names a device it should not: {named}"

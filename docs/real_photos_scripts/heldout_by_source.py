@@ -27,7 +27,7 @@ held = split_photos(list_device_photos(Path(sys.argv[1])))[1]
 pool = load_photo_pool(held, ImageConfig(size=size))
 probs = {}
 for name, flip in (("plain", False), ("mirrored", True)):
-    views = trunk_outputs(lambda a, b: normalise_pixels(centre_views(pool.pixels[a:b], size).flip(3) if flip
+    views = trunk_outputs(lambda a, b, flip=flip: normalise_pixels(centre_views(pool.pixels[a:b], size).flip(3) if flip
                                                         else centre_views(pool.pixels[a:b], size)), len(held))
     with torch.no_grad():
         probs[name] = top(views["trunk"].float())["device"].softmax(1)

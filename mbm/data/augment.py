@@ -129,7 +129,7 @@ def blur_images(images: torch.Tensor, level: float) -> torch.Tensor:
     if level <= 0:
         return images
     s = images.shape[-1]
-    low = max(2, int(round(s * (1 - 0.9 * level))))
+    low = max(2, round(s * (1 - 0.9 * level)))
     return F.interpolate(F.interpolate(images, size=(low, low), mode="area"), size=(s, s), mode="bilinear",
                          align_corners=False)
 

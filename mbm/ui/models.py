@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 from mbm.scenarios.portrait.predictor import PortraitPredictor
+from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
 
 @cache

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
-from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.model import PortraitModel, PortraitOutput
 
 A, I, T = MODALITIES.index("audio"), MODALITIES.index("image"), MODALITIES.index("text")
@@ -95,4 +95,4 @@ def prototypes_from(embeddings: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-8)
 
 
-__all__ = ["GalleryTensors", "Queries", "fuse", "gallery_tensors", "prototypes_from", "FACE_DIM", "VOICE_DIM"]
+__all__ = ["FACE_DIM", "VOICE_DIM", "GalleryTensors", "Queries", "fuse", "gallery_tensors", "prototypes_from"]

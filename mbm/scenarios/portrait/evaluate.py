@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.scenarios.portrait.faces import FacePhoto, by_identity, list_face_photos
-from mbm.scenarios.portrait.gallery import Gallery
-from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
-from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
-from mbm.scenarios.portrait.model import PortraitModel
 from mbm.preprocess import InputError
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.faces import FacePhoto, by_identity, list_face_photos
+from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.gallery import Gallery
+from mbm.scenarios.portrait.model import PortraitModel
 from mbm.scenarios.portrait.spec import enrol_and_query_clips, list_voice_clips, profile_hint
 
 
@@ -57,7 +57,7 @@ def _readable(path) -> bool:
         with Image.open(path) as img:
             img.verify()
         return True
-    except Exception:  # damaged or not an image: skipped and counted
+    except Exception:  # noqa: BLE001 - damaged or not an image: skipped and counted
         return False
 
 
@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     from mbm.cli import print_result
-    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
     from mbm.scenarios.portrait.model import load_portrait_model
+    from mbm.scenarios.portrait.predictor import DEFAULT_CHECKPOINT, SHIPPED_GALLERY
 
     ap = argparse.ArgumentParser(description="Evaluate the portrait scenario on a data folder.")
     ap.add_argument("--scenario", default="portrait", choices=("portrait",))

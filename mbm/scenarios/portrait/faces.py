@@ -48,6 +48,6 @@ def by_identity(photos: list[FacePhoto]) -> dict[str, list[FacePhoto]]:
     out: dict[str, list[FacePhoto]] = {}
     for p in photos:
         out.setdefault(p.identity, []).append(p)
-    for k in out:
-        out[k].sort(key=lambda p: p.path.name)
+    for group in out.values():
+        group.sort(key=lambda p: p.path.name)
     return out

@@ -29,7 +29,8 @@ def faithfulness_portrait(model, gallery, q, truth: list[str], seed: int = NOISE
     - ``noised_weight_drop``: per modality, relative drop of its mean weight when its embedding is
       replaced by a random unit vector (the others clean), averaged over the three modalities.
     """
-    from mbm.scenarios.portrait.engine import Queries, fuse as portrait_fuse, gallery_tensors
+    from mbm.scenarios.portrait.engine import Queries, gallery_tensors
+    from mbm.scenarios.portrait.engine import fuse as portrait_fuse
 
     g = gallery_tensors(gallery)
     present = q.present or {}
@@ -38,7 +39,7 @@ def faithfulness_portrait(model, gallery, q, truth: list[str], seed: int = NOISE
     for m in MODALITIES:
         allp &= present.get(m, full)
     idx = torch.nonzero(allp).flatten()
-    out: dict = {"faithfulness_n": int(len(idx))}
+    out: dict = {"faithfulness_n": len(idx)}
     if not len(idx) or not len(g.names):
         return out
     truth_ix = torch.tensor([g.names.index(truth[i]) for i in idx.tolist()])

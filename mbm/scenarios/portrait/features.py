@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from mbm.features.face import CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder, package_file, sharpness  # noqa: F401
+
 # The face model lives in its own module (mbm.features.face); re-exported.
 from mbm.paths import CHECKPOINTS
-from mbm.features.face import (CHIP_SIZE, FACE_DIM, FaceEmbedder, FaceFeature, face_embedder,  # noqa: F401
-                               package_file, sharpness)
 from mbm.preprocess import InputError, read_audio, tokenize
 
 VOICE_DIM = 256
@@ -137,8 +137,7 @@ def embed_voices(waves: list[np.ndarray]) -> np.ndarray:
 
 # --- Profile text ----------------------------------------------------------------------------------
 
-STOPWORDS = frozenset("a an the and or with in at of to is are has have who works speaks for on "
-                      "he she they their his her".split())
+STOPWORDS = frozenset(["a", "an", "the", "and", "or", "with", "in", "at", "of", "to", "is", "are", "has", "have", "who", "works", "speaks", "for", "on", "he", "she", "they", "their", "his", "her"])
 
 
 def profile_words(text: str | None) -> list[str]:

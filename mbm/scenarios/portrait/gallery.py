@@ -151,7 +151,7 @@ class Person:
                 "thumbnail": None if self.thumbnail is None else base64.b64encode(self.thumbnail).decode("ascii")}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Person":
+    def from_json(cls, d: dict) -> Person:
         face = _unit(d["face"])
         voice = None if d.get("voice") is None else _unit(d["voice"])
         if face.shape != (128,) or (voice is not None and voice.shape != (256,)):
@@ -210,7 +210,7 @@ class Gallery:
     def names(self) -> list[str]:
         return list(self.people)
 
-    def copy(self) -> "Gallery":
+    def copy(self) -> Gallery:
         return Gallery(list(self.people.values()))
 
     def add(self, name: str, face_embeddings: np.ndarray, voice: np.ndarray | None = None,
@@ -270,7 +270,7 @@ class Gallery:
         return {"format": FORMAT, "people": [p.to_json() for p in self.people.values()]}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Gallery":
+    def from_json(cls, d: dict) -> Gallery:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise ValueError(f"not a portrait gallery (expected format {FORMAT})")
         return cls([Person.from_json(p) for p in d.get("people", [])])
@@ -283,7 +283,7 @@ class Gallery:
         return atomic_write(path, lambda f: json.dump(self.to_json(), f), binary=False)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Gallery":
+    def load(cls, path: str | Path) -> Gallery:
         path = Path(path)
         if path.suffix != ".json":
             path = path / GALLERY_FILE

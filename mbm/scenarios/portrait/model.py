@@ -24,11 +24,11 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from mbm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mbm.config import MODALITIES, EncoderConfig, FusionConfig, ModelConfig
 from mbm.encoders import Tokens
 from mbm.model import MultimodalModel
 from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
-from mbm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 N_STATS = 3  # best calibrated similarity, margin to the second best, a quality cue
 FEATURE_DIMS = {"image": FACE_DIM + N_STATS, "audio": VOICE_DIM + N_STATS, "text": PROFILE_DIM + N_STATS}

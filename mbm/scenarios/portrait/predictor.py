@@ -21,18 +21,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.scenarios.portrait.gallery import (GALLERY_FILE, Gallery, face_thumbnail, gallery_dir, thumbnail_uri,
-                                             validate_name)
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
-from mbm.storage import remove_stale_temp_files
-from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
-from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, voice_waveform
-from mbm.scenarios.portrait.model import load_portrait_model
-from mbm.preprocess import ImageConfig, InputError, read_image
-from mbm.scenarios.portrait.spec import COMPOSED_NOTE
-
 from mbm.paths import PORTRAIT_CHECKPOINT as DEFAULT_CHECKPOINT
 from mbm.paths import PORTRAIT_SHIPPED_GALLERY as SHIPPED_GALLERY
+from mbm.preprocess import ImageConfig, InputError, read_image
+from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
+from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, voice_waveform
+from mbm.scenarios.portrait.gallery import (
+    GALLERY_FILE,
+    Gallery,
+    face_thumbnail,
+    gallery_dir,
+    thumbnail_uri,
+    validate_name,
+)
+from mbm.scenarios.portrait.model import load_portrait_model
+from mbm.scenarios.portrait.spec import COMPOSED_NOTE
+from mbm.storage import remove_stale_temp_files
+
 MAX_ENROL_PHOTOS = 5
 
 
@@ -100,7 +106,7 @@ class PortraitPredictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path = DEFAULT_CHECKPOINT, gallery_folder: str | Path | None = "env",
-                        shipped_gallery: str | Path = SHIPPED_GALLERY) -> "PortraitPredictor":
+                        shipped_gallery: str | Path = SHIPPED_GALLERY) -> PortraitPredictor:
         """Load the model and the gallery.
 
         Args:

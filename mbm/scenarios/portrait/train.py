@@ -29,14 +29,20 @@ import torch
 import torch.nn.functional as F
 
 from mbm.cli import read_recipe
-from mbm.scenarios.portrait.faces import by_identity, list_face_photos
-from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
 from mbm.scenarios.portrait.evaluate import evaluate_portrait, load_rgb
+from mbm.scenarios.portrait.faces import by_identity, list_face_photos
 from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.model import PortraitModel, default_config, save_portrait_model
-from mbm.scenarios.portrait.spec import (COMPOSED_NOTE, assign_voices, enrol_and_query_clips, list_voice_clips,
-                                    make_profile, profile_hint)
+from mbm.scenarios.portrait.spec import (
+    COMPOSED_NOTE,
+    assign_voices,
+    enrol_and_query_clips,
+    list_voice_clips,
+    make_profile,
+    profile_hint,
+)
 
 ENROL_K = 3  # photos per person in the galleries (the rest stay for evaluation)
 
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     read_recipe(ap, Path(__file__).resolve().parent / "recipe.json")  # the shipped recipe as the default
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    log = lambda s: print(s, file=sys.stderr, flush=True)
     model, g_known, metrics = build(a.data, a.steps, a.seed, log)
     held = evaluate_portrait(model, g_known, a.data, enroll=ENROL_K)
     log("held-out people (test split, never trained on nor calibrated on): " + json.dumps(held))

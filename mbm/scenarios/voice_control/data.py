@@ -19,7 +19,7 @@ from mbm.config import AudioConfig, ImageConfig, TrainConfig
 from mbm.data import augment
 from mbm.data.readers import DevicePhoto, SpeechClip
 from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image, tokenize
-from mbm.scenarios.voice_control.spec import (DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command)
+from mbm.scenarios.voice_control.spec import DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command
 
 PHOTO_MARGIN = 8  # training photos are stored this many pixels larger than the model's size, for crops
 UNK_ID = 1  # vocabulary id of <unk> (see mbm.preprocess.build_vocab)
@@ -71,8 +71,8 @@ def load_audio_pool(clips: list[SpeechClip], cfg: AudioConfig, desc: str = "audi
 
 def load_photo_pool(photos: list[DevicePhoto], cfg: ImageConfig, margin: int = PHOTO_MARGIN,
                     desc: str = "photos") -> PhotoPool:
-    from mbm.preprocess import prepare_image
     from mbm.config import ImageConfig as _IC
+    from mbm.preprocess import prepare_image
 
     big = _IC(size=cfg.size + margin, max_pixels=cfg.max_pixels)
     pixels = torch.zeros(len(photos), 3, big.size, big.size, dtype=torch.uint8)

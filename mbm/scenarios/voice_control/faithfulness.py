@@ -57,12 +57,22 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
+from mbm.data.augment import add_noise, snr_for_level
 from mbm.encoders import Tokens
 from mbm.preprocess import UNK, InputError, encode_text, log_mel, normalise_pixels
-from mbm.data.augment import add_noise, snr_for_level
+from mbm.scenarios.voice_control.cached_runs import (
+    TEXT_NAMES,
+    _accuracy,
+    _confusion,
+    _mean_spearman,
+    _pad_ids,
+    _spearman,
+    _spearman_per_sample,
+    encode,
+    fuse,
+    typed_commands,
+)
 from mbm.scenarios.voice_control.robustness import blur_image, occlude_image, typo_text
-from mbm.scenarios.voice_control.cached_runs import (TEXT_NAMES, _accuracy, _confusion, _mean_spearman, _pad_ids,
-                                                     _spearman, _spearman_per_sample, encode, fuse, typed_commands)
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, action_name
 
 NOISE_SEED = 1
@@ -114,7 +124,7 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     tok["text"] = encode(model, "text", ids[keep])
     rows_tri = {"audio": ci[tri], "image": pj[tri], "text": torch.arange(len(tri))}
     truth_tri = truth[tri]
-    out["n_triples"] = int(len(tri))
+    out["n_triples"] = len(tri)
     if not len(tri):
         return out
 
@@ -231,14 +241,15 @@ def robustness_curves(model, ckpt, tok, waves, shown, texts, rows, truth, index)
         p, _, _ = fuse(model, {**tok, modality: new_tokens}, {**rows, modality: new_rows}, index, subset)
         return _accuracy(p, truth)
 
-    curves: dict = {"levels": list(LEVELS), "n": int(len(truth))}
+    curves: dict = {"levels": list(LEVELS), "n": len(truth)}
     clean_ai = acc("audio", tok["audio"], rows["audio"], ("audio", "image"))
     audio, blur, occl, typos = [clean_ai], [clean_ai], [clean_ai], [acc("text", tok["text"], rows["text"], MODALITIES)]
     for lv in LEVELS[1:]:
         g = torch.Generator().manual_seed(NOISE_SEED)
         noisy = add_noise(waves[clip_ids], torch.full((len(clip_ids),), snr_for_level(lv)), g)  # (n, samples)
         audio.append(acc("audio", encode(model, "audio", log_mel(noisy, cfg.audio)), clip_rows, ("audio", "image")))
-        for curve, fn in ((blur, lambda im, c: blur_image(im, lv)), (occl, lambda im, c: occlude_image(im, lv, seed=c))):
+        for curve, fn in ((blur, lambda im, c, lv=lv: blur_image(im, lv)),
+                          (occl, lambda im, c, lv=lv: occlude_image(im, lv, seed=c))):
             imgs = torch.stack([torch.from_numpy(fn(shown[c].numpy(), int(c))) for c in photo_ids])
             px = normalise_pixels(imgs.permute(0, 3, 1, 2).float())  # (n, 3, S, S)
             curve.append(acc("image", encode(model, "image", px), photo_rows, ("audio", "image")))

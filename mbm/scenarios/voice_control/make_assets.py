@@ -19,7 +19,6 @@ import numpy as np
 import soundfile as sf
 
 from mbm.data.augment import add_noise
-
 from mbm.paths import VOICE_CONTROL_ASSETS as ASSETS
 
 # The demo clips and photos are never trained on: clips from the HELD-OUT speakers; for each

@@ -14,11 +14,19 @@ import torch
 
 from mbm.checkpoint import Checkpoint, load_checkpoint
 from mbm.config import MODALITIES
-from mbm.preprocess import (AudioInput, ImageInput, InputError, TextInput, encode_text, prepare_audio,
-                            prepare_image, read_audio, read_image)
-from mbm.scenarios.voice_control.spec import action_probs
-
 from mbm.paths import CHECKPOINTS as CHECKPOINT_DIR
+from mbm.preprocess import (
+    AudioInput,
+    ImageInput,
+    InputError,
+    TextInput,
+    encode_text,
+    prepare_audio,
+    prepare_image,
+    read_audio,
+    read_image,
+)
+from mbm.scenarios.voice_control.spec import action_probs
 
 
 @dataclass

@@ -13,7 +13,7 @@ weight of noised inputs) are in docs/history.md.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

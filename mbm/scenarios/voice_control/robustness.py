@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mbm.data.augment import add_noise, blur_images, snr_for_level
-from mbm.preprocess import read_audio, read_image, prepare_audio, prepare_image
+from mbm.preprocess import prepare_audio, prepare_image, read_audio, read_image
 
 OCCLUSION_GREY = 128
 

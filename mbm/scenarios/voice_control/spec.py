@@ -168,7 +168,7 @@ def make_typed_command(rng: random.Random, device: str, word: str, names_device:
     else:
         cmd = ""
         template = rng.choice(DEVICE_ONLY_TEMPLATES[1] if held_out else DEVICE_ONLY_TEMPLATES[0])
-    dev_bare = dev[4:] if dev.startswith("the ") else dev
+    dev_bare = dev.removeprefix("the ")
     text = template.format(cmd=cmd, dev=dev, dev_bare=dev_bare)
     return TypedCommand(" ".join(text.split()), device if names_device else None, word if names_word else None)
 
