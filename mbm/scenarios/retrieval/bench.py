@@ -171,7 +171,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_query_index(index_path: Path, repeats: int = 50, threads: int = 1) -> dict:
+def bench_query_index(index_path: Path, repeats: int = 50, threads: int = 1, checkpoint: Path | None = None) -> dict:
     """Query p50/p95 over a real index through the app's search path (``encode_query`` + ``search``, k = 8,
     near-duplicates folded), encoding included, ``threads`` torch threads; the queries cycle through 12
     texts and 12 photos of the index's own folder (and those together), so no encoding is cached. Also
@@ -181,7 +181,7 @@ def bench_query_index(index_path: Path, repeats: int = 50, threads: int = 1) -> 
     from mbm.scenarios.retrieval.search import encode_query, search
 
     torch.set_num_threads(threads)
-    space = load_space()
+    space = load_space(checkpoint)
     t = time.perf_counter()
     idx = Index.load(index_path)
     load_s = time.perf_counter() - t
@@ -243,7 +243,7 @@ def _noisy_copies(parts: tuple[np.ndarray, np.ndarray], weights: tuple[float, fl
 
 
 def bench_ann_real(index_path: Path, n: int = 1_000_000, queries: int = 200, nlist: int = 1024,
-                   threads: int = 2, seed: int = 0) -> dict:
+                   threads: int = 2, seed: int = 0, checkpoint: Path | None = None) -> dict:
     """FAISS at ``n`` vectors drawn to resemble a real index: exact (``IndexFlatIP``) vs IVF-Flat and
     IVF-SQ8 (nlist ``nlist``, nprobe swept), recall@10 against exact, p50 per single query, build time,
     memory.
@@ -264,7 +264,7 @@ def bench_ann_real(index_path: Path, n: int = 1_000_000, queries: int = 200, nli
 
     rng = np.random.default_rng(seed)
     torch.set_num_threads(1)
-    space = load_space()
+    space = load_space(checkpoint)
     idx = Index.load(index_path)
     v = idx.vectors.astype(np.float32)
     parts = (v[:, :SEM_DIM] / space.a, v[:, SEM_DIM:] / space.b)
@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=60, help="with --index: timed queries of each kind")
     ap.add_argument("--nlist", type=int, default=1024, help="with --index: IVF lists")
     ap.add_argument("--no-ann", action="store_true", help="with --index: the query timing only")
+    ap.add_argument("--no-query", action="store_true", help="with --index: FAISS only")
+    ap.add_argument("--checkpoint", type=Path, default=None,
+                    help="with --index: the retrieval checkpoint the index was built with (default: the shipped one)")
     a = ap.parse_args(argv)
     if a.index is None:
         print(json.dumps(bench_retrieval(a.quick)))
@@ -390,10 +393,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --vectors >= 1000, --queries >= 2, --repeats >= 1, 1 <= --nlist <= vectors / 39",
               file=sys.stderr)
         return 2
-    out = {"query": bench_query_index(a.index, a.repeats)}
-    print(json.dumps(out), flush=True)
+    out = {}
+    if not a.no_query:
+        out["query"] = bench_query_index(a.index, a.repeats, checkpoint=a.checkpoint)
+        print(json.dumps(out), flush=True)
     if not a.no_ann:
-        out["ann"] = bench_ann_real(a.index, a.vectors, a.queries, a.nlist)
+        out["ann"] = bench_ann_real(a.index, a.vectors, a.queries, a.nlist, checkpoint=a.checkpoint)
         print(json.dumps(out))
     return 0
 
