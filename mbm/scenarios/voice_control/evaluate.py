@@ -9,7 +9,9 @@ Prints one JSON object on stdout (with ``--json``) or a readable summary.
 
 The voice-control JSON also holds the faithfulness metrics of ``mbm.scenarios.voice_control.faithfulness``
 (``weight_effect_spearman``, ``noised_weight_drop``, ``late_fusion_action_accuracy``,
-accuracy per modality subset, confusion matrices; definitions in that module).
+accuracy per modality subset, confusion matrices; definitions in that module), the deletion check of
+the drawn maps (``map_deletion_ratio``, ``mbm.maps``) and where the image map falls
+(``image_map_mass_on_device`` and the rest, ``mbm.scenarios.voice_control.map_mass``).
 ``--results FILE`` also writes the small file the app's Evaluation tab reads,
 robustness curves included:
 
@@ -154,13 +156,13 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         word_probs = run_model(model, {"audio": mels})["word"]
         correct = (word_probs.argmax(1) == torch.tensor([WORDS.index(c.word) for c in clips])).numpy()
         result["word_accuracy_real"] = float(correct.mean())
-        result["word_accuracy_by_source"] = _by_group(correct, [c.source for c in clips])
+        result["word_accuracy_by_source"] = accuracy_by_group(correct, [c.source for c in clips])
     if photos:
         device_probs = run_model(model, {"image": pixels})["device"]
         correct = (device_probs.argmax(1) == torch.tensor([DEVICES.index(p.device) for p in photos])).numpy()
         result["device_accuracy"] = float(correct.mean())
-        result["device_accuracy_by_source"] = _by_group(correct, [p.source for p in photos])
-        result["device_accuracy_by_class"] = _by_group(correct, [p.device for p in photos])
+        result["device_accuracy_by_source"] = accuracy_by_group(correct, [p.source for p in photos])
+        result["device_accuracy_by_class"] = accuracy_by_group(correct, [p.device for p in photos])
         from mbm.features.image_eval import rejection_metrics, uses_pretrained_images
 
         if uses_pretrained_images(model):  # "no device recognised" (issue #17; mbm.features.image_eval)
@@ -198,6 +200,14 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             result["map_deletion_ratio"] = ratios["occlusion"]  # the maps the app draws
             result["map_deletion_ratio_attention"] = ratios["attention"]
             result["map_deletion_n"] = ratios["n"]
+            from mbm.features.image_eval import uses_pretrained_images
+
+            if data_dir is not None and uses_pretrained_images(model):  # where the image map falls (map_mass)
+                from mbm.paths import VOICE_CONTROL_ASSETS
+                from mbm.scenarios.voice_control.map_mass import map_mass_metrics
+                from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
+
+                result.update(map_mass_metrics(VoiceControlPredictor(ckpt), data_dir, split, VOICE_CONTROL_ASSETS))
     return result
 
 
@@ -222,7 +232,8 @@ def not_sure_threshold(probs: torch.Tensor, truth: torch.Tensor, target: float =
     return {"not_sure_below": 1.0, "accuracy_when_sure": None, "share_sure": 0.0}
 
 
-def _by_group(correct: np.ndarray, groups: list[str]) -> dict:
+def accuracy_by_group(correct: np.ndarray, groups: list[str]) -> dict:
+    """``{group: {"accuracy", "n"}}`` of the right/wrong flags ``correct``, grouped by ``groups`` (one per flag)."""
     out = {}
     for g in sorted(set(groups)):
         sel = np.array([x == g for x in groups])
@@ -253,7 +264,9 @@ RESULTS_KEYS = ("scenario", "split", "n_clips", "n_photos", "n_pairs", "n_triple
                 "device_accuracy_unseen_source_by_class", "device_accuracy_zero_shot", "no_device_rejection",
                 "no_device_rejection_everyday", "no_device_rejection_everyday_by_class",
                 "no_device_rejection_not_devices", "device_false_rejection", "image_backbone", "not_sure_below",
-                "accuracy_when_sure", "share_sure")
+                "accuracy_when_sure", "share_sure", "image_map_mass_on_device", "image_map_mass_chance",
+                "image_map_mass_n", "image_map_mass_rejected", "image_map_mass_by_background",
+                "image_map_mass_examples", "image_map_mass_examples_in_photo")
 
 
 def write_results(result: dict, path: Path, argv: list[str]) -> None:

@@ -33,7 +33,7 @@ from mbm.data.readers import AUDIO_SUFFIXES, SpeechClip, split_speech
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import InputError, fit_window, log_mel, loudest_window_start, read_audio
 from mbm.safe_media import pcm_to_float
-from mbm.scenarios.voice_control.evaluate import _by_group, run_model, voice_control_data
+from mbm.scenarios.voice_control.evaluate import accuracy_by_group, run_model, voice_control_data
 from mbm.scenarios.voice_control.spec import WORDS
 
 SNRS_DB = (20, 10, 5)
@@ -133,8 +133,8 @@ def speech_report(ckpt_path: Path, clips: list[SpeechClip]) -> dict:
     return {
         "n_clips": len(clips),
         "word_accuracy_real": round(float(correct.mean()), 4),
-        "word_accuracy_by_source": _by_group(correct, [c.source for c in clips]),
-        "word_accuracy_by_sample_rate": _by_group(correct, [f"{r} Hz" for r in rates]),
+        "word_accuracy_by_source": accuracy_by_group(correct, [c.source for c in clips]),
+        "word_accuracy_by_sample_rate": accuracy_by_group(correct, [f"{r} Hz" for r in rates]),
         "word_confusion_pairs": [{"said": s, "heard": h, "n": n} for (s, h), n in pairs.most_common(TOP_PAIRS)],
         "word_accuracy_babble_snr": {f"{snr} dB": round(float(accuracy(with_babble(waves, speakers, snr))[0].mean()), 4)
                                      for snr in SNRS_DB},
