@@ -7,15 +7,24 @@ words — by importance:
   summed into the units;
 - ``occlusion``: how much p(predicted action) drops when that one unit is masked.
 
-The image's units are a ``IMAGE_UNITS`` x ``IMAGE_UNITS`` grid of regions (48 px at 192 px), coarser
-than the 7 x 7 tokens: the pretrained image encoder reads a device from any large enough part of
-it, so hiding one token's 27 px changes little anywhere and a ranking of such changes is noise.
+The image's units are the ``IMAGE_UNITS`` x ``IMAGE_UNITS`` grid of regions (at most the token grid:
+6 x 6 regions of 32 px at 192 px, one per image token and per cell of the backbone's grid).
 
-Masking a unit: image region -> a heavy blur of itself (a box a sixth of the photo wide: the
-detail goes, the colours stay); audio span -> the clip's quietest level (silence in the min-max
-normalised log-mel); word -> ``<unk>``. (A flat patch of the mean colour is itself a shape the
-network reacts to wherever it is put: on held-out inputs at 7 x 7, random 20 % masks cost p 0.18
-with it against 0.12 blurred; docs/real_photos.md.)
+Masking a unit: image region -> the flat mean colour of that region's own pixels (its detail goes,
+its average colour stays, nothing of the neighbouring regions comes in); audio span -> the clip's
+quietest level (silence in the min-max normalised log-mel); word -> ``<unk>``.
+
+Why these image units and this mask (issue 30, docs/explanations.md "Where the image map falls"):
+the map used to rank 4 x 4 regions of 48 px, each masked by a blur of the whole photo copied into
+the region. A 48 px region is as coarse as a third of a device that fills half the photo, so even
+a perfect map put much of its mass on the background, and the blur copied the device's colours
+into the background regions beside it (a box a sixth of the photo wide reaches 16 px across the
+edge), so masking background next to the device changed the device's outline: its drop was real
+but it was the device's. On validation canvases (device photos shrunk onto a background) the drawn
+map's mass on the device went 0.52 -> 0.62 and the image deletion ratio 3.4 -> 3.9 with the
+change (a blur from the region's own pixels alone: 0.60 and 3.2). An older choice, one flat patch of
+the whole photo's mean colour, cost more under random masks than a blur (docs/real_photos.md); a
+region's own mean keeps each region's colour.
 
 The deletion check (Captum-style): mask the 20 % of units a map ranks highest and, separately, a
 random 20 % (several draws); ``deletion_ratio`` = mean drop of p(predicted action) under the first
@@ -36,7 +45,7 @@ from mbm.config import MODALITIES
 from mbm.encoders import Tokens
 from mbm.scenarios.voice_control.spec import action_probs
 
-IMAGE_UNITS = 4  # the image map's regions per side (at most the token grid's side)
+IMAGE_UNITS = 6  # the image map's regions per side (at most the token grid's side: one per token)
 DELETE_SHARE = 0.2  # share of units masked by the deletion check
 RANDOM_DRAWS = 4  # random masks per input, averaged
 UNK_ID = 1  # the vocabulary's <unk> (mbm.preprocess.build_vocab)
@@ -51,7 +60,7 @@ def unit_spans(modality: str, x: torch.Tensor, n_tokens: int) -> list:
     -> [position] for the real (non-pad) words.
     """
     if modality == "image":
-        g = min(IMAGE_UNITS, int(round(math.sqrt(n_tokens))))
+        g = min(IMAGE_UNITS, round(math.sqrt(n_tokens)))
         edges = np.linspace(0, x.shape[-1], g + 1).round().astype(int)
         return [(slice(edges[r], edges[r + 1]), slice(edges[c], edges[c + 1])) for r in range(g) for c in range(g)]
     if modality == "audio":
@@ -63,11 +72,10 @@ def unit_spans(modality: str, x: torch.Tensor, n_tokens: int) -> list:
 def mask_units(modality: str, x: torch.Tensor, spans: list, units) -> torch.Tensor:
     """A copy of one sample ``x`` with the given units masked (see the module docstring)."""
     y = x.clone()
-    blurred = _blurred(x) if modality == "image" and len(units) else None
     for u in units:
         if modality == "image":
             rows, cols = spans[u]
-            y[:, rows, cols] = blurred[:, rows, cols]
+            y[:, rows, cols] = x[:, rows, cols].mean((1, 2), keepdim=True)
         elif modality == "audio":
             y[:, spans[u]] = x.min()
         else:
@@ -75,18 +83,12 @@ def mask_units(modality: str, x: torch.Tensor, spans: list, units) -> torch.Tens
     return y
 
 
-def _blurred(image: torch.Tensor) -> torch.Tensor:
-    """(3, S, S) -> the same blurred by a box about S / 6 wide (odd), edges averaged over the inside."""
-    k = 2 * max(1, round(image.shape[-1] / 12)) + 1
-    return F.avg_pool2d(image[None].float(), k, stride=1, padding=k // 2, count_include_pad=False)[0].to(image.dtype)
-
-
 def unit_weights(modality: str, weights: torch.Tensor, n_units: int) -> torch.Tensor:
     """One input's token attention (T,) -> per unit (n_units,): image tokens summed into the regions
     (a g x g grid pooled to u x u, area-weighted), audio and text unchanged (a unit is a token)."""
     if modality != "image" or len(weights) == n_units:
         return weights
-    g, u = int(round(math.sqrt(len(weights)))), int(round(math.sqrt(n_units)))
+    g, u = round(math.sqrt(len(weights))), round(math.sqrt(n_units))
     pooled = F.adaptive_avg_pool2d(weights.float().view(1, 1, g, g), u).flatten()
     return pooled / pooled.sum().clamp_min(1e-12) * weights.sum()
 
@@ -119,6 +121,9 @@ def explain_sample(model, index: torch.Tensor, sample: dict[str, torch.Tensor],
     a random 20 %, averaged over draws) are masked.
     """
     generator = generator or torch.Generator().manual_seed(0)
+    # each input draws its random masks from its own stream: how many units one input has (the image's
+    # grid) must not change the random masks, and so the ratios, of the others
+    base = int(torch.randint(2 ** 31 - len(MODALITIES), (1,), generator=generator))
     full = model({m: x[None] for m, x in sample.items()})
     probs = action_probs(full.logits["device"].softmax(-1), full.logits["word"].softmax(-1), index)[0]  # (A,)
     target = int(probs.argmax())
@@ -139,7 +144,8 @@ def explain_sample(model, index: torch.Tensor, sample: dict[str, torch.Tensor],
         k = max(1, math.ceil(DELETE_SHARE * n))
         variants = [mask_units(m, x, spans, maps[name].argsort(descending=True)[:k].tolist())
                     for name in ("attention", "occlusion")]
-        variants += [mask_units(m, x, spans, torch.randperm(n, generator=generator)[:k].tolist())
+        own = torch.Generator().manual_seed(base + MODALITIES.index(m))
+        variants += [mask_units(m, x, spans, torch.randperm(n, generator=own)[:k].tolist())
                      for _ in range(RANDOM_DRAWS)]
         drops = p_full - _p_target(model, index, sample, target, m, variants)
         out[m] = {"attention": maps["attention"].numpy(), "occlusion": maps["occlusion"].numpy(),
@@ -204,6 +210,25 @@ def deletion_ratios(model, index: torch.Tensor, samples: list[dict[str, torch.Te
             result[name][m] = round(float(np.mean(by_kind[name])) / rand, 3) if rand > 1e-6 else None
         result["n"][m] = len(by_kind["random"])
     return result
+
+
+def mass_share(heat: np.ndarray, box: tuple[float, float, float, float]) -> float | None:
+    """The share of a non-negative map's mass inside ``box`` = (top, left, bottom, right), in pixels of
+    ``heat`` (H, W) (bottom, right exclusive; fractional edges count the covered part of a pixel); None
+    when the map has no mass (all zero: nothing is drawn). Negative values count as zero.
+    """
+    heat = np.clip(np.asarray(heat, dtype=np.float64), 0.0, None)
+    total = heat.sum()
+    if total <= 0:
+        return None
+    top, left, bottom, right = box
+
+    def cover(lo: float, hi: float, n: int) -> np.ndarray:  # (n,) share of each pixel inside [lo, hi)
+        edges = np.arange(n)
+        return np.clip(np.minimum(edges + 1, hi) - np.maximum(edges, lo), 0.0, 1.0)
+
+    weight = np.outer(cover(top, bottom, heat.shape[0]), cover(left, right, heat.shape[1]))  # (H, W)
+    return float((heat * weight).sum() / total)
 
 
 def held_out_samples(ckpt, mels: torch.Tensor, pixels: torch.Tensor, clips, photos, pairs: list[tuple[int, int]],

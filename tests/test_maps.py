@@ -5,25 +5,35 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbm.maps import (IMAGE_UNITS, deletion_ratios, explain_sample, mask_units, occlusion_maps, unit_spans,
-                      unit_weights, with_occlusion_maps)
+from mbm.maps import (
+    IMAGE_UNITS,
+    deletion_ratios,
+    explain_sample,
+    mask_units,
+    occlusion_maps,
+    unit_spans,
+    unit_weights,
+    with_occlusion_maps,
+)
 from mbm.paths import VOICE_CONTROL_ASSETS
 
 
 def test_units_cover_each_input_and_masking_touches_only_the_unit():
-    image = torch.rand(3, 64, 64)
-    spans = unit_spans("image", image, 64)  # an 8 x 8 token grid -> 4 x 4 regions of 16 px
-    assert len(spans) == IMAGE_UNITS ** 2 == 16
-    masked = mask_units("image", image, spans, [5])  # row 1, column 1: pixels 16..31
+    image = torch.rand(3, 96, 96)
+    spans = unit_spans("image", image, 144)  # a 12 x 12 token grid -> 6 x 6 regions of 16 px
+    assert IMAGE_UNITS == 6 and len(spans) == 36
+    masked = mask_units("image", image, spans, [7])  # row 1, column 1: pixels 16..31
     changed = (masked != image).any(0)
     assert changed[16:32, 16:32].all() and changed.sum() == 16 * 16
-    assert float(masked[:, 16:32, 16:32].std()) < 0.5 * float(image.std())  # blurred: the detail is gone
+    region = masked[:, 16:32, 16:32]
+    assert float(region.flatten(1).std(1).max()) < 1e-6  # flat: the detail is gone ...
+    assert torch.allclose(region[:, 0, 0], image[:, 16:32, 16:32].mean((1, 2)))  # ... its own mean colour stays
     assert len(unit_spans("image", torch.rand(3, 24, 24), 9)) == 9  # a 3 x 3 token grid keeps its cells
-    # token attention summed into the regions: 8 x 8 -> 4 x 4 (2 x 2 blocks), total kept
-    w = torch.zeros(64)
-    w[0], w[9], w[63] = 0.5, 0.25, 0.25  # tokens (0, 0), (1, 1) -> region 0; (7, 7) -> region 15
-    pooled = unit_weights("image", w, 16)
-    assert pooled[0] == pytest.approx(0.75) and pooled[15] == pytest.approx(0.25) and pooled.sum() == pytest.approx(1)
+    # token attention summed into the regions: 12 x 12 -> 6 x 6 (2 x 2 blocks), total kept
+    w = torch.zeros(144)
+    w[0], w[13], w[143] = 0.5, 0.25, 0.25  # tokens (0, 0), (1, 1) -> region 0; (11, 11) -> region 35
+    pooled = unit_weights("image", w, 36)
+    assert pooled[0] == pytest.approx(0.75) and pooled[35] == pytest.approx(0.25) and pooled.sum() == pytest.approx(1)
     assert torch.equal(unit_weights("audio", w[:25], 25), w[:25])
     mel = torch.rand(40, 101)
     spans = unit_spans("audio", mel, 25)
@@ -48,7 +58,7 @@ def test_occlusion_maps_have_one_non_negative_number_per_unit(shipped):
     maps = occlusion_maps(shipped, result)
     assert set(maps) == {"audio", "image", "text"}
     units = {"audio": len(result.token_weights["audio"]), "text": len(result.token_weights["text"]),
-             "image": IMAGE_UNITS ** 2}  # the image: regions, coarser than its tokens
+             "image": IMAGE_UNITS ** 2}  # the image: one region per token (6 x 6)
     for m, values in maps.items():
         assert len(values) == units[m] and min(values) >= 0, m
     drawn = with_occlusion_maps(shipped, result)

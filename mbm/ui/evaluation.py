@@ -69,6 +69,7 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
   really hurts more (Spearman {_fmt(r.get('weight_effect_spearman'))}, target ≥ 0.8; {_by_answer(r)}), and an input
   replaced by noise loses {_pct(r.get('noised_weight_drop'))} of its weight (target ≥ 50 %).
   Definitions: `docs/explanations.md`.
+- **Do the maps point at the device?** {_maps(r)}
 
 <small>Every number here and in the README comes from `assets/voice_control/eval_results.json`,
 written by `{r.get('command') or EVAL_COMMAND}`.</small>
@@ -87,6 +88,20 @@ def _words(r: dict) -> str:
     return (line + f", but most clips are digits: on the word confusion's clips the ten digits were right "
             f"{_pct(words['digits'][0])} ({words['digits'][1]} clips), the ten command words "
             f"{_pct(words['commands'][0])} of only {words['commands'][1]} clips{few}.")
+
+
+def _maps(r: dict) -> str:
+    """The image map's checks in words: its deletion ratio and its mass on the device (or that the file lacks them)."""
+    ratio = (r.get("map_deletion_ratio") or {}).get("image")
+    mass, chance = r.get("image_map_mass_on_device"), r.get("image_map_mass_chance")
+    parts = []
+    if ratio is not None:
+        parts.append(f"Masking the 20 % of a photo its map ranks highest costs the answer {float(ratio):.1f}× what a "
+                     "random 20 % costs (target ≥ 2).")
+    if mass is not None:
+        parts.append(f"On held-out device photos set on a background, {_pct(mass)} of the image map falls on the "
+                     f"photo ({_pct(chance)} by chance; target ≥ 60 %).")
+    return " ".join(parts) or "not in this results file."
 
 
 def _by_answer(r: dict) -> str:
