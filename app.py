@@ -15,6 +15,11 @@ from __future__ import annotations
 
 import os
 
+# numpy's BLAS on one thread, as torch is below: with several requests on two cores, its spinning threads
+# made a search at 10,000 items 3-4x slower (python -m mbm.scenarios.retrieval.bench; docs/retrieval.md).
+# Set before numpy is first imported; the environment may still choose otherwise.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import gradio as gr
 import torch
 
