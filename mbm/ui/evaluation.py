@@ -101,6 +101,8 @@ def _maps(r: dict) -> str:
     if mass is not None:
         parts.append(f"On held-out device photos set on a background, {_pct(mass)} of the image map falls on the "
                      f"photo ({_pct(chance)} by chance; target ≥ 60 %).")
+    if parts and r.get("map_mass_command"):  # these keys are refreshed by their own, shorter command
+        parts.append(f"(Written by `{r['map_mass_command'].replace('`', '')}`.)")
     return " ".join(parts) or "not in this results file."
 
 
