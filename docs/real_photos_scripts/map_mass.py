@@ -5,7 +5,7 @@
 
 Computes, for the shipped voice-control checkpoint, only the keys the image map change touches, the
 same way ``python -m mbm.evaluate --scenario voice_control --split heldout --results ...`` does (13
-minutes for everything; this takes about 3): ``image_map_mass_*``
+minutes for everything; this takes about 5-8 on a busy 2-core machine): ``image_map_mass_*``
 (:mod:`mbm.scenarios.voice_control.map_mass`: held-out device photos shrunk onto a background, the
 drawn map's share of mass on the photo; and the shipped examples) and ``map_deletion_ratio`` (the
 deletion check of the drawn maps on the evaluation's 60 held-out input sets, :mod:`mbm.maps`).
