@@ -107,6 +107,20 @@ def _explained(*args) -> VoiceControlResult:
 
 
 VIEW_OUTPUTS = 16
+IMAGE_MAP_LABEL = "Image: what the answer needs, over the crop the model saw"
+# Below this loss of p(answer) for every masked region, no one region decides the answer: the overlay,
+# scaled to its maximum, would draw differences of a few thousandths as a bright spot (the shipped
+# examples lose 0.001-0.016 per region; docs/explanations.md, "Where the image map falls").
+FLAT_IMAGE_MAP = 0.02
+
+
+def image_map_label(result: VoiceControlResult) -> str:
+    """The image map's caption: the usual one, or, when masking any one region barely changes the answer, that."""
+    lost = result.maps.get("image") if result.map_kind == "occlusion" else None
+    if lost and max(lost) < FLAT_IMAGE_MAP:
+        return (f"Image: no one region decides the answer (masking any costs under {FLAT_IMAGE_MAP:.0%}); "
+                "the colours show differences smaller than that")
+    return IMAGE_MAP_LABEL
 
 
 @guarded("Nothing to predict from")
@@ -124,7 +138,8 @@ def voice_control_view(audio=None, image=None, text=None, audio_noise=0.0, image
     ex = explain_prediction(result)
     view = ex["model_view"]
     return (*_prediction_outputs(result), headline_html(result, not_sure_below()), ex["flag_text"],
-            figure_svg(ex["figure"], "the whole explanation in one figure"), image_file(ex["image_overlay"]),
+            figure_svg(ex["figure"], "the whole explanation in one figure"),
+            gr.Image(value=image_file(ex["image_overlay"]), label=image_map_label(result)),
             ex["text_highlights"] or [("no text given (or switched off): no map", None)],
             "<p><small>no audio given (or switched off): no map</small></p>" if ex["audio_figure"] is None
             else figure_svg(ex["audio_figure"], "what the answer needs from the audio, over time"),
@@ -251,7 +266,7 @@ def voice_control_tab() -> None:
                         "weights, which fail that check for text, are under **Numbers (JSON)** "
                         "(`token_weights`).</small>")
             with gr.Row(equal_height=False):
-                heatmap = gr.Image(label="Image: what the answer needs, over the crop the model saw",
+                heatmap = gr.Image(label=IMAGE_MAP_LABEL,
                                    interactive=False,
                                    format="png", height=300, scale=2, elem_id="vc-heatmap")
                 with gr.Column(scale=5):
