@@ -32,7 +32,7 @@ class ModalityEffects:
     pairs: list[tuple[str, str]] = field(default_factory=list)  # (a, b): w_a > w_b but drop_a < drop_b
 
     def to_json(self) -> dict:
-        r = lambda d: {k: round(float(v), 4) for k, v in d.items()}  # noqa: E731
+        r = lambda d: {k: round(float(v), 4) for k, v in d.items()}
         return {"weights": r(self.weights), "confidence": round(float(self.confidence), 4),
                 "confidence_without": r(self.without), "drop": r(self.drop), "disagree": self.disagree,
                 "disagreeing_pairs": [list(p) for p in self.pairs],

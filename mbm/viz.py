@@ -21,7 +21,7 @@ never a made-up one.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -48,7 +48,7 @@ def image_attention_grid(token_weights: Sequence[float] | None) -> np.ndarray | 
     if token_weights is None or len(token_weights) == 0:
         return None
     w = np.asarray(token_weights, dtype=np.float64)
-    g = int(round(math.sqrt(w.size)))
+    g = round(math.sqrt(w.size))
     if g * g != w.size:
         raise ValueError(f"{w.size} image token weights do not form a square grid")
     return _normalise_max(w.reshape(g, g))  # (g, g)
