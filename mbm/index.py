@@ -31,7 +31,9 @@ import numpy as np
 
 from mbm.errors import InputError
 
-FORMAT = "mbm-retrieval-index-1"
+# 2: + each item's top ImageNet concepts, and the MiniLM vectors of its caption/transcript and of its file and
+# folder names (the open vocabulary, issue 29)
+FORMAT = "mbm-retrieval-index-2"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
 VOICE_SUFFIXES = (".wav", ".mp3")
 MAX_CAPTION_CHARS = 2000
@@ -57,6 +59,22 @@ class Index:
     root: Path
     checkpoint: str = ""
     skipped: list[str] = field(default_factory=list)
+    concept_ids: np.ndarray | None = None  # (N, TOP_K) int16: the photo's most probable ImageNet classes
+    concept_p: np.ndarray | None = None  # (N, TOP_K) float32: their probabilities
+    text_vec: np.ndarray | None = None  # (N, 384) unit MiniLM vector of the caption + transcript (where extra_mask)
+    name_vec: np.ndarray | None = None  # (N, 384) unit MiniLM vector of the file and folder names' words
+    name_mask: np.ndarray | None = None  # (N,) bool: the names have words
+
+    def __post_init__(self):  # an index made in code without them: zero open-vocabulary arrays
+        for k, a in open_arrays(len(self.items)).items():
+            if getattr(self, k) is None:
+                setattr(self, k, a)
+
+    def open_vocabulary(self) -> bool:
+        """Whether the open-vocabulary arrays match the items (an index built by :func:`build`)."""
+        n = len(self.vectors)
+        return all(a is not None and len(a) == n for a in (self.concept_ids, self.concept_p, self.text_vec,
+                                                            self.name_vec, self.name_mask, self.extra_mask))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -86,7 +104,9 @@ class Index:
         buf = io.BytesIO()
         np.savez(buf, vectors=self.vectors.astype(np.float32), photo_sem=self.photo_sem.astype(np.float32),
                  app=self.app.astype(np.float32), extra_sem=self.extra_sem.astype(np.float32),
-                 extra_mask=self.extra_mask.astype(bool),
+                 extra_mask=self.extra_mask.astype(bool), concept_ids=self.concept_ids.astype(np.int16),
+                 concept_p=self.concept_p.astype(np.float32), text_vec=self.text_vec.astype(np.float32),
+                 name_vec=self.name_vec.astype(np.float32), name_mask=self.name_mask.astype(bool),
                  manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +145,7 @@ class Index:
                 n = len(manifest["items"])
                 _check_arrays(z, n, path)
                 arrays = {k: _read_member(z, k) for k in ARRAYS}
+                _check_open_vocabulary(arrays, path)
         except InputError:
             raise
         except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
@@ -144,7 +165,20 @@ class Index:
         return cls(z(VECTOR_DIM), z(SEM_DIM), z(APP_DIM), z(SEM_DIM), np.zeros(0, bool), [], Path(root))
 
 
-ARRAYS = ("vectors", "photo_sem", "app", "extra_sem", "extra_mask")
+ARRAYS = ("vectors", "photo_sem", "app", "extra_sem", "extra_mask", "concept_ids", "concept_p", "text_vec", "name_vec",
+          "name_mask")
+
+
+def _check_open_vocabulary(arrays: dict, path: Path) -> None:
+    """The concept ids name ImageNet classes and the text vectors are MiniLM's width (else a message)."""
+    from mbm.scenarios.retrieval.encoders import N_CLASSES, TEXT_DIM
+
+    ids = arrays["concept_ids"]
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= N_CLASSES):
+        raise InputError(f"{path}: concept_ids name classes outside 0..{N_CLASSES - 1}")
+    if arrays["text_vec"].shape[1] != TEXT_DIM:
+        raise InputError(f"{path}: text_vec is {arrays['text_vec'].shape[1]} wide; the text model's vectors are "
+                         f"{TEXT_DIM}")
 
 
 def _member_header(z: zipfile.ZipFile, name: str) -> tuple[tuple, np.dtype]:
@@ -181,6 +215,9 @@ def _read_manifest(z: zipfile.ZipFile, path: Path) -> dict:
         raise InputError(f"{path}: the manifest declares {size_text(shape[0])}; at most "
                          f"{size_text(MAX_MANIFEST_BYTES)} are read (MBM_MAX_MANIFEST_MB)")
     manifest = json.loads(_read_member(z, "manifest").tobytes().decode())
+    if isinstance(manifest, dict) and manifest.get("format") == "mbm-retrieval-index-1":
+        raise InputError(f"{path} was built before search knew every ImageNet concept (index format 1); rebuild it "
+                         f"with `python -m mbm.index build FOLDER --out {path}`")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path} is not a retrieval index of format {FORMAT}")
     items = manifest.get("items")
@@ -228,9 +265,13 @@ def _check_arrays(z: zipfile.ZipFile, n: int, path: Path) -> None:
     total, widths = 0, {}
     for name in ARRAYS:
         shape, dtype = _member_header(z, name)
-        if name == "extra_mask":
+        if name in ("extra_mask", "name_mask"):
             ok = dtype == np.bool_ and shape == (n,)
             want = f"({n},) bool"
+        elif name == "concept_ids":
+            ok = dtype == np.int16 and len(shape) == 2 and shape[0] == n and 1 <= shape[1] <= 1000
+            want = f"({n}, 1..1000) int16"
+            widths[name] = shape[1] if len(shape) == 2 else None
         else:
             ok = dtype == np.float32 and len(shape) == 2 and shape[0] == n and 1 <= shape[1] <= MAX_INDEX_DIM
             want = f"({n}, 1..{MAX_INDEX_DIM}) float32"
@@ -238,6 +279,10 @@ def _check_arrays(z: zipfile.ZipFile, n: int, path: Path) -> None:
         if not ok:
             raise InputError(f"{path}: {name} is declared {shape} {dtype}, but the manifest's {n} items need {want}")
         total += int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if widths["concept_ids"] != widths["concept_p"]:
+        raise InputError(f"{path}: concept_ids and concept_p differ in width")
+    if widths["text_vec"] != widths["name_vec"]:
+        raise InputError(f"{path}: text_vec and name_vec differ in width")
     if widths["photo_sem"] != widths["extra_sem"]:
         raise InputError(f"{path}: photo_sem and extra_sem differ in width ({widths['photo_sem']} vs "
                          f"{widths['extra_sem']})")
@@ -287,8 +332,36 @@ def _load_or_error(path: Path):
 
 CHUNK_PHOTOS = 256  # photos per resumable chunk file of a build (a kill -9 loses at most one chunk's work)
 BATCH_PHOTOS = 32  # photos per network pass
-CHUNK_FORMAT = "mbm-retrieval-index-chunk-1"
-CHUNK_ARRAYS = ("photo_sem", "app", "extra_sem", "extra_mask")
+CHUNK_FORMAT = "mbm-retrieval-index-chunk-2"  # 2: + the open-vocabulary arrays
+OPEN_ARRAYS = ("concept_ids", "concept_p", "text_vec", "name_vec", "name_mask")  # the open vocabulary (issue 29)
+CHUNK_ARRAYS = ("photo_sem", "app", "extra_sem", "extra_mask", *OPEN_ARRAYS)
+CHUNK_DTYPES = {"extra_mask": np.dtype(bool), "name_mask": np.dtype(bool), "concept_ids": np.dtype(np.int16)}
+
+
+def open_arrays(n: int) -> dict[str, np.ndarray]:
+    """Zero open-vocabulary arrays for n items (filled by :func:`add_open_vocabulary`)."""
+    from mbm.scenarios.retrieval.concepts import TOP_K
+    from mbm.scenarios.retrieval.encoders import TEXT_DIM
+
+    return {"concept_ids": np.zeros((n, TOP_K), np.int16), "concept_p": np.zeros((n, TOP_K), np.float32),
+            "text_vec": np.zeros((n, TEXT_DIM), np.float32), "name_vec": np.zeros((n, TEXT_DIM), np.float32),
+            "name_mask": np.zeros(n, bool)}
+
+
+def add_open_vocabulary(arrays: dict[str, np.ndarray], rows: list[int], probs: np.ndarray, paths: list[str],
+                        text_rows: list[int] = (), text_vecs: np.ndarray | None = None) -> None:
+    """Fill rows' top ImageNet concepts (from the photos' probabilities), their caption/transcript MiniLM
+    vectors (``text_rows``) and the MiniLM vectors of the words of their file and folder names."""
+    from mbm.scenarios.retrieval.concepts import name_words, top_concepts
+    from mbm.scenarios.retrieval.encoders import text_vectors
+
+    arrays["concept_ids"][rows], arrays["concept_p"][rows] = top_concepts(probs)
+    if len(text_rows):
+        arrays["text_vec"][list(text_rows)] = text_vecs
+    named = [(j, w) for j, w in zip(rows, (name_words(p) for p in paths)) if w]
+    if named:
+        arrays["name_vec"][[j for j, _ in named]] = text_vectors([w for _, w in named])
+        arrays["name_mask"][[j for j, _ in named]] = True
 
 
 def parts_dir(out: Path) -> Path:
@@ -368,7 +441,8 @@ def _read_chunk(path: Path, folder: Path, ck: str, dims: dict[str, int]) -> tupl
             arrays = {}
             for k in CHUNK_ARRAYS:
                 shape, dtype = _member_header(z, k)
-                want = ((m,), np.dtype(bool)) if k == "extra_mask" else ((m, dims[k]), np.dtype(np.float32))
+                dt = CHUNK_DTYPES.get(k, np.dtype(np.float32))
+                want = ((m,), dt) if dt == np.dtype(bool) else ((m, dims[k]), dt)
                 if (tuple(shape), dtype) != want:
                     raise ValueError(f"{k} is {shape} {dtype}, not {want[0]} {want[1]}")
                 arrays[k] = _read_member(z, k)
@@ -449,6 +523,8 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
         for i, it in enumerate(old.items):
             kept[it["path"]] = i
     dims = {"photo_sem": SEM_DIM, "app": APP_DIM, "extra_sem": SEM_DIM}
+    ov = open_arrays(len(photos))
+    dims |= {k: a.shape[1] for k, a in ov.items() if a.ndim == 2}
     parts = parts_dir(out) if resumable else None
     done = _read_chunks(parts, folder, ck, dims, log) if parts is not None else {}
     n = len(photos)
@@ -470,6 +546,8 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
             items.append(old.items[i])
             photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (old.photo_sem[i], old.app[i], old.extra_sem[i],
                                                                  old.extra_mask[i])
+            for k in OPEN_ARRAYS:
+                ov[k][j] = getattr(old, k)[i]
         elif got is not None and got[0]["stamp"] == stamp:  # finished by an interrupted build
             resumed += 1
             entry, row, heard[j] = got
@@ -478,7 +556,9 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                 bad.add(j)
             else:
                 items.append({k: v for k, v in entry.items() if k != "skipped"})
-                photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (row[k] for k in CHUNK_ARRAYS)
+                photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (row[k] for k in CHUNK_ARRAYS[:4])
+                for k in OPEN_ARRAYS:
+                    ov[k][j] = row[k]
             if entry.get("skipped"):
                 why[j] = list(entry["skipped"])
         else:
@@ -555,16 +635,18 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                     texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t))
                              for j in ok]
                     texts = [(j, t) for j, t in texts if t]
+                    tv = text_vectors([t for _, t in texts]) if texts else None
                     if texts:
-                        extra_sem[[j for j, _ in texts]] = space.text_sem(text_vectors([t for _, t in texts]))
+                        extra_sem[[j for j, _ in texts]] = space.text_sem(tv)
                         extra_mask[[j for j, _ in texts]] = True
+                    add_open_vocabulary(ov, ok, probs, [items[j]["path"] for j in ok], [j for j, _ in texts], tv)
                 if bar is not None:
                     bar.update(len(batch))
             if parts is not None:
                 good = [j for j in rows if j not in bad]
                 _write_chunk(parts, folder, ck, [{**items[j], "skipped": why.get(j, [])} for j in good],
                              {"photo_sem": photo_sem[good], "app": app[good], "extra_sem": extra_sem[good],
-                              "extra_mask": extra_mask[good]},
+                              "extra_mask": extra_mask[good], **{k: ov[k][good] for k in OPEN_ARRAYS}},
                              [{"path": items[j]["path"], "stamp": items[j]["stamp"], "skipped": why.get(j, [])}
                               for j in rows if j in bad], [float(heard[j]) for j in good])
     finally:
@@ -580,7 +662,8 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
         raise InputError(f"none of the {len(photos)} photos in {folder} could be read: "
                          + "; ".join(skipped[:5]))
     idx = Index(space.item_vectors(photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep]),
-                photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep], items, folder, ck, skipped)
+                photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep], items, folder, ck, skipped,
+                **{k: ov[k][keep] for k in OPEN_ARRAYS})
     idx.save(out)
     if parts is not None:
         shutil.rmtree(parts, ignore_errors=True)

@@ -229,7 +229,7 @@ def test_report_returns_png_html_json(client, generated_inputs):
 def test_search_through_the_default_client_with_hostile_text(client):
     """The client downloads what looks like a file: result rows name their item "item", not "path";
     a typed link, a direction override and "$$" come back escaped and on one line."""
-    gallery, status, details = client.predict(text="a red sports car www.evil.example \u202e$$x$$\n# h", k=2,
+    gallery, status, details = client.predict(text="the meaning of life www.evil.example \u202e$$x$$\n# h", k=2,
                                               api_name="/search")
     assert len(gallery) == 2 and all(r["item"].endswith(".jpg") for r in details["results"])
     assert "www\\.evil\\.example" in status and "\u202e" not in status and "\\$\\$x\\$\\$ \\# h" in status

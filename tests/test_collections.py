@@ -31,7 +31,7 @@ from mbm.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 COLLECTION = ROOT / "assets" / "retrieval" / "collection"
-FORMAT = "mbm-retrieval-index-1"
+FORMAT = "mbm-retrieval-index-2"  # 2: + the open-vocabulary arrays (issue 29)
 
 
 def npy(arr: np.ndarray) -> bytes:
@@ -45,7 +45,9 @@ def index_file(path: Path, items, arrays: dict | None = None, manifest_text: str
     n = len(items) if isinstance(items, list) else 1
     arrays = {"vectors": np.zeros((n, 6), np.float32), "photo_sem": np.zeros((n, 4), np.float32),
               "app": np.zeros((n, 2), np.float32), "extra_sem": np.zeros((n, 4), np.float32),
-              "extra_mask": np.zeros(n, bool), **(arrays or {})}
+              "extra_mask": np.zeros(n, bool), "concept_ids": np.zeros((n, 16), np.int16),
+              "concept_p": np.zeros((n, 16), np.float32), "text_vec": np.zeros((n, 384), np.float32),
+              "name_vec": np.zeros((n, 384), np.float32), "name_mask": np.zeros(n, bool), **(arrays or {})}
     text = manifest_text or json.dumps({"format": FORMAT, "root": str(path.parent), "root_relative": None,
                                         "checkpoint": "", "items": items, "skipped": []})
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:

@@ -107,7 +107,7 @@ def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypa
 def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
     from mbm.index import build
     from mbm.scenarios.retrieval.model import combined_query
-    from mbm.scenarios.retrieval.search import encode_query, search
+    from mbm.scenarios.retrieval.search import encode_query, score_all, search
 
     idx = build(folder, tmp_path / "c.npz", progress=False, space=space, log=lambda *_: None)
     q = encode_query(space, idx, photo=str(folder / "item1.jpg"), text="a reading lamp", negative="a door")
@@ -115,11 +115,15 @@ def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
     results = search(space, idx, q, weights, k=3, fold=False)
     assert len(results) == 3 and set(results[0].terms) == {"photo", "text", "negative"}
     combined = combined_query(q.vectors, weights, q.negative)
+    _, parts = score_all(space, idx, q, weights)  # issue 29: the open-vocabulary parts, beside the item vectors
+    extra = {m: sum(ps.values()) for m, ps in parts.items()}
     for r in results:
         assert abs(sum(r.terms.values()) - r.score) < 1e-5
-        assert abs(float(idx.vectors[r.index] @ combined) - r.score) < 1e-4
-        assert abs(r.terms["text"] - 1.3 * float(idx.vectors[r.index] @ q.vectors["text"])) < 1e-5
-        assert r.terms["negative"] <= 0.4 + 1e-6
+        outside = sum((-1 if m == "negative" else 1) * weights[m] * extra[m][r.index] for m in extra)
+        assert abs(float(idx.vectors[r.index] @ combined) + outside - r.score) < 1e-4
+        assert abs(r.terms["text"] - 1.3 * (float(idx.vectors[r.index] @ q.vectors["text"])
+                                            + extra["text"][r.index])) < 1e-5
+        assert r.terms["negative"] <= 0.4 * 2 + 1e-6
     assert results[0].index == 0  # the captioned "a lamp on a desk" wins on the text
     alone = search(space, idx, encode_query(space, idx, photo=str(folder / "item1.jpg")), weights, k=1)
     assert alone[0].index == 1 and set(alone[0].terms) == {"photo"}  # the photo itself, by its own share
@@ -255,8 +259,9 @@ def test_a_text_off_the_subject_is_called_so(space):
              for t in ts}
     assert len(set(OFF_TOPIC_TEXTS)) == len(OFF_TOPIC_TEXTS) >= 30 and not known & set(OFF_TOPIC_TEXTS)
 
-    car, news = (space.read_text(v) for v in text_vectors(["a red sports car", "something to watch the news on"]))
-    assert car.off_topic == "sports car" and car.read_as  # still read as its nearest captions
+    # issue 29: the flag means "off everything" (tests/test_open_vocabulary.py); the device margin stays a measure
+    car, news = (space.read_text(v) for v in text_vectors(["a red sports car", "a screen for movies"]))
+    assert car.off_topic is None and car.read_as  # an ImageNet concept: known now, still read as its captions
     assert news.off_topic is None and news.read_as[0][0] in TRAIN_CAPTIONS["tv"]
     assert [w for _, w in news.read_as] == sorted((w for _, w in news.read_as), reverse=True)
     on = [t for ts in EVAL_PARAPHRASES.values() for t in ts]
@@ -286,7 +291,8 @@ def test_registered_and_checkpoint_loads_weights_only():
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
     state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
-    assert state["format"] == "mbm-retrieval-4" and s.checkpoint.stat().st_size < 5_000_000
+    assert state["format"] == "mbm-retrieval-5" and s.checkpoint.stat().st_size < 6_000_000
+    assert len(state["concepts"]["names"]) == 1000 and state["concepts"]["text_vectors"].shape[1] == 384
     # EfficientNet-Lite0 photo features (issue 28): 1280 pooled + 1000 ImageNet probabilities into the photo head
     assert tuple(state["heads"]["photo.weight"].shape) == (128, 1280 + 1000)
     assert tuple(state["pca_components"].shape) == (64, 1280)
@@ -298,16 +304,17 @@ def test_registered_and_checkpoint_loads_weights_only():
 def test_search_api_function_on_the_demo_collection():
     from mbm.ui.search import search_collection
 
-    gallery, status, details = search_collection(text="something to watch the news on", k=4)
+    gallery, status, details = search_collection(text="a screen for movies", k=4)
     assert len(gallery) == 4 and "results" in status
     top = details["results"][0]
     assert abs(sum(top["shares"].values()) - top["score"]) < 1e-3
     assert set(top["shares"]) == {"text"}
-    assert details["readings"]["text"]["off_topic"] is None and 'text read as \\"television\\"' in status
-    _, status, details = search_collection(text="a red sports car", k=2)
-    assert details["readings"]["text"]["off_topic"] == "sports car"
-    assert '⚠️ \\"a red sports car\\" is nearer to \\"sports car\\" than to anything this search knows' in status
-    assert details["warnings"] and not any("sports car" in n for n in details["notes"])
+    assert details["readings"]["text"]["off_topic"] is None and 'text read as \\"a screen\\"' in status
+    assert top["why"] and details["readings"]["text"]["concepts"]  # why it came; the concepts the text means
+    _, status, details = search_collection(text="the meaning of life", k=2)
+    assert details["readings"]["text"]["off_topic"]
+    assert '⚠️ \\"the meaning of life\\" is far from everything this search knows' in status
+    assert details["warnings"] and not any("meaning" in n for n in details["notes"])
     with pytest.raises(Exception, match="query is empty"):
         search_collection()
 
@@ -337,7 +344,7 @@ def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
     odd = upload / "fan_[x](http:||evil.example)_|.jpg"
     shutil.copyfile(ROOT / "assets" / "retrieval" / "collection" / "fan_1.jpg", odd)
     try:
-        _, status, details = search_collection(text="a red sports car [x](http://evil.example) **bold**", k=1,
+        _, status, details = search_collection(text="the meaning of life [x](http://evil.example) **bold**", k=1,
                                                collection=[str(odd)])
     finally:
         shutil.rmtree(upload)

@@ -29,7 +29,7 @@ from mbm.limits import (
     MAX_COLLECTIONS_BYTES,
     MAX_VISITOR_COLLECTIONS_BYTES,
 )
-from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
+from mbm.paths import ASSETS, RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
 from mbm.ui.common import NEWEST, REQUEST_ID_JS, answer_html, echo_markdown, example_cards, plain, show_answer
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
@@ -47,12 +47,23 @@ def space():
     return load_space()
 
 
-@lru_cache(maxsize=1)
-def demo_index():
-    """The default collection: $MBM_SEARCH_INDEX (an index built with `python -m mbm.index build`) or the demo."""
+# The demo collections (issue 29: a second one of everyday things): name -> (label, index file)
+DEMO_COLLECTIONS = {"devices": ("Household devices", RETRIEVAL_DEMO_INDEX),
+                    "everyday": ("Everyday things (Caltech-101)", ASSETS / "retrieval_everyday" / "index.npz")}
+
+
+@lru_cache(maxsize=4)
+def demo_index(name: str = "devices"):
+    """A demo collection: "devices" ($MBM_SEARCH_INDEX, an index built with `python -m mbm.index build`, or the
+    shipped device demo) or "everyday" (Caltech-101 photos of everyday things)."""
     from mbm.index import Index
 
-    return Index.load(Path(os.environ.get("MBM_SEARCH_INDEX") or RETRIEVAL_DEMO_INDEX))
+    if name not in DEMO_COLLECTIONS:
+        raise InputError(f"no demo collection {name!r}; choose one of {', '.join(DEMO_COLLECTIONS)}")
+    path = DEMO_COLLECTIONS[name][1]
+    if name == "devices" and os.environ.get("MBM_SEARCH_INDEX"):
+        path = Path(os.environ["MBM_SEARCH_INDEX"])
+    return Index.load(path)
 
 
 def shown(path: Path):
@@ -333,16 +344,20 @@ def _share_line(terms: dict[str, float], score: float) -> str:
 
 @guarded("Nothing to search with")
 def search_collection(speech=None, photo=None, text=None, negative=None, w_speech=None, w_photo=None,
-                      w_text=None, w_negative=None, k=8, collection=None, request: gr.Request = None):
+                      w_text=None, w_negative=None, k=8, collection=None, collection_name=None,
+                      request: gr.Request = None):
     """Search a collection with any mix of a spoken clip, a photo and typed text.
 
     Args: speech (audio file), photo (image file), text, negative (text to push away), a weight per
     input (0..5; None = the learned default), k (1..24 results), collection (files to search
-    instead of the demo: photos + same-name .txt / .wav / .mp3).
+    instead of the demo: photos + same-name .txt / .wav / .mp3), collection_name (the demo collection:
+    "devices", the default, or "everyday").
     Returns the gallery [(image, caption)], a status line, and JSON: {"results": [{"item" (the path in the
     collection; not "path", which Gradio's client would take for a file to download), "score",
-    "shares": {input: w * sim}, "caption", "transcript", "folded"}], "heard", "weights", "notes", "warnings",
-    "readings": {"speech"/"text": {"read_as": [[caption, weight]], "off_topic": ImageNet name or null}}}.
+    "shares": {input: w * sim}, "why" (the concepts, caption words or names that matched), "caption",
+    "transcript", "folded"}], "heard", "weights", "notes", "warnings", "readings": {"speech"/"text": {"read_as":
+    [[caption, weight]], "concepts": [[ImageNet concept, share]], "off_topic": the nearest known thing when the
+    text is far from everything the search knows, else null, "nearest_cos"}}}.
     """
     from mbm.scenarios.retrieval.search import encode_query, search
 
@@ -358,7 +373,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     if files:  # indexed by the Search button's first step; an API call indexes it here (or is told to wait)
         index, skipped = uploaded_index(files, visitor_of(request), wait=False)
     else:
-        index = demo_index()
+        index = demo_index(text_value(collection_name, "collection_name", 40) or "devices")
     query = encode_query(sp, index, speech=file_value(speech, "speech"), photo=file_value(photo, "photo"),
                          text=text_value(text, "text", 500), negative=text_value(negative, "negative", 500))
     results = search(sp, index, query, weights, k=k)
@@ -368,12 +383,14 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
         cap = _share_line(r.terms, r.score)
         if r.folded:
             cap += f" (+{r.folded} near-duplicate{'s' * (r.folded > 1)})"
+        if r.why:
+            cap += " · " + "; ".join(r.why[:2])
         if it.get("caption"):
             cap += f" — {it['caption'][:80]}"
         gallery.append((shown(index.path_of(r.index)), cap))
         rows.append({"item": it["path"], "score": round(r.score, 4),
-                     "shares": {m: round(t, 4) for m, t in r.terms.items()}, "caption": it.get("caption", ""),
-                     "transcript": it.get("transcript", ""), "folded": r.folded})
+                     "shares": {m: round(t, 4) for m, t in r.terms.items()}, "why": list(r.why),
+                     "caption": it.get("caption", ""), "transcript": it.get("transcript", ""), "folded": r.folded})
     used = [m for m in ("speech", "photo", "text") if m in query.vectors]
     status = [f"**{len(results)} results** from {len(index)} items; score = "
               + " + ".join(f"{weights[m]:g} × sim({LABELS[m]})" for m in used)
@@ -382,27 +399,36 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     status += ["⚠️ " + plain(w) for w in query.warnings]
     if rows:  # the shares in full (the gallery's captions are cut to fit)
         cols = [m for m in ("speech", "photo", "text", "negative") if m in rows[0]["shares"]]
-        status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " |\n|---|---|---|"
-                      + "---|" * len(cols) + "\n" + "\n".join(
+        status.append("\n| # | item | score | " + " | ".join(LABELS[m] for m in cols) + " | why |\n|---|---|---|"
+                      + "---|" * len(cols) + "---|\n" + "\n".join(
                           f"| {i + 1} | {plain(r['item'])}"
                           + (f" (+{r['folded']})" if r["folded"] else "") + f" | {r['score']:.2f} | "
-                          + " | ".join(f"{r['shares'][m]:+.2f}" for m in cols) + " |" for i, r in enumerate(rows)))
+                          + " | ".join(f"{r['shares'][m]:+.2f}" for m in cols) + " | "
+                          + plain("; ".join(r["why"])).replace("|", "/") + " |" for i, r in enumerate(rows)))
     skipped = skipped + index.skipped
     if skipped:
         status.append(f"{len(skipped)} files of the collection were skipped: " + plain("; ".join(skipped[:5]))
                       + (f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""))
-    readings = {m: {"read_as": [list(x) for x in r.read_as], "off_topic": r.off_topic}
+    readings = {m: {"read_as": [list(x) for x in r.read_as], "concepts": [list(x) for x in r.concepts],
+                    "off_topic": r.off_topic, "nearest_cos": r.nearest_cos}
                 for m, r in query.readings.items()}
     return gallery, "  \n".join(status), {"results": rows, "heard": query.heard, "weights": weights,
                                           "notes": query.notes, "warnings": query.warnings, "readings": readings,
                                           "skipped": skipped}
 
 
-# The examples: [spoken, photo, typed] and a caption. The first: fusion finds what neither input alone ranks
-# first (the painted door; docs/retrieval.md)
-EXAMPLES = [([None, str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg"), "a door"], 'colourful monitor photo + "a door"'),
-            ([None, None, "something to watch the news on"], 'typed "something to watch the news on"'),
-            ([str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"), None, None], 'spoken "fan"')]
+# The examples: [spoken, photo, typed, demo collection] and a caption. The first: fusion finds what neither input
+# alone ranks first (the painted door; docs/retrieval.md). The everyday ones (issue 29): a description that names
+# no folder of that collection, and a spoken name no device caption holds.
+EVERYDAY_QUERIES = ASSETS / "retrieval_everyday" / "queries"
+EXAMPLES = [([None, str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg"), "a door", "devices"],
+             'colourful monitor photo + "a door"'),
+            ([None, None, "a screen for movies", "devices"], 'typed "a screen for movies"'),
+            ([str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"), None, None, "devices"], 'spoken "fan"'),
+            ([None, None, "a musical instrument with a keyboard and bellows", "everyday"],
+             'everyday things: typed "a musical instrument with a keyboard and bellows"'),
+            ([str(EVERYDAY_QUERIES / "starfish_spoken.wav"), None, None, "everyday"],
+             'everyday things: spoken "a starfish"')]
 NO_ANSWER_YET = answer_html("none", "No results yet", "Click an example, or give a query and press Search.")
 SEARCHING = answer_html("none", "Searching…")
 FAILED = answer_html("none", "No results", "The search could not run; the message says why.")
@@ -428,13 +454,14 @@ def search_answer(result) -> str:
 
 @guarded("Nothing to search with")
 def search_view(speech=None, photo=None, text=None, negative=None, w_speech=None, w_photo=None, w_text=None,
-                w_negative=None, k=8, collection=None, request_id=None, request: gr.Request = None):
+                w_negative=None, k=8, collection=None, collection_name=None, request_id=None,
+                request: gr.Request = None):
     """The page's search: ``search_collection``'s outputs and the answer box; nothing (every output
     skipped) when the page has sent a newer search meanwhile (``request_id``, common.Newest)."""
     if not NEWEST.start("search", request, request_id):
         return tuple(gr.skip() for _ in range(4))
     gallery, status, result = search_collection(speech, photo, text, negative, w_speech, w_photo, w_text,
-                                                w_negative, k, collection, request)
+                                                w_negative, k, collection, collection_name, request)
     if NEWEST.superseded("search", request, request_id):
         return tuple(gr.skip() for _ in range(4))
     return gallery, status, result, search_answer(result)
@@ -456,7 +483,7 @@ def search_tab() -> None:
                               elem_id="search-audio")
             photo = gr.Image(sources=["upload", "webcam"], type="filepath", label="Photo query", height=220,
                              elem_id="search-photo")
-            text = gr.Textbox(label="Typed query", placeholder="e.g. something to watch the news on",
+            text = gr.Textbox(label="Typed query", placeholder="e.g. a screen for movies, or a pouched animal that hops",
                               max_lines=1, elem_id="search-text")
             negative = gr.Textbox(label="Not this (optional)", placeholder="e.g. blinds", max_lines=1,
                                   elem_id="search-negative")
@@ -475,6 +502,8 @@ def search_tab() -> None:
                             "voice notes; they are searched instead of the demo. For a folder use "
                             "`python -m mbm.index build FOLDER --out INDEX`.</small>")
                 collection = gr.File(file_count="multiple", label="Collection files", elem_id="search-collection")
+            which = gr.Radio([(label, name) for name, (label, _) in DEMO_COLLECTIONS.items()], value="devices",
+                             label="Demo collection", elem_id="search-which")
             run = gr.Button("Search", variant="primary", elem_id="search-run")
         with gr.Column():
             headline = gr.HTML(NO_ANSWER_YET, elem_id="search-headline")  # the answer at a glance
@@ -484,7 +513,7 @@ def search_tab() -> None:
             status = echo_markdown(elem_id="search-status")
             with gr.Accordion("Full result (what the API returns)", open=False):
                 details = gr.JSON(show_label=False, elem_id="search-json")
-    inputs = [speech, photo, text, negative, w_speech, w_photo, w_text, w_negative, k, collection]
+    inputs = [speech, photo, text, negative, w_speech, w_photo, w_text, w_negative, k, collection, which]
     event = {"fn": search_collection, "inputs": inputs, "outputs": [gallery, status, details], "preprocess": False,
              "concurrency_id": HEAVY_CONCURRENCY_ID}
     # An uploaded collection is indexed first, in its own queue (COLLECTION_CONCURRENCY at once), so that
@@ -516,8 +545,8 @@ def search_tab() -> None:
     kept = [i for i, e in enumerate(examples)
             if all(x is None or not x.startswith("/") or Path(x).is_file() for x in e)]
     if kept:
-        with examples_row:
-            load_example = example_cards([examples[i] for i in kept], [captions[i] for i in kept],
-                                         [speech, photo, text], photo=1, label="Examples: click one to search",
-                                         elem_id="search-examples")
+        with examples_row:  # the collection first in a card's row: the cards read the typed text from the last
+            load_example = example_cards([[examples[i][3], *examples[i][:3]] for i in kept],
+                                         [captions[i] for i in kept], [which, speech, photo, text], photo=2,
+                                         label="Examples: click one to search", elem_id="search-examples")
         chain(load_example.then)

@@ -23,13 +23,15 @@ share is exact (``scores(..)`` returns the terms).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mbm.scenarios.retrieval.concepts import Concepts
 from mbm.scenarios.retrieval.encoders import IMAGE_DIM, N_CLASSES, TEXT_DIM
 
 SEM_DIM = 128
@@ -37,8 +39,9 @@ APP_DIM = 64
 VECTOR_DIM = SEM_DIM + APP_DIM
 MODALITIES = ("speech", "photo", "text")
 # 2: text through the caption anchors; 3: + their captions and the off-topic check; 4: EfficientNet-Lite0 photo
-# features (1280 + 1000 into the photo head, a 1280-wide PCA; issue 28) instead of SqueezeNet's (512 + 1000)
-FORMAT = "mbm-retrieval-4"
+# features (1280 + 1000 into the photo head, a 1280-wide PCA; issue 28) instead of SqueezeNet's (512 + 1000);
+# 5: + the open-vocabulary concepts (the 1000 ImageNet classes read with MiniLM, issue 29)
+FORMAT = "mbm-retrieval-5"
 READ_AS_SHOWN = 2  # a reading names at most this many captions ...
 READ_AS_MIN_WEIGHT = 0.1  # ... each with at least this weight
 
@@ -75,11 +78,14 @@ class Heads(nn.Module):
 @dataclass
 class TextReading:
     """How one text was read: the captions it was read through, as (caption, softmax weight), the
-    largest first; and, when it is nearer an ImageNet class that is none of the devices than any
-    caption (by ``off_topic_margin``), that class's name (else None)."""
+    largest first; the ImageNet concepts it means (name, share; filled by the search); and, when it is far
+    from every concept, caption and item text the search knows (issue 29: best cosine under the
+    concepts' ``off_topic_floor``), the nearest of them (else None), with that best cosine."""
 
     read_as: list[tuple[str, float]]
     off_topic: str | None
+    concepts: list[tuple[str, float]] = field(default_factory=list)
+    nearest_cos: float = 0.0
 
 
 @dataclass
@@ -99,6 +105,7 @@ class Space:
     other_names: tuple[str, ...]  # (M,) those names
     off_topic_margin: float  # caption cosine - other-name cosine under which a text is off the subject
     dup_threshold: float = 0.985  # item-vector cosine above which a lower result is folded
+    concepts: Concepts | None = None  # the open vocabulary (issue 29; mbm.scenarios.retrieval.concepts)
 
     @property
     def b(self) -> float:
@@ -132,16 +139,38 @@ class Space:
         (by more than ``off_topic_margin``)."""
         return self.topic_margins(minilm) < self.off_topic_margin
 
-    def read_text(self, minilm: np.ndarray) -> TextReading:
+    def nearest_known(self, minilm: np.ndarray, index=None) -> tuple[float, str]:
+        """One unit MiniLM vector -> (best cosine, what it is) over everything the search knows: the ImageNet
+        concepts' texts, the device captions and, given an index, its items' captions, transcripts and names."""
+        minilm = np.asarray(minilm, np.float32)
+        best = self.concepts.nearest(minilm)
+        s = self.anchor_text @ minilm
+        best = max(best, (float(s.max()), self.anchor_captions[int(np.argmax(s))]))
+        if index is not None and len(index) and index.open_vocabulary():
+            for vec, mask, what in ((index.text_vec, index.extra_mask, "caption"),
+                                    (index.name_vec, index.name_mask, "name")):
+                if mask.any():
+                    s = np.where(mask, vec @ minilm, -1.0)
+                    i = int(np.argmax(s))
+                    it = index.items[i]
+                    text = (" . ".join(t for t in (it.get("caption"), it.get("transcript")) if t)
+                            if what == "caption" else it.get("path", ""))
+                    best = max(best, (float(s[i]), f"{text[:60]} ({what} of {Path(it.get('path', '?')).name})"))
+        return best
+
+    def off_topic_open(self, minilm: np.ndarray, index=None) -> np.ndarray:
+        """Unit MiniLM vectors (N, 384) -> (N,) bool: far from everything the search knows (issue 29)."""
+        return np.array([self.nearest_known(m, index)[0] < self.concepts.off_topic_floor
+                         for m in np.atleast_2d(minilm)])
+
+    def read_text(self, minilm: np.ndarray, index=None) -> TextReading:
         """One unit MiniLM vector (384,) -> how it is read (the captions and the off-topic check)."""
         minilm = np.asarray(minilm, np.float32)
         w = torch.from_numpy(self.anchor_text @ minilm / self.anchor_temperature).softmax(0).numpy()  # (K,)
         read_as = [(self.anchor_captions[k], round(float(w[k]), 3)) for k in np.argsort(-w)[:READ_AS_SHOWN]
                    if w[k] >= READ_AS_MIN_WEIGHT]
-        off = None
-        if self.off_topic(minilm[None])[0]:
-            off = self.other_names[int(np.argmax(self.other_text @ minilm))]
-        return TextReading(read_as, off)
+        cos, what = self.nearest_known(minilm, index)
+        return TextReading(read_as, what if cos < self.concepts.off_topic_floor else None, nearest_cos=round(cos, 3))
 
     def item_vectors(self, photo_sem: np.ndarray, app: np.ndarray, extra_sem: np.ndarray | None = None,
                      extra_mask: np.ndarray | None = None) -> np.ndarray:
@@ -171,13 +200,14 @@ class Space:
                 "anchor_captions": list(self.anchor_captions),
                 "other_text": torch.from_numpy(self.other_text.astype(np.float16)),
                 "other_names": list(self.other_names), "off_topic_margin": float(self.off_topic_margin),
-                "format": FORMAT}
+                "format": FORMAT} | ({"concepts": self.concepts.state()} if self.concepts is not None else {})
 
     @classmethod
-    def from_state(cls, state: dict) -> "Space":
-        if state.get("format") != FORMAT:
+    def from_state(cls, state: dict) -> Space:
+        if state.get("format") != FORMAT or "concepts" not in state:
             raise ValueError(f"not a retrieval checkpoint of this version (format {FORMAT}); retrain it with "
-                             "python -m mbm.train --scenario retrieval")
+                             "python -m mbm.train --scenario retrieval (or add the open vocabulary to a "
+                             "mbm-retrieval-4 one: python -m mbm.scenarios.retrieval.concepts CHECKPOINT)")
         heads = Heads()
         heads.load_state_dict(state["heads"])
         heads.eval()
@@ -185,7 +215,7 @@ class Space:
                    dict(state["weights"]), state["anchor_text"].numpy(), state["anchor_sem"].numpy(),
                    float(state["anchor_temperature"]), tuple(state["anchor_captions"]),
                    state["other_text"].float().numpy(), tuple(state["other_names"]), float(state["off_topic_margin"]),
-                   float(state["dup_threshold"]))
+                   float(state["dup_threshold"]), Concepts.from_state(state["concepts"]))
 
 
 def load_space(path=None) -> Space:

@@ -136,7 +136,7 @@ class _Layer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        split = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        split = lambda y: y.view(b, t, self.heads, d // self.heads).transpose(1, 2)
         att = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
                                              attn_mask=mask[:, None, None, :])
         x = self.ln1(x + self.o(att.transpose(1, 2).reshape(b, t, d)))
@@ -154,7 +154,7 @@ class MiniLM(nn.Module):
         self.ln = nn.LayerNorm(DIM, eps=1e-12)
         self.layers = nn.ModuleList(_Layer() for _ in range(6))
 
-    def load(self, state: dict[str, torch.Tensor]) -> "MiniLM":
+    def load(self, state: dict[str, torch.Tensor]) -> MiniLM:
         def take(name: str) -> torch.Tensor:
             for key in (name, "bert." + name):
                 if key in state:
