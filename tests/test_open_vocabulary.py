@@ -136,3 +136,15 @@ def test_everyday_demo_collection_is_credited_and_its_examples_keep_their_promis
         _, _, details = search_collection(speech=row[0], photo=row[1], text=row[2], k=3, collection_name="everyday")
         assert details["results"][0]["item"].startswith(want + "/"), details["results"][:2]
         assert details["results"][0]["why"] and not details["warnings"]
+
+
+def test_retraining_writes_the_shipped_open_vocabulary_constants_and_the_cli_checks_its_input(space, tmp_path):
+    from mbm.scenarios.retrieval.concepts import DEFAULTS
+    from mbm.scenarios.retrieval.evaluate import main
+
+    assert space.concepts.constants == DEFAULTS  # train.py builds the section with these
+    assert len(space.concepts.names) == 1000 and len(space.concepts.texts) == len(space.concepts.text_vectors)
+    assert main(["--collection", str(tmp_path / "missing"), "--queries", str(tmp_path / "q.json")]) == 2
+    (tmp_path / "c" / "cup").mkdir(parents=True)
+    (tmp_path / "q.json").write_text(json.dumps({"kangaroo": ["a kangaroo"]}), encoding="utf-8")
+    assert main(["--collection", str(tmp_path / "c"), "--queries", str(tmp_path / "q.json")]) == 2

@@ -227,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     space.off_topic_margin = choose_off_topic_margin(space)
     print(f"off-topic margin {space.off_topic_margin:+.2f} (validation paraphrases)", flush=True)
     space = choose_constants(space, pooled[val], probs[val], labels[val], [s for s, v in zip(sources, val) if v])
+    # the open vocabulary (issue 29): the ImageNet concepts read with MiniLM, and the constants chosen on
+    # validation material (docs/retrieval.md); nothing in it is fitted here
+    from mbm.scenarios.retrieval.concepts import Concepts
+
+    space.concepts = Concepts.build()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     state = space.state()
     state["trained_on"] = {"photos": int((~val).sum()), "constants_chosen_on_photos": int(val.sum()),
