@@ -223,7 +223,8 @@ class Collections:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         index = build(folder, self.folder / f"{key}.npz", progress=False, space=space(), log=lambda *_: None,
-                      audio_budget_s=MAX_COLLECTION_AUDIO_SECONDS, speech_apart=True)
+                      audio_budget_s=MAX_COLLECTION_AUDIO_SECONDS, speech_apart=True,
+                      resumable=False)  # a visitor's request is not resumed: no chunk files left behind
         for p in folder.iterdir():  # captions and transcripts are in the index now: only the photos are kept
             if p.suffix in (".txt", ".wav", ".mp3"):
                 p.unlink(missing_ok=True)
