@@ -9,17 +9,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from test_browser import ARTIFACTS, RESULT_TIMEOUT_MS, chromium_with_microphone, microphone_page, record  # noqa: E402  (skips with it)
-from test_browser import playwright  # noqa: E402,F401  (the fixture)
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect
+from test_browser import (
+    ARTIFACTS,
+    RESULT_TIMEOUT_MS,
+    chromium_with_microphone,
+    microphone_page,
+    playwright,  # noqa: F401  (the fixture)
+    record,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH_MIC = ROOT / "assets" / "retrieval" / "queries" / "mic_fan.wav"  # a synthetic "fan", padded to 3 s
 
 
 @pytest.fixture(scope="module")
-def search_browser(playwright):
+def search_browser(playwright):  # noqa: F811 - the fixture imported above
     with chromium_with_microphone(playwright, SEARCH_MIC) as browser:
         yield browser
 
