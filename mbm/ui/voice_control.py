@@ -118,8 +118,7 @@ def image_map_label(result: VoiceControlResult) -> str:
     """The image map's caption: the usual one, or, when masking any one region barely changes the answer, that."""
     lost = result.maps.get("image") if result.map_kind == "occlusion" else None
     if lost and max(lost) < FLAT_IMAGE_MAP:
-        return (f"Image: no one region decides the answer (masking any costs under {FLAT_IMAGE_MAP:.0%}); "
-                "the colours show differences smaller than that")
+        return f"Image: no one region decides it (each costs under {FLAT_IMAGE_MAP:.0%})"  # colours: tiny differences
     return IMAGE_MAP_LABEL
 
 
