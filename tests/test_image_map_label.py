@@ -17,7 +17,7 @@ def test_a_region_that_matters_keeps_the_usual_caption():
 
 def test_no_region_that_matters_is_said():
     label = image_map_label(result([FLAT_IMAGE_MAP / 4] * 36))
-    assert label != IMAGE_MAP_LABEL and "no one region decides" in label and "2%" in label
+    assert label != IMAGE_MAP_LABEL and "no region decides" in label and "2%" in label
 
 
 def test_attention_maps_and_absent_images_keep_the_usual_caption():

@@ -118,7 +118,7 @@ def image_map_label(result: VoiceControlResult) -> str:
     """The image map's caption: the usual one, or, when masking any one region barely changes the answer, that."""
     lost = result.maps.get("image") if result.map_kind == "occlusion" else None
     if lost and max(lost) < FLAT_IMAGE_MAP:
-        return f"Image: no one region decides it (each costs under {FLAT_IMAGE_MAP:.0%})"  # colours: tiny differences
+        return f"Image: no region decides it (each < {FLAT_IMAGE_MAP:.0%})"  # the colours: tiny differences
     return IMAGE_MAP_LABEL
 
 
