@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from mbm.errors import InputError
+from mbm.storage import atomic_write
 
 # 2: + each item's top ImageNet concepts, and the MiniLM vectors of its caption/transcript and of its file and
 # folder names (the open vocabulary, issue 29)
@@ -108,24 +109,7 @@ class Index:
                  concept_p=self.concept_p.astype(np.float32), text_vec=self.text_vec.astype(np.float32),
                  name_vec=self.name_vec.astype(np.float32), name_mask=self.name_mask.astype(bool),
                  manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(buf.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        try:
-            fd = os.open(out.parent, os.O_RDONLY)
-            os.fsync(fd)
-            os.close(fd)
-        except OSError:
-            pass
+        atomic_write(out, lambda f: f.write(buf.getvalue()))  # whole or not at all, fsynced
 
     @classmethod
     def load(cls, path: Path, root: Path | None = None) -> Index:
@@ -379,26 +363,6 @@ def _chunk_digest(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole or not at all: a temporary file, fsynced, renamed over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        os.fsync(fd)
-        os.close(fd)
-    except OSError:
-        pass
-
-
 def _write_chunk(parts: Path, folder: Path, ck: str, items: list[dict], arrays: dict[str, np.ndarray],
                  bad: list[dict], heard: list[float]) -> Path:
     """One finished chunk of a build: its items (with their caption, transcript, notes, skipped
@@ -410,7 +374,7 @@ def _write_chunk(parts: Path, folder: Path, ck: str, items: list[dict], arrays: 
              manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8))
     key = hashlib.sha256(json.dumps([[it["path"], it["stamp"]] for it in items] + bad).encode()).hexdigest()[:20]
     path = parts / f"chunk-{key}.npz"
-    _write_atomic(path, buf.getvalue())
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path
 
 
