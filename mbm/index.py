@@ -486,16 +486,13 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
     if old is not None:
         for i, it in enumerate(old.items):
             kept[it["path"]] = i
-    dims = {"photo_sem": SEM_DIM, "app": APP_DIM, "extra_sem": SEM_DIM}
-    ov = open_arrays(len(photos))
-    dims |= {k: a.shape[1] for k, a in ov.items() if a.ndim == 2}
+    n = len(photos)
+    # every per-photo array an index (and a chunk) holds, one row per photo: CHUNK_ARRAYS
+    arrays = {"photo_sem": np.zeros((n, SEM_DIM), np.float32), "app": np.zeros((n, APP_DIM), np.float32),
+              "extra_sem": np.zeros((n, SEM_DIM), np.float32), "extra_mask": np.zeros(n, bool), **open_arrays(n)}
+    dims = {k: a.shape[1] for k, a in arrays.items() if a.ndim == 2}
     parts = parts_dir(out) if resumable else None
     done = _read_chunks(parts, folder, ck, dims, log) if parts is not None else {}
-    n = len(photos)
-    photo_sem = np.zeros((n, SEM_DIM), np.float32)
-    app = np.zeros((n, APP_DIM), np.float32)
-    extra_sem = np.zeros((n, SEM_DIM), np.float32)
-    extra_mask = np.zeros(n, bool)
     items, todo, why, heard = [], [], {}, np.zeros(n)  # why: row -> its skipped messages
     bad = set()
     resumed = 0
@@ -508,10 +505,8 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
         got = done.get(rel)
         if i is not None and old.items[i].get("stamp") == stamp:
             items.append(old.items[i])
-            photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (old.photo_sem[i], old.app[i], old.extra_sem[i],
-                                                                 old.extra_mask[i])
-            for k in OPEN_ARRAYS:
-                ov[k][j] = getattr(old, k)[i]
+            for k in CHUNK_ARRAYS:
+                arrays[k][j] = getattr(old, k)[i]
         elif got is not None and got[0]["stamp"] == stamp:  # finished by an interrupted build
             resumed += 1
             entry, row, heard[j] = got
@@ -520,9 +515,8 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                 bad.add(j)
             else:
                 items.append({k: v for k, v in entry.items() if k != "skipped"})
-                photo_sem[j], app[j], extra_sem[j], extra_mask[j] = (row[k] for k in CHUNK_ARRAYS[:4])
-                for k in OPEN_ARRAYS:
-                    ov[k][j] = row[k]
+                for k in CHUNK_ARRAYS:
+                    arrays[k][j] = row[k]
             if entry.get("skipped"):
                 why[j] = list(entry["skipped"])
         else:
@@ -594,23 +588,22 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
                         items[j]["notes"].append("voice note: no words made out")
                 if pix:
                     pooled, probs = photo_features(pix)
-                    photo_sem[ok] = space.photo_sem(pooled, probs)
-                    app[ok] = space.appearance(pooled)
+                    arrays["photo_sem"][ok] = space.photo_sem(pooled, probs)
+                    arrays["app"][ok] = space.appearance(pooled)
                     texts = [(j, " . ".join(t for t in (items[j]["caption"], items[j]["transcript"]) if t))
                              for j in ok]
                     texts = [(j, t) for j, t in texts if t]
                     tv = text_vectors([t for _, t in texts]) if texts else None
                     if texts:
-                        extra_sem[[j for j, _ in texts]] = space.text_sem(tv)
-                        extra_mask[[j for j, _ in texts]] = True
-                    add_open_vocabulary(ov, ok, probs, [items[j]["path"] for j in ok], [j for j, _ in texts], tv)
+                        arrays["extra_sem"][[j for j, _ in texts]] = space.text_sem(tv)
+                        arrays["extra_mask"][[j for j, _ in texts]] = True
+                    add_open_vocabulary(arrays, ok, probs, [items[j]["path"] for j in ok], [j for j, _ in texts], tv)
                 if bar is not None:
                     bar.update(len(batch))
             if parts is not None:
                 good = [j for j in rows if j not in bad]
                 _write_chunk(parts, folder, ck, [{**items[j], "skipped": why.get(j, [])} for j in good],
-                             {"photo_sem": photo_sem[good], "app": app[good], "extra_sem": extra_sem[good],
-                              "extra_mask": extra_mask[good], **{k: ov[k][good] for k in OPEN_ARRAYS}},
+                             {k: arrays[k][good] for k in CHUNK_ARRAYS},
                              [{"path": items[j]["path"], "stamp": items[j]["stamp"], "skipped": why.get(j, [])}
                               for j in rows if j in bad], [float(heard[j]) for j in good])
     finally:
@@ -625,9 +618,9 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
             shutil.rmtree(parts, ignore_errors=True)
         raise InputError(f"none of the {len(photos)} photos in {folder} could be read: "
                          + "; ".join(skipped[:5]))
-    idx = Index(space.item_vectors(photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep]),
-                photo_sem[keep], app[keep], extra_sem[keep], extra_mask[keep], items, folder, ck, skipped,
-                **{k: ov[k][keep] for k in OPEN_ARRAYS})
+    kept_rows = {k: arrays[k][keep] for k in CHUNK_ARRAYS}
+    idx = Index(space.item_vectors(*(kept_rows[k] for k in ("photo_sem", "app", "extra_sem", "extra_mask"))),
+                items=items, root=folder, checkpoint=ck, skipped=skipped, **kept_rows)
     idx.save(out)
     if parts is not None:
         shutil.rmtree(parts, ignore_errors=True)

@@ -200,8 +200,6 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             result["map_deletion_ratio"] = ratios["occlusion"]  # the maps the app draws
             result["map_deletion_ratio_attention"] = ratios["attention"]
             result["map_deletion_n"] = ratios["n"]
-            from mbm.features.image_eval import uses_pretrained_images
-
             if data_dir is not None and uses_pretrained_images(model):  # where the image map falls (map_mass)
                 from mbm.paths import VOICE_CONTROL_ASSETS
                 from mbm.scenarios.voice_control.map_mass import map_mass_metrics
