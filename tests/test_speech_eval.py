@@ -57,3 +57,12 @@ def test_more_clips_reads_word_and_speaker(tmp_path):
     (folder / "notes.txt").write_text("x")
     clips = more_clips(tmp_path)
     assert [(c.word, c.speaker, c.source) for c in clips] == [("up", "ab12cd34", "speech_commands_more")]
+
+
+def test_a_folder_without_clips_gets_a_message_not_a_traceback(tmp_path, capsys):
+    from mbm.scenarios.voice_control.speech_eval import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(tmp_path), "--json"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "holds no speech clips" in err and "Traceback" not in err

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     more = more_clips(args.data)
     clips = voice_control_data(args.data, args.split)[0] + (split_speech(more)[1] if args.split == "heldout" else more)
+    if not clips:
+        parser.error(f"{args.data} holds no speech clips (expected speech_commands/, speech_commands_more/ or "
+                     "fsdd/recordings/ as in ../shared/data)")
     print_result(speech_report(args.checkpoint, clips), args.json)
 
 
