@@ -14,6 +14,12 @@ shipped checkpoints, once).
 from __future__ import annotations
 
 import os
+import sys
+
+# timm imports torchvision's ops, which import torch._dynamo, which imports triton (installed with the CUDA
+# torch wheel): 74 MB resident for a GPU compiler this server never runs. A None entry makes `import triton`
+# fail, and torch's own check (importlib.util.find_spec) then reports it absent (docs/reliability.md).
+sys.modules.setdefault("triton", None)
 
 # numpy's BLAS on one thread, as torch is below: with several requests on two cores, its spinning threads
 # made a search at 10,000 items 3-4x slower (python -m mbm.scenarios.retrieval.bench; docs/retrieval.md).

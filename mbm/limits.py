@@ -68,10 +68,12 @@ MAX_COLLECTION_PHOTOS = int(_env_number("MBM_COLLECTION_PHOTOS", 60, 1))  # phot
 MAX_COLLECTION_AUDIO_SECONDS = _env_number("MBM_COLLECTION_AUDIO_S", 60, 0)  # voice-note audio heard per request
 MAX_COLLECTIONS_BYTES = int(_env_number("MBM_COLLECTIONS_MB", 250, 1) * MB)  # all uploaded collections on disk
 MAX_VISITOR_COLLECTIONS_BYTES = int(_env_number("MBM_VISITOR_COLLECTIONS_MB", 50, 0.01) * MB)  # one visitor's
-# Speech recognisers kept for collection vocabularies (one each, ~90 MB: a PocketSphinx decoder): bounded by
-# an estimate of their memory (the RSS each one added when built, at least SPEECH_RECOGNISER_MB), not by count.
+# Speech grammars kept for collection vocabularies (one each, a search on the one PocketSphinx decoder): bounded
+# by an estimate of their memory (the RSS each one added when built, at least SPEECH_GRAMMAR_BYTES), not by count.
 SPEECH_CACHE_BYTES = int(_env_number("MBM_SPEECH_CACHE_MB", 200, 0) * MB)
-SPEECH_RECOGNISER_BYTES = 90 * MB
+SPEECH_GRAMMAR_BYTES = 1 * MB
+SPEECH_CHILDREN = int(_env_number("MBM_SPEECH_CHILDREN", 2, 1))  # voice-note children at once
+SPEECH_WORKER_IDLE_S = _env_number("MBM_SPEECH_WORKER_IDLE_S", 20, 1)  # the spoken-query worker exits after
 # A retrieval index file (``mbm.index``): every array's declared size is checked before it is read.
 MAX_INDEX_BYTES = int(_env_number("MBM_MAX_INDEX_MB", 2048, 0.01) * MB)  # all arrays of one index together
 MAX_INDEX_DIM = 8192  # columns of one vector array (a backbone's width; the shipped ones are 64-192)

@@ -41,6 +41,7 @@ import numpy as np
 
 from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, tree_memory_mb
 from mbm.loadtest_tools import Server, _attack_files, _du_bytes, normal_request, raw_call
+from mbm.paths import RETRIEVAL_ASSETS
 
 TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
            "rss_30s_after_mb": 1024, "normal_p95_ms": 2000, "normal_errors": 0, "tmp_mb_per_1000_requests": 5.0}
@@ -62,7 +63,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
                     work / "app.log")
     shipped_names = None
     lock = threading.Lock()
-    normal_ms: dict[str, list[float]] = {"voice_control": [], "portrait": []}
+    normal_ms: dict[str, list[float]] = {"voice_control": [], "portrait": [], "search": []}
     normal_errors: list[str] = []
     attacks: dict[str, dict] = {}
     tracebacks: list[str] = []
@@ -77,6 +78,7 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
         shipped_names = [p["name"] for p in first.predict(api_name="/list_people")]
         audio, lamp = handle_file(str(ASSETS / "up.wav")), handle_file(str(ASSETS / "lamp.jpg"))
         face = handle_file(str(PORTRAIT_ASSETS / "examples" / "s1_clear.png"))
+        spoken = handle_file(str(RETRIEVAL_ASSETS / "queries" / "fan_spoken.wav"))
         s18 = handle_file(str(PORTRAIT_ASSETS / "faces" / "orl" / "s18" / "1.pgm"))
         face_b64 = base64.b64encode((PORTRAIT_ASSETS / "examples" / "s1_clear.png").read_bytes()).decode()
         big_body = json.dumps({"data": [{"url": "data:image/png;base64," + "A" * (3 * 1024 * 1024)}, None, ""]})
@@ -122,9 +124,9 @@ def run_hostile(clients: int = 20, duration_s: float = 60.0) -> dict:
             while time.perf_counter() < stop_at:
                 i += 1
                 if i % 2:  # a normal request
-                    scenario = "voice_control" if (i // 2 + k) % 2 == 0 else "portrait"
+                    scenario = ("voice_control", "portrait", "search")[(i // 2 + k) % 3]
                     try:
-                        ms = normal_request(client, scenario, audio, lamp, face)
+                        ms = normal_request(client, scenario, audio, lamp, face, spoken)
                         with lock:
                             normal_ms[scenario].append(ms)
                     except Exception as e:  # noqa: BLE001

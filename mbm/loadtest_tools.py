@@ -17,11 +17,14 @@ from mbm.bench import _free_port
 from mbm.paths import ROOT
 
 
-def normal_request(client, scenario: str, audio, image, face) -> float:
-    """One ordinary request (voice control: a clip and a photo; portrait: a face); its milliseconds."""
+def normal_request(client, scenario: str, audio, image, face, spoken=None) -> float:
+    """One ordinary request, its milliseconds. Voice control: a clip and a photo; portrait: a face; search
+    (when ``spoken`` is given): the demo collection searched by that spoken clip and a typed text."""
     start = time.perf_counter()
     if scenario == "voice_control":
         client.predict(audio, image, "", api_name="/voice_control")
+    elif scenario == "search":
+        client.predict(spoken, None, "a desk fan", None, None, None, None, None, 4, None, api_name="/search")
     else:
         client.predict(face, None, "", api_name="/portrait")
     return (time.perf_counter() - start) * 1000

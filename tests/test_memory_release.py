@@ -56,3 +56,15 @@ def test_freeze_startup_objects_hides_what_exists_and_not_what_comes_later():
         print(frozen > 1000, gc.get_freeze_count() == frozen, any(o is later for o in gc.get_objects()))
     """)
     assert printed == "True True True"
+
+
+def test_the_app_never_imports_triton():
+    """timm -> torchvision.ops -> torch._dynamo imported triton (74 MB resident, a GPU compiler the CPU server
+    never runs); app.py marks it absent before torch loads, and torch takes it as not installed."""
+    printed = run("""
+        import sys
+        import app
+        import torch._dynamo, torch.utils._triton
+        print(sys.modules.get("triton") is None, torch.utils._triton.has_triton())
+    """)
+    assert printed.splitlines()[-1] == "True False"

@@ -376,7 +376,8 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     else:
         index = demo_index(text_value(collection_name, "collection_name", 40) or "devices")
     query = encode_query(sp, index, speech=file_value(speech, "speech"), photo=file_value(photo, "photo"),
-                         text=text_value(text, "text", 500), negative=text_value(negative, "negative", 500))
+                         text=text_value(text, "text", 500), negative=text_value(negative, "negative", 500),
+                         speech_apart=True)
     results = search(sp, index, query, weights, k=k)
     gallery, rows = [], []
     for r in results:

@@ -106,6 +106,6 @@ def text_language_note(text: str) -> str | None:
     if letters and sum(ord(c) > 0x24F for c in letters) / len(letters) > 0.5:
         return ("this text is mostly in a non-Latin script; the text model was trained on English, "
                 "so it may match poorly")
-    if text_encoder().tokenizer.unknown_share(text) > 0.5:
+    if text_encoder().unknown_share(text) > 0.5:
         return "most words of this text are unknown to the English text model; it may match poorly"
     return None

@@ -166,7 +166,7 @@ def evaluate_collection(folder: Path, queries: dict[str, list[str]], checkpoint:
     """Any labelled folder ``<class>/<photos>`` and query texts per class: text -> photo mAP, the same texts
     spoken by voices never used in training -> photo mAP, photo -> photo R@1 (each against the others), the
     off-topic shares, chance and counts. File and folder names are not searched (they are the labels), and
-    the recogniser listens for the ImageNet names and the device phrases, not for the folder names."""
+    the recogniser listens for the device phrases (and the general language model), not for the folder names."""
     import torch
 
     from mbm.scenarios.retrieval.data import QUERY_VOICES, photo_features_cached, synthesize
@@ -197,12 +197,12 @@ def evaluate_collection(folder: Path, queries: dict[str, list[str]], checkpoint:
         s, q_labels, labels)
     res["collection_text_to_image_map_per_query"] = {t: round(average_precision(s[i], labels == c), 4)
                                                      for i, (t, c) in enumerate(texts)}
-    rec, _ = recognizer(free=True, extra=spoken_vocabulary(space, None)[1])  # as the app hears a spoken query
+    rec, _ = recognizer(extra=spoken_vocabulary(space, None)[1])  # as the app hears a spoken query (free=True)
     heard, s_labels, voices = [], [], []
     for t, c in texts:
         for voice in QUERY_VOICES:
             w = synthesize(t, voice)
-            heard.append(rec.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3))) or "")
+            heard.append(rec.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3)), free=True) or "")
             s_labels.append(c)
             voices.append("_".join(voice))
     answered = np.array([bool(h) for h in heard])
@@ -293,14 +293,14 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
         # as the app hears a spoken query: the names + every ImageNet name, and the free decoder (issue 29)
         from mbm.scenarios.retrieval.search import spoken_vocabulary
 
-        rec, _ = recognizer(vocab, free=True, extra=spoken_vocabulary(space, None)[1])
+        rec, _ = recognizer(vocab, extra=spoken_vocabulary(space, None)[1])
         SPOKEN_FLAT = [n for ns in SPOKEN_NAMES.values() for n in ns for _ in QUERY_VOICES]
         heard, s_labels, voices, correct = [], [], [], 0
         for c, names in SPOKEN_NAMES.items():
             for name in names:
                 for voice in QUERY_VOICES:
                     w = synthesize(name, voice)
-                    text = rec.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3)))
+                    text = rec.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3)), free=True)
                     heard.append(text or "")
                     s_labels.append(CLASSES.index(c))
                     voices.append("_".join(voice))

