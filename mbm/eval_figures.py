@@ -84,7 +84,7 @@ def word_accuracy_split(results: dict) -> dict | None:
     from the word confusion matrix: ``{"all" | "digits" | "commands": (accuracy, clips), "fewest":
     (word, clips)}``; None without the matrix. The headline word accuracy is mostly digits (hundreds of
     clips against a few dozen command words), so it says little about 'up' or 'off' alone."""
-    from mbm.scenarios.voice_control.spec import DIGITS
+    from mbm.data.labels import DIGITS
 
     conf = ((results or {}).get("confusion") or {}).get("word")
     if not conf:

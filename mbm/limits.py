@@ -74,7 +74,7 @@ SPEECH_CACHE_BYTES = int(_env_number("MBM_SPEECH_CACHE_MB", 200, 0) * MB)
 SPEECH_GRAMMAR_BYTES = 1 * MB
 SPEECH_CHILDREN = int(_env_number("MBM_SPEECH_CHILDREN", 2, 1))  # voice-note children at once
 SPEECH_WORKER_IDLE_S = _env_number("MBM_SPEECH_WORKER_IDLE_S", 20, 1)  # the spoken-query worker exits after
-# A retrieval index file (``mbm.index``): every array's declared size is checked before it is read.
+# A retrieval index file (``mbm.scenarios.retrieval.index``): every array's declared size is checked before it is read.
 MAX_INDEX_BYTES = int(_env_number("MBM_MAX_INDEX_MB", 2048, 0.01) * MB)  # all arrays of one index together
 MAX_INDEX_DIM = 8192  # columns of one vector array (a backbone's width; the shipped ones are 64-192)
 MAX_MANIFEST_BYTES = int(_env_number("MBM_MAX_MANIFEST_MB", 256, 0.01) * MB)  # the index's JSON manifest

@@ -38,7 +38,7 @@ def test_portrait_answers_are_sure_only_well_over_the_threshold(kwargs, state, w
 
 
 def test_search_answers():
-    from mbm.ui.search import search_answer
+    from mbm.ui.retrieval import search_answer
 
     rows = [{"item": "tv/tv_1.jpg", "score": 2.5}, {"item": "tv_2.jpg", "score": 2.0}]
     assert 'data-state="sure"' in search_answer({"results": rows}) and "tv_1.jpg" in search_answer({"results": rows})

@@ -161,7 +161,7 @@ def test_bad_inputs_are_clear_errors_and_the_server_keeps_answering(client, tmp_
             enroll(client, name, S18[:1])
     with pytest.raises(AppError, match="1 to 5 photos"):
         enroll(client, "Nobody Yet", [])
-    with pytest.raises(AppError, match="at most 5 photos"):
+    with pytest.raises(AppError, match="photos: give at most 5 files"):
         enroll(client, "Nobody Yet", S18 + S18[:2])
     with pytest.raises(AppError, match="photo 1: no face found"):
         enroll(client, "Nobody Yet", [generated_inputs["image"]])

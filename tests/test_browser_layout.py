@@ -178,12 +178,12 @@ ANSWER_STATES = ("sure", "unsure", "none")
 
 def _examples():
     """(tab, answer box, Clear button or None, caption, words the answer must show) for every example of
-    every tab, read from the examples files (the search tab's from mbm.ui.search)."""
+    every tab, read from the examples files (the search tab's from mbm.ui.retrieval)."""
     import json
 
     from mbm.scenarios.portrait.spec import readable_name
     from mbm.scenarios.voice_control.spec import display_name
-    from mbm.ui.search import EXAMPLES as SEARCH_EXAMPLES
+    from mbm.ui.retrieval import EXAMPLES as SEARCH_EXAMPLES
 
     out = []
     for e in json.loads((ASSETS / "voice_control" / "examples.json").read_text(encoding="utf-8")):

@@ -100,8 +100,8 @@ def uploads(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """The app's collection store in a temp folder, with a fake (fast) indexer."""
-    import mbm.index
-    import mbm.ui.search as ui
+    import mbm.scenarios.retrieval.index
+    import mbm.ui.retrieval as ui
 
     store = ui.Collections(tmp_path / "collections", total_bytes=100_000, visitor_bytes=60_000)
     monkeypatch.setattr(ui, "COLLECTIONS", store)
@@ -110,9 +110,9 @@ def store(tmp_path, monkeypatch):
     def fake_build(folder, out, **kwargs):
         built.append(sorted(p.name for p in Path(folder).iterdir()))
         Path(out).write_bytes(b"i" * 100)
-        return mbm.index.Index.empty(folder)
+        return mbm.scenarios.retrieval.index.Index.empty(folder)
 
-    monkeypatch.setattr(mbm.index, "build", fake_build)
+    monkeypatch.setattr(mbm.scenarios.retrieval.index, "build", fake_build)
     monkeypatch.setattr(ui, "space", lambda: None)
     store.built = built
     return store
@@ -135,7 +135,7 @@ def du(folder: Path) -> int:
 # --- 1: no memory bomb ---------------------------------------------------------------------------------------
 
 def test_a_bomb_index_is_refused_before_it_is_decompressed(tmp_path):
-    from mbm.index import Index
+    from mbm.scenarios.retrieval.index import Index
 
     bomb = bomb_index(tmp_path / "bomb.npz", rows=349_525)  # 256 MiB declared, 0.25 MB on disk
     assert bomb.stat().st_size < 400_000
@@ -160,7 +160,7 @@ def test_a_bomb_index_is_refused_before_it_is_decompressed(tmp_path):
     ([{"path": "a.jpg"}], {"extra_mask": npy(np.array([None], object))}, "not a readable retrieval index"),
 ])
 def test_a_malformed_index_is_a_message(tmp_path, items, arrays, needle):
-    from mbm.index import Index
+    from mbm.scenarios.retrieval.index import Index
 
     path = index_file(tmp_path / "bad.npz", items, arrays)
     with pytest.raises(InputError) as e:
@@ -169,7 +169,7 @@ def test_a_malformed_index_is_a_message(tmp_path, items, arrays, needle):
 
 
 def test_a_deeply_nested_manifest_and_the_cli_give_a_message_not_a_traceback(tmp_path):
-    from mbm.index import Index
+    from mbm.scenarios.retrieval.index import Index
 
     deep = tmp_path / "deep.npz"
     index_file(deep, [], manifest_text=f'{{"format": "{FORMAT}", "items": {"[" * 100_000 + "]" * 100_000}}}')
@@ -178,14 +178,14 @@ def test_a_deeply_nested_manifest_and_the_cli_give_a_message_not_a_traceback(tmp
     outside = index_file(tmp_path / "outside.npz", [{"path": "/etc/hostname"}])
     bomb = bomb_index(tmp_path / "bomb.npz", rows=100_000)
     for bad in (deep, outside, bomb, index_file(tmp_path / "dict.npz", {"a": 1})):
-        proc = subprocess.run([sys.executable, "-m", "mbm.index", "info", str(bad)], cwd=ROOT, capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "mbm.scenarios.retrieval.index", "info", str(bad)], cwd=ROOT, capture_output=True,
                               text=True, timeout=120, check=False)
         assert proc.returncode == 2 and proc.stderr.startswith("error: "), (bad.name, proc.stderr[-500:])
         assert "Traceback" not in proc.stderr
 
 
 def test_an_uploaded_index_file_is_skipped_and_the_index_lives_outside_the_collection(tmp_path, store):
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
 
     d = uploads(tmp_path)
     try:
@@ -204,7 +204,7 @@ def test_an_uploaded_index_file_is_skipped_and_the_index_lives_outside_the_colle
 # --- 2: no disk left behind ----------------------------------------------------------------------------------
 
 def test_only_photos_and_their_companions_are_kept(tmp_path, store):
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
 
     files = files_of(tmp_path, "a", {"lamp.jpg": 100, "lamp.txt": 10, "lamp.wav": 10, "door.PNG": 100,
                                      "junk.bin": 3000, "notes.txt": 10, ".hidden.jpg": 100, "x.pdf": 500})
@@ -219,7 +219,7 @@ def test_only_photos_and_their_companions_are_kept(tmp_path, store):
 
 
 def test_collections_stay_within_the_disk_budget_least_recently_used_first(tmp_path, store):
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
 
     one = files_of(tmp_path, "one", {"p.jpg": 25_000})
     two = files_of(tmp_path, "two", {"p.jpg": 25_000})
@@ -238,7 +238,7 @@ def test_collections_stay_within_the_disk_budget_least_recently_used_first(tmp_p
 
 
 def test_collections_are_cleared_at_start(tmp_path, monkeypatch):
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
 
     store = ui.Collections(tmp_path / "collections", 10_000, 10_000)
     monkeypatch.setattr(ui, "COLLECTIONS", store)
@@ -250,7 +250,7 @@ def test_collections_are_cleared_at_start(tmp_path, monkeypatch):
 
 
 def test_a_caption_is_read_only_up_to_its_cap(tmp_path):
-    from mbm.index import MAX_CAPTION_CHARS, read_caption
+    from mbm.scenarios.retrieval.index import MAX_CAPTION_CHARS, read_caption
 
     big = tmp_path / "big.txt"
     with open(big, "wb") as f:
@@ -266,7 +266,7 @@ def test_a_caption_is_read_only_up_to_its_cap(tmp_path):
 
 def test_indexing_has_its_own_queue_and_a_search_does_not_wait_for_it(tmp_path, store, monkeypatch):
     import app
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
     from mbm.limits import COLLECTION_CONCURRENCY_ID, HEAVY_CONCURRENCY_ID
 
     fns = {fn.name: fn for fn in app.demo.fns.values()}
@@ -297,9 +297,9 @@ def test_indexing_has_its_own_queue_and_a_search_does_not_wait_for_it(tmp_path, 
 def test_one_collection_has_a_budget_of_photos_and_voice_note_seconds(tmp_path, monkeypatch):
     import soundfile as sf
 
-    import mbm.ui.search as ui
+    import mbm.ui.retrieval as ui
     from mbm import limits
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
     from mbm.scenarios.retrieval.model import load_space
 
     monkeypatch.setattr(limits, "MAX_COLLECTION_PHOTOS", 2)
@@ -319,8 +319,8 @@ def test_one_collection_has_a_budget_of_photos_and_voice_note_seconds(tmp_path, 
 
 def test_speech_grammars_are_kept_within_a_memory_budget(monkeypatch):
     from mbm import limits
-    from mbm.index import Index
     from mbm.scenarios.retrieval import speech
+    from mbm.scenarios.retrieval.index import Index
     from mbm.scenarios.retrieval.model import load_space
     from mbm.scenarios.retrieval.search import encode_query
 
@@ -393,12 +393,12 @@ def test_the_app_hears_a_spoken_query_in_a_worker_that_exits_when_idle(tmp_path,
     from mbm import limits
     from mbm.errors import InputError
     from mbm.scenarios.retrieval import speech
-    from mbm.ui.search import search_collection
+    from mbm.ui.retrieval import search_collection
 
     speech.clear()
     monkeypatch.setattr(limits, "SPEECH_WORKER_IDLE_S", 2)
     clip = str(ROOT / "assets" / "retrieval" / "queries" / "fan_spoken.wav")
-    _, status, details = search_collection(speech=clip, k=2)
+    _, _, details = search_collection(speech=clip, k=2)
     assert details["heard"] and "fan" in details["heard"], details
     assert "decoder" not in speech._shared and not speech._cache  # nothing of PocketSphinx kept here
     worker = speech._worker.proc

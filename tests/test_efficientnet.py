@@ -210,7 +210,7 @@ def test_shipped_model_says_no_device_for_plain_colour_and_noise():
 def test_source_folds_leave_every_class_a_training_source():
     """Leave-sources-out folds: each source is scored in one fold, and no fold takes every source of
     a class (the class would have nothing to train on); a single-source class stays in training."""
-    from mbm.features.image_eval import source_folds
+    from mbm.scenarios.voice_control.image_eval import source_folds
 
     # class -> sources, shaped like ../shared/data (one source shared by three classes, one by two)
     layout = {0: ["cur", "dod", "mgs"], 1: ["cpd", "dd", "mgs"], 2: ["cal", "epf", "htt"], 3: ["htt", "lcf", "tin"],
@@ -244,8 +244,8 @@ def test_kept_apart_sources_are_never_in_the_pretrained_image_training():
 
 def test_kept_apart_metrics_score_only_the_kept_apart_photos_by_device_and_source():
     from mbm.data.readers import DevicePhoto
-    from mbm.features.image_eval import kept_apart_metrics
     from mbm.scenarios.voice_control.evaluate import encode_photos
+    from mbm.scenarios.voice_control.image_eval import kept_apart_metrics
 
     assets = ROOT / "assets" / "voice_control"
     photos = [DevicePhoto(assets / "lamp.jpg", "lamp", "cal"), DevicePhoto(assets / "fan.jpg", "fan", "cal"),
@@ -266,7 +266,7 @@ def test_everyday_rejection_scores_readable_photos_by_class_and_skips_broken_fil
     (with its class), the others are scored by class; no not_devices folder, no such key."""
     import shutil
 
-    from mbm.features.image_eval import real_photo_rejection
+    from mbm.scenarios.voice_control.image_eval import real_photo_rejection
 
     everyday = tmp_path / "collections" / "everyday"
     (everyday / "cup").mkdir(parents=True)

@@ -10,13 +10,13 @@ import pytest
 import torch
 from test_data import build_fake_data
 
-from mbm.scenarios.voice_control.cached_runs import _spearman
+from mbm.agreement import spearman
 
 
 def test_spearman_definition():
-    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.0, 0.9, 0.1])) == 1.0
-    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.9, 0.0, 0.1])) == -1.0
-    assert _spearman(np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.1, 0.1])) is None  # undefined: skipped
+    assert spearman(np.array([0.2, 0.5, 0.3]), np.array([0.0, 0.9, 0.1])) == 1.0
+    assert spearman(np.array([0.2, 0.5, 0.3]), np.array([0.9, 0.0, 0.1])) == -1.0
+    assert spearman(np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.1, 0.1])) is None  # undefined: skipped
 
 
 def test_evaluate_adds_faithfulness_and_writes_results(tmp_path, voice_checkpoint_path, capsys):

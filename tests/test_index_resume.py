@@ -1,4 +1,4 @@
-"""Resumable builds (issue 29, item 6): an interrupted ``mbm.index build`` continues where it stopped.
+"""Resumable builds (issue 29, item 6): an interrupted ``mbm.scenarios.retrieval.index build`` continues where it stopped.
 
 Over the shipped demo collection's photos and captions (``assets/retrieval/collection``, copied) and the
 shipped checkpoint; no ../shared data. A build stopped mid-way (an exception, or ``kill -9`` of the
@@ -45,7 +45,7 @@ def folder(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, space):
     """One uninterrupted build of the collection (chunks of CHUNK photos)."""
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     d = tmp_path_factory.mktemp("ref") / "photos"
     shutil.copytree(COLLECTION, d)
@@ -55,7 +55,7 @@ def reference(tmp_path_factory, space):
 
 
 def same_index(a, b, exact: bool = True) -> None:
-    from mbm.index import ARRAYS
+    from mbm.scenarios.retrieval.index import ARRAYS
 
     assert [it["path"] for it in a.items] == [it["path"] for it in b.items]
     assert len({it["path"] for it in a.items}) == len(a.items)  # nothing duplicated
@@ -88,7 +88,7 @@ def counting(monkeypatch, fail_after: int | None = None) -> list[int]:
 
 
 def test_an_interrupted_build_resumes_to_the_same_index(folder, tmp_path, space, reference, monkeypatch):
-    from mbm.index import Index, build, parts_dir
+    from mbm.scenarios.retrieval.index import Index, build, parts_dir
 
     out = tmp_path / "i.npz"
     seen = counting(monkeypatch, fail_after=3)
@@ -110,7 +110,7 @@ def test_an_interrupted_build_resumes_to_the_same_index(folder, tmp_path, space,
 
 def test_a_damaged_or_foreign_chunk_is_reported_and_redone_never_used(folder, tmp_path, space, reference,
                                                                       monkeypatch):
-    from mbm.index import build, parts_dir
+    from mbm.scenarios.retrieval.index import build, parts_dir
 
     out = tmp_path / "i.npz"
     counting(monkeypatch, fail_after=4)
@@ -147,7 +147,7 @@ def test_a_damaged_or_foreign_chunk_is_reported_and_redone_never_used(folder, tm
 
 
 def test_a_chunk_from_another_folder_is_not_used(folder, tmp_path, space, monkeypatch):
-    from mbm.index import build, parts_dir
+    from mbm.scenarios.retrieval.index import build, parts_dir
 
     out = tmp_path / "i.npz"
     counting(monkeypatch, fail_after=1)
@@ -164,7 +164,7 @@ def test_a_chunk_from_another_folder_is_not_used(folder, tmp_path, space, monkey
 
 
 def test_a_changed_photo_in_a_finished_chunk_is_indexed_again(folder, tmp_path, space, reference, monkeypatch):
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     out = tmp_path / "i.npz"
     seen = counting(monkeypatch, fail_after=2)
@@ -184,7 +184,7 @@ def test_a_changed_photo_in_a_finished_chunk_is_indexed_again(folder, tmp_path, 
 
 def test_bad_chunk_sizes_are_a_message(folder, tmp_path, space):
     from mbm.errors import InputError
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     for bad in (0, -3, 2.5, True):
         with pytest.raises(InputError, match="chunk"):
@@ -192,9 +192,9 @@ def test_bad_chunk_sizes_are_a_message(folder, tmp_path, space):
 
 
 def test_kill_9_of_the_command_line_loses_nothing(folder, tmp_path, space, reference):
-    """The real thing: ``python -m mbm.index build`` killed with SIGKILL once two chunks are written (each
+    """The real thing: ``python -m mbm.scenarios.retrieval.index build`` killed with SIGKILL once two chunks are written (each
     network pass slowed to 0.3 s so the kill lands mid-build), then run again to the end."""
-    from mbm.index import Index, parts_dir
+    from mbm.scenarios.retrieval.index import Index, parts_dir
 
     out = tmp_path / "i.npz"
     slow = textwrap.dedent(f"""
@@ -202,7 +202,7 @@ def test_kill_9_of_the_command_line_loses_nothing(folder, tmp_path, space, refer
         import mbm.scenarios.retrieval.encoders as enc
         real = enc.photo_features
         enc.photo_features = lambda photos, **k: (time.sleep(0.3), real(photos, **k))[1]
-        from mbm.index import main
+        from mbm.scenarios.retrieval.index import main
         sys.exit(main(["build", {str(folder)!r}, "--out", {str(out)!r}, "--chunk", "{CHUNK}", "--quiet"]))
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -221,7 +221,7 @@ def test_kill_9_of_the_command_line_loses_nothing(folder, tmp_path, space, refer
     assert proc.returncode == -signal.SIGKILL and not out.exists()
     done = len(list(parts_dir(out).glob("chunk-*.npz")))
     assert 2 <= done < 8
-    run = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(folder), "--out", str(out), "--chunk",
+    run = subprocess.run([sys.executable, "-m", "mbm.scenarios.retrieval.index", "build", str(folder), "--out", str(out), "--chunk",
                           str(CHUNK), "--quiet"], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr

@@ -1,4 +1,4 @@
-"""The image map's mass on the device (mbm.maps.mass_share, mbm.scenarios.voice_control.map_mass): no data needed."""
+"""The image map's mass on the device (mbm.scenarios.voice_control.maps.mass_share, mbm.scenarios.voice_control.map_mass): no data needed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mbm.maps import mask_units, mass_share, unit_spans
 from mbm.scenarios.voice_control.map_mass import DEVICE_SIDE, device_canvas, measure_canvases, scaled_box
+from mbm.scenarios.voice_control.maps import mask_units, mass_share, unit_spans
 from mbm.viz import image_attention_map
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbm.maps import (
+from mbm.paths import VOICE_CONTROL_ASSETS
+from mbm.scenarios.voice_control.maps import (
     IMAGE_UNITS,
     deletion_ratios,
     explain_sample,
@@ -15,7 +16,6 @@ from mbm.maps import (
     unit_weights,
     with_occlusion_maps,
 )
-from mbm.paths import VOICE_CONTROL_ASSETS
 
 
 def test_units_cover_each_input_and_masking_touches_only_the_unit():
@@ -92,10 +92,10 @@ def test_deletion_drops_and_ratios_of_one_real_input(shipped):
 
 
 def test_deletion_ratio_is_the_mean_top_drop_over_the_mean_random_drop(monkeypatch):
-    import mbm.maps
+    import mbm.scenarios.voice_control.maps
 
     drops = iter([{"image": {"drop": {"attention": 0.1, "occlusion": 0.4, "random": 0.1}}},
                   {"image": {"drop": {"attention": 0.1, "occlusion": 0.2, "random": 0.1}}}])
-    monkeypatch.setattr(mbm.maps, "explain_sample", lambda *args: next(drops))
+    monkeypatch.setattr(mbm.scenarios.voice_control.maps, "explain_sample", lambda *args: next(drops))
     ratios = deletion_ratios(torch.nn.Identity(), None, [{}, {}])
     assert ratios == {"attention": {"image": 1.0}, "occlusion": {"image": 3.0}, "n": {"image": 2}}

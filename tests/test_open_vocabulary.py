@@ -28,7 +28,7 @@ def space():
 @pytest.fixture(scope="module")
 def neutral(tmp_path_factory, space):
     """Four everyday photos under meaningless names (the names cannot help), indexed."""
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     d = tmp_path_factory.mktemp("neutral") / "photos"
     d.mkdir()
@@ -85,8 +85,8 @@ def test_off_topic_means_off_everything_and_names_the_nearest(neutral, space):
 
 
 def test_item_texts_and_names_are_searched(tmp_path, space):
-    from mbm.index import build
     from mbm.scenarios.retrieval.concepts import name_words
+    from mbm.scenarios.retrieval.index import build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     assert name_words("Holiday_Photos/IMG_2031 hopping-kangaroo.jpg") == "holiday photos hopping kangaroo"
@@ -104,7 +104,7 @@ def test_item_texts_and_names_are_searched(tmp_path, space):
 
 
 def test_an_index_of_the_old_format_or_with_bad_concepts_is_refused(tmp_path, neutral):
-    import mbm.index as mi
+    import mbm.scenarios.retrieval.index as mi
 
     idx, _ = neutral
     bad = mi.Index(**{**idx.__dict__, "concept_ids": np.full_like(idx.concept_ids, 4000)})
@@ -119,7 +119,7 @@ def test_an_index_of_the_old_format_or_with_bad_concepts_is_refused(tmp_path, ne
 
 
 def test_everyday_demo_collection_is_credited_and_its_examples_keep_their_promise():
-    from mbm.ui.search import EXAMPLES, search_collection
+    from mbm.ui.retrieval import EXAMPLES, search_collection
 
     credits = (EVERYDAY / "CREDITS.md").read_text(encoding="utf-8")
     photos = sorted((EVERYDAY / "collection").rglob("*.jpg"))

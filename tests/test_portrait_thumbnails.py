@@ -103,7 +103,7 @@ def test_an_enrolment_lists_its_face_and_removing_the_person_removes_it(predicto
 def test_the_people_list_shows_a_face_a_committed_photo_or_an_avatar(predictor, monkeypatch):
     from mbm.ui import models, portrait
 
-    monkeypatch.setattr(models, "portrait", lambda: predictor)
+    monkeypatch.setattr(models, "predictor", lambda name: predictor)
     session = Gallery()
     predictor.enrol("Dana", STRANGER[:1], session=session)
     rows, _ = portrait.people_view(predictor.list_people(session))

@@ -49,7 +49,7 @@ def space():
 
 
 def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
-    from mbm.index import Index, build
+    from mbm.scenarios.retrieval.index import Index, build
 
     out = tmp_path / "coll.npz"
     idx = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -67,7 +67,7 @@ def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
 
 def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypatch):
     import mbm.scenarios.retrieval.encoders as enc
-    from mbm.index import Index, build
+    from mbm.scenarios.retrieval.index import Index, build
 
     out = tmp_path / "coll.npz"
     first = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -87,7 +87,7 @@ def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypa
 
 def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypatch):
     import mbm.scenarios.retrieval.encoders as enc
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     out = tmp_path / "coll.npz"
     build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -105,7 +105,7 @@ def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypa
 
 
 def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
     from mbm.scenarios.retrieval.model import combined_query
     from mbm.scenarios.retrieval.search import encode_query, score_all, search
 
@@ -131,7 +131,7 @@ def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
 
 
 def test_near_duplicates_are_folded(tmp_path, space):
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     d = tmp_path / "dups"
@@ -149,7 +149,7 @@ def test_near_duplicates_are_folded(tmp_path, space):
 
 
 def test_bad_input_gives_clear_messages(tmp_path, space):
-    from mbm.index import Index, build
+    from mbm.scenarios.retrieval.index import Index, build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     empty = tmp_path / "empty"
@@ -182,7 +182,7 @@ def test_bad_input_gives_clear_messages(tmp_path, space):
 
 
 def test_a_ten_minute_voice_note_is_cut_and_said(tmp_path, space):
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     d = tmp_path / "voice"
     d.mkdir()
@@ -198,10 +198,10 @@ def test_a_ten_minute_voice_note_is_cut_and_said(tmp_path, space):
 def test_cli_empty_folder_and_build(tmp_path, folder):
     empty = tmp_path / "nothing"
     empty.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(empty), "--out", str(tmp_path / "x.npz")],
+    proc = subprocess.run([sys.executable, "-m", "mbm.scenarios.retrieval.index", "build", str(empty), "--out", str(tmp_path / "x.npz")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 2 and "no photos" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "mbm.index", "build", str(folder), "--out", str(tmp_path / "y.npz")],
+    proc = subprocess.run([sys.executable, "-m", "mbm.scenarios.retrieval.index", "build", str(folder), "--out", str(tmp_path / "y.npz")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 items" in proc.stdout and "indexing" in proc.stderr  # the progress bar
@@ -302,7 +302,7 @@ def test_registered_and_checkpoint_loads_weights_only():
 
 
 def test_search_api_function_on_the_demo_collection():
-    from mbm.ui.search import search_collection
+    from mbm.ui.retrieval import search_collection
 
     gallery, status, details = search_collection(text="a screen for movies", k=4)
     assert len(gallery) == 4 and "results" in status
@@ -320,7 +320,7 @@ def test_search_api_function_on_the_demo_collection():
 
 
 def test_search_api_over_uploaded_collection_files_and_a_foreign_query():
-    from mbm.ui.search import search_collection
+    from mbm.ui.retrieval import search_collection
 
     coll = ROOT / "assets" / "retrieval" / "collection"
     files = [str(coll / n) for n in ("fan_1.jpg", "fan_1.wav", "lamp_1.jpg", "tv_1.jpg", "door_1.jpg", "door_1.txt")]
@@ -337,7 +337,7 @@ def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
     """The status is Markdown: what a visitor typed or named a file cannot become a link or a table cell."""
     from gradio.processing_utils import get_upload_folder
 
-    from mbm.ui.search import search_collection
+    from mbm.ui.retrieval import search_collection
 
     upload = Path(get_upload_folder()) / tmp_path.name  # where the app accepts uploaded files from
     upload.mkdir(parents=True, exist_ok=True)
@@ -356,8 +356,8 @@ def test_typed_words_and_file_names_show_literally_in_the_status(tmp_path):
 def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, space):
     from PIL import Image as PILImage
 
-    import mbm.ui.search as ui
-    from mbm.index import build
+    import mbm.ui.retrieval as ui
+    from mbm.scenarios.retrieval.index import build
 
     build(folder, tmp_path / "mine.npz", progress=False, space=space, log=lambda *_: None)
     monkeypatch.setenv("MBM_SEARCH_INDEX", str(tmp_path / "mine.npz"))
@@ -396,8 +396,8 @@ def test_photo_features_are_efficientnet_and_cached_per_backbone(tmp_path, monke
 
 
 def test_demo_example_fusion_ranks_the_painted_door_above_either_input(space):
-    from mbm.index import Index
     from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX
+    from mbm.scenarios.retrieval.index import Index
     from mbm.scenarios.retrieval.search import encode_query, search
 
     idx = Index.load(RETRIEVAL_DEMO_INDEX)

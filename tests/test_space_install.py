@@ -25,7 +25,7 @@ NO_RESEMBLYZER = textwrap.dedent("""
     importlib.util.find_spec = find_spec
     sys.modules["resemblyzer"] = None
     import numpy as np
-    from mbm.scenarios.portrait.features import embed_voices, speaker_encoder
+    from mbm.features.voice import embed_voices, speaker_encoder
     enc = speaker_encoder()
     t = np.arange(16000 * 2) / 16000
     wave = (0.03 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)

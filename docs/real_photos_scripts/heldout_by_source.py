@@ -16,10 +16,10 @@ import torch
 from mbm.checkpoint import load_checkpoint
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
-from mbm.features.image_cache import centre_views, trunk_outputs
 from mbm.features.imagenet_devices import DEVICES
 from mbm.preprocess import normalise_pixels
 from mbm.scenarios.voice_control.data import load_photo_pool
+from mbm.scenarios.voice_control.image_cache import centre_views, trunk_outputs
 
 ckpt = load_checkpoint("checkpoints/voice_control.pt", "voice_control")
 top, size = ckpt.build_model().encoders["image"].top.eval(), ckpt.config.image.size

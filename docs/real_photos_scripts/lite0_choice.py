@@ -22,10 +22,18 @@ from mbm.config import ImageConfig
 from mbm.data.readers import _hash, list_device_photos, split_photos
 from mbm.features import efficientnet
 from mbm.features.device_top import DeviceTop, fine_tune
-from mbm.features.image_cache import DISTILL, TOP_BATCH, TOP_LR, TOP_STEPS, centre_views, photo_views, trunk_outputs
 from mbm.paths import CACHE
 from mbm.preprocess import normalise_pixels
 from mbm.scenarios.voice_control.data import kept_apart, load_photo_pool
+from mbm.scenarios.voice_control.image_cache import (
+    DISTILL,
+    TOP_BATCH,
+    TOP_LR,
+    TOP_STEPS,
+    centre_views,
+    photo_views,
+    trunk_outputs,
+)
 
 data = Path(sys.argv[1])
 train = kept_apart(split_photos(list_device_photos(data))[0])[0]

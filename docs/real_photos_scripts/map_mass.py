@@ -8,12 +8,12 @@ same way ``python -m mbm.evaluate --scenario voice_control --split heldout --res
 minutes for everything; this takes about 5-8 on a busy 2-core machine): ``image_map_mass_*``
 (:mod:`mbm.scenarios.voice_control.map_mass`: held-out device photos shrunk onto a background, the
 drawn map's share of mass on the photo; and the shipped examples) and ``map_deletion_ratio`` (the
-deletion check of the drawn maps on the evaluation's 60 held-out input sets, :mod:`mbm.maps`).
+deletion check of the drawn maps on the evaluation's 60 held-out input sets, :mod:`mbm.scenarios.voice_control.maps`).
 Prints them as JSON; with ``--results`` writes those keys into the results file, the others kept.
 
 ``--draws N`` (not with ``--results``) averages N random masks per input instead of 4, ``--no-mass``
-skips the mass. ``--old-maps FILE`` first replaces ``mbm.maps``' image units and mask with those of another copy of
-``mbm/maps.py`` (the numbers before the change: ``git show e979551:mbm/maps.py > /tmp/maps_old.py``).
+skips the mass. ``--old-maps FILE`` first replaces ``mbm.scenarios.voice_control.maps``' image units and mask with those of another copy of
+``mbm/scenarios/voice_control/maps.py`` (the numbers before the change: ``git show e979551:mbm/scenarios/voice_control/maps.py > /tmp/maps_old.py``).
 """
 
 import argparse
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from mbm import maps
 from mbm.paths import VOICE_CONTROL_ASSETS, VOICE_CONTROL_CHECKPOINT
+from mbm.scenarios.voice_control import maps
 from mbm.scenarios.voice_control.evaluate import (
     encode_clip_windows,
     encode_photo_crops,
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--split", choices=("heldout", "train", "all"), default="heldout")
     parser.add_argument("--checkpoint", type=Path, default=VOICE_CONTROL_CHECKPOINT)
     parser.add_argument("--results", type=Path, help="update these keys in this results file")
-    parser.add_argument("--old-maps", type=Path, help="another mbm/maps.py whose image units and mask to use")
+    parser.add_argument("--old-maps", type=Path, help="another mbm/scenarios/voice_control/maps.py whose image units and mask to use")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--draws", type=int, help=f"random masks per input (default {maps.RANDOM_DRAWS}); with "
                         "more, the deletion ratio is a steadier estimate (not written to --results)")

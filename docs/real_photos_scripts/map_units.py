@@ -2,11 +2,11 @@
 
     PYTHONPATH=. python docs/real_photos_scripts/map_units.py CHECKPOINT [DATA]
 
-For the 60 held-out input sets of the evaluation (``mbm.maps.held_out_samples``; DATA defaults to
+For the 60 held-out input sets of the evaluation (``mbm.scenarios.voice_control.maps.held_out_samples``; DATA defaults to
 ../shared/data), the occlusion map of the image on a g x g grid (g = 7, 5, 4, 3), each region
 masked with the photo's mean colour or a 31 px box blur; prints the mean drop of p(predicted
 action) when the top 20 % of regions by that map are masked, the same for random 20 % (4 draws),
-and their ratio. (``mbm.maps`` now uses 4 x 4 and a blur a sixth of the photo wide.)
+and their ratio. (``mbm.scenarios.voice_control.maps`` now uses 4 x 4 and a blur a sixth of the photo wide.)
 """
 
 import math
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mbm import maps
 from mbm.checkpoint import load_checkpoint
+from mbm.scenarios.voice_control import maps
 from mbm.scenarios.voice_control.evaluate import (
     encode_clip_windows,
     encode_photo_crops,

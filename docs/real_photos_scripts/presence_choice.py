@@ -19,7 +19,12 @@ import torch
 from mbm.config import ImageConfig
 from mbm.data.readers import _hash, list_device_photos, split_photos
 from mbm.features.device_top import DeviceTop, fine_tune, trunk
-from mbm.features.image_cache import (
+from mbm.features.imagenet_devices import zero_shot
+from mbm.features.presence import balanced_weights, fit_presence
+from mbm.paths import CACHE
+from mbm.preprocess import normalise_pixels
+from mbm.scenarios.voice_control.data import kept_apart, load_photo_pool
+from mbm.scenarios.voice_control.image_cache import (
     DISTILL,
     TOP_BATCH,
     TOP_LR,
@@ -35,11 +40,6 @@ from mbm.features.image_cache import (
     top_views,
     trunk_outputs,
 )
-from mbm.features.imagenet_devices import zero_shot
-from mbm.features.presence import balanced_weights, fit_presence
-from mbm.paths import CACHE
-from mbm.preprocess import normalise_pixels
-from mbm.scenarios.voice_control.data import kept_apart, load_photo_pool
 
 data, size = Path(sys.argv[1]), 192
 train = kept_apart(split_photos(list_device_photos(data))[0])[0]

@@ -19,11 +19,11 @@ import torch
 from mbm.config import ImageConfig
 from mbm.data.readers import list_device_photos, split_photos
 from mbm.features.device_top import DeviceTop, fine_tune, trunk
-from mbm.features.image_cache import TOP_BATCH, centre_views, photo_views, trunk_outputs
 from mbm.features.imagenet_devices import DEVICES
 from mbm.paths import CACHE
 from mbm.preprocess import normalise_pixels, prepare_image, read_image
 from mbm.scenarios.voice_control.data import kept_apart, load_photo_pool
+from mbm.scenarios.voice_control.image_cache import TOP_BATCH, centre_views, photo_views, trunk_outputs
 
 data, size, steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 lr, distill = float(sys.argv[4]), float(sys.argv[5])

@@ -1,4 +1,4 @@
-"""A folder of N photos for the scale measurements of ``python -m mbm.index build`` (issue 29, item 6).
+"""A folder of N photos for the scale measurements of ``python -m mbm.scenarios.retrieval.index build`` (issue 29, item 6).
 
     PYTHONPATH=. python docs/retrieval_scripts/make_scale_folder.py [--data ../shared/data] [--out /tmp/mbm_scale_10k] [--n 10000]
 

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mbm.scenarios.voice_control.spec import DEVICES, DIGITS, WORDS
+from mbm.data.labels import DEVICES, DIGITS, WORDS
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp")

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
     from mbm.config import TrainConfig
-    from mbm.scenarios.voice_control.spec import WORDS
+    from mbm.data.labels import WORDS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("cache/tts"), help="output folder")

@@ -11,7 +11,7 @@ Photo (3, S, S) -> frozen trunk (stem .. stage 5) -> fine-tuned top (stage 6, he
 (S / 32 a side: 6 x 6 at 192 px), averaged down to at most ``TOKEN_GRID`` x ``TOKEN_GRID``. The
 fusion sees only this device evidence, not the raw features, so it cannot learn which dataset a photo came from beyond what the device top (anchored on ImageNet) lets
 through. Region maps keep working: one token per cell of the g x g token grid, row-major (the
-image map the app draws ranks coarser regions, :mod:`mbm.maps`).
+image map the app draws ranks coarser regions, :mod:`mbm.scenarios.voice_control.maps`).
 
 The trunk's weights are not in the checkpoint (they come from the weight package, checked by
 sha256, see :mod:`mbm.features.efficientnet`); the top, the presence head and the token MLP are.
@@ -61,7 +61,7 @@ class PretrainedImageEncoder(nn.Module):
         super().__init__()
         self.grid = min(TOKEN_GRID, -(-image.size // STRIDE))
         self.top = DeviceTop()
-        self.top.requires_grad_(False)  # fine-tuned before the fusion (mbm.features.image_cache), then fixed
+        self.top.requires_grad_(False)  # fine-tuned before the fusion (mbm.scenarios.voice_control.image_cache), then fixed
         self.presence = PresenceHead(FEATURE_CHANNELS)
         self.mlp = nn.Sequential(nn.Linear(SCORE_CHANNELS, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
         self.pos = nn.Parameter(torch.zeros(1, self.grid * self.grid, cfg.dim))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from mbm.scenarios.voice_control.spec import DEVICES
+from mbm.data.labels import DEVICES
 
 IMAGENET_CLASSES: dict[str, tuple[int, ...]] = {
     "blinds": (905, 904, 794, 854),  # window shade, window screen, shower curtain, theater curtain

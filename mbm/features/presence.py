@@ -3,7 +3,7 @@
 Presence ("is there a device at all?") is a logistic regression on the pooled features of the
 fine-tuned top (:mod:`mbm.features.device_top`) plus the log ImageNet mass on device classes,
 fitted on device photos against real photos of everyday things, faces, plain colours, noise and
-colour blobs (:mod:`mbm.features.image_cache`); its threshold is chosen on the training photos
+colour blobs (:mod:`mbm.scenarios.voice_control.image_cache`); its threshold is chosen on the training photos
 (see ``fit_presence``).
 """
 

@@ -31,6 +31,7 @@ class Scenario:
     train: str  # "module:function(argv)" of ``python -m mbm.train --scenario <name>``
     evaluate: str  # "module:function(argv)" of ``python -m mbm.evaluate --scenario <name>``
     tab: str  # "module:function()" building the tab; returns None or a chain of page-load events
+    predictor: str | None  # "module:Class" with ``from_checkpoint()``, which the tab asks (mbm.ui.models)
 
     def part(self, which: str) -> Any:
         """The object named by the field ``which`` (``"train"``, ``"evaluate"``, ``"tab"``), imported now."""
@@ -45,18 +46,20 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              checkpoint=VOICE_CONTROL_CHECKPOINT, spec="mbm.scenarios.voice_control.spec",
              train="mbm.scenarios.voice_control.train:train_voice_control_main",
              evaluate="mbm.scenarios.voice_control.evaluate:evaluate_voice_control_main",
-             tab="mbm.ui.voice_control:voice_control_tab"),
+             tab="mbm.ui.voice_control:voice_control_tab",
+             predictor="mbm.scenarios.voice_control.predictor:VoiceControlPredictor"),
     Scenario("portrait", "Portrait recognition",
              inputs={"image": "a face photo", "audio": "a voice clip", "text": "a short text profile"},
              output="who it is among the enrolled people, or unknown",
              checkpoint=PORTRAIT_CHECKPOINT, spec="mbm.scenarios.portrait.spec",
              train="mbm.scenarios.portrait.train:main", evaluate="mbm.scenarios.portrait.evaluate:main",
-             tab="mbm.ui.portrait:portrait_tab"),
+             tab="mbm.ui.portrait:portrait_tab", predictor="mbm.scenarios.portrait.predictor:PortraitPredictor"),
     Scenario("retrieval", "Search",
              inputs={"audio": "a spoken query", "image": "a photo query",
                      "text": "a typed query (+ an optional negative)"},
              output="the top-k items of a collection, each with every input's exact share of its score",
              checkpoint=RETRIEVAL_CHECKPOINT, spec="mbm.scenarios.retrieval.spec",
              train="mbm.scenarios.retrieval.train:main", evaluate="mbm.scenarios.retrieval.evaluate:main",
-             tab="mbm.ui.search:search_tab"),
+             tab="mbm.ui.retrieval:search_tab",
+             predictor=None),  # the tab loads the search space and the chosen collection's index itself
 )}

@@ -1,24 +1,17 @@
 """The predictors behind the tabs, each loaded once, on first use, from the shipped checkpoints.
 
-``import app`` builds the page (which reads labels from the checkpoints, so it loads them then);
-importing a tab module alone loads nothing.
+The registry (``mbm.scenarios.SCENARIOS``) names each scenario's predictor; ``import app`` builds the page
+(which reads labels from the checkpoints, so it loads them then); importing a tab module alone loads nothing.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from mbm.scenarios.portrait.predictor import PortraitPredictor
-from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
+from mbm.scenarios import SCENARIOS
 
 
 @cache
-def voice_control() -> VoiceControlPredictor:
-    """The voice-control predictor (``checkpoints/voice_control.pt``)."""
-    return VoiceControlPredictor.from_checkpoint()
-
-
-@cache
-def portrait() -> PortraitPredictor:
-    """The portrait predictor (``checkpoints/portrait.pt``; gallery in ``$MBM_GALLERY_DIR``)."""
-    return PortraitPredictor.from_checkpoint()
+def predictor(scenario: str):
+    """The scenario's predictor (``Scenario.predictor``), from its shipped checkpoint."""
+    return SCENARIOS[scenario].part("predictor").from_checkpoint()

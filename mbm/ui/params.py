@@ -75,7 +75,7 @@ def file_value(value, param: str = "file") -> str | bytes | None:
     raise ParameterError(f"{param}: give an uploaded file or a data: URL (other URLs are not fetched)")
 
 
-def file_values(value, param: str = "files") -> list:
+def file_values(value, param: str, max_files: int) -> list:
     """A multiple-file input (a list of FileData dicts, or paths from an example) as paths/bytes."""
     if value is None:
         return []
@@ -83,10 +83,8 @@ def file_values(value, param: str = "files") -> list:
         value = [value]
     if not isinstance(value, (list, tuple)):
         raise ParameterError(f"{param}: expected a list of files, got a {type(value).__name__}")
-    from mbm.scenarios.portrait.predictor import MAX_ENROL_PHOTOS
-
-    if len(value) > MAX_ENROL_PHOTOS:
-        raise ParameterError(f"{param}: give at most {MAX_ENROL_PHOTOS} photos")
+    if len(value) > max_files:
+        raise ParameterError(f"{param}: give at most {max_files} files")
     return [f for f in (file_value(v, f"{param}[{k}]") for k, v in enumerate(value)) if f is not None]
 
 

@@ -105,7 +105,7 @@ def portrait_status(result: PortraitResult, present: list[str]) -> str:
     lines.append("attention: " + " · ".join(
         f"{m} {share(w)}" if m in present else f"{m} 0 (absent)" for m, w in result.modality_weights.items()))
     lines += [f"⚠️ {plain(n)}" for n in result.notes]
-    lines.append(f"<small>{plain(_sentence(models.portrait().note))}.</small>")
+    lines.append(f"<small>{plain(_sentence(models.predictor('portrait').note))}.</small>")
     return "  \n".join(lines)
 
 
@@ -125,7 +125,7 @@ def _recognise(face, voice, text, session) -> tuple[PortraitResult, list[str]]:
     """The prediction and the inputs given (arguments checked; notes become warning toasts)."""
     face, voice = file_value(face, "face"), file_value(voice, "voice")
     text = text_value(text, "text", MAX_TEXT_CHARS)
-    result = models.portrait().predict(face=face, voice=voice, text=text, session=_session(session))
+    result = models.predictor("portrait").predict(face=face, voice=voice, text=text, session=_session(session))
     for note in result.notes:  # e.g. several faces: the largest was used
         gr.Warning(html.escape(note, quote=False))
     return result, [m for m, given in (("face", face), ("voice", voice), ("profile", text)) if given is not None]
@@ -165,7 +165,7 @@ def enroll(name=None, photos=None, voice=None, profile=None, admin_token=None, s
     if name is not None and not isinstance(name, str):
         raise ParameterError(f"name: expected text, got a {type(name).__name__}")
     session = _session(session)
-    info = models.portrait().enrol(name or "", file_values(photos, "photos"), voice=file_value(voice, "voice"),
+    info = models.predictor("portrait").enrol(name or "", file_values(photos, "photos", MAX_ENROL_PHOTOS), voice=file_value(voice, "voice"),
                                    profile=text_value(profile, "profile", MAX_PROFILE_CHARS),
                                    session=session, admin_token=_token(admin_token))
     extras = [x for x, given in (("a voice", info["voice"]), ("a profile", info["profile"])) if given]
@@ -185,15 +185,15 @@ def remove_person(name=None, admin_token=None, session=None):
     if not (name or "").strip():
         raise ParameterError("choose or type the name of the person to remove")
     session = _session(session)
-    removed = models.portrait().remove(name, session=session, admin_token=_token(admin_token))
+    removed = models.predictor("portrait").remove(name, session=session, admin_token=_token(admin_token))
     return (f"Removed **{plain(removed)}**.", {"removed": removed,
-                                               "people": len(models.portrait().list_people(session))}, session)
+                                               "people": len(models.predictor("portrait").list_people(session))}, session)
 
 
 @guarded("Cannot reset")
 def reset_gallery(admin_token=None):
     """The owner's "reset to the shipped gallery" (needs the admin token). Returns a status line and JSON."""
-    n = models.portrait().reset_shared(_token(admin_token))
+    n = models.predictor("portrait").reset_shared(_token(admin_token))
     return f"The shared gallery is the shipped one again ({n} people).", {"people": n}
 
 
@@ -201,7 +201,7 @@ def reset_gallery(admin_token=None):
 def list_people(session=None):
     """Everyone you can be recognised against: ``[{"name", "photos", "voice", "profile", "composed", "origin"}]``
     (origin: shipped, shared, or yours for this session's own enrolments)."""
-    return models.portrait().list_people(_session(session))
+    return models.predictor("portrait").list_people(_session(session))
 
 
 PEOPLE_COLUMNS = ["face", "name", "photos", "voice", "profile", "composed", "origin"]
@@ -231,7 +231,7 @@ def asset_thumbnail(name: str) -> str | None:
     for photo in photos:
         try:
             with Image.open(photo) as img:
-                chip, _, _ = models.portrait().faces.chip(np.asarray(img.convert("RGB")))  # the aligned face
+                chip, _, _ = models.predictor("portrait").faces.chip(np.asarray(img.convert("RGB")))  # the aligned face
             return thumbnail_uri(face_thumbnail(chip))
         except (OSError, ValueError):
             continue
@@ -279,7 +279,7 @@ people with the top 5, or **unknown** when nobody is close enough. The chart sho
 input counted (sum to 1, an input you leave out gets exactly 0); beside it, the face the model cropped.
 **Enrol** adds a person from 1–{MAX_ENROL_PHOTOS} photos, no retraining; they are recognised at once.
 
-> **Note:** {html.escape(_sentence(models.portrait().note))}.
+> **Note:** {html.escape(_sentence(models.predictor("portrait").note))}.
 
 <small>The people you enrol stay in **your browser session** only (at most {MAX_SESSION_PEOPLE}; nobody else
 sees them, and they are gone when the session ends). The shared gallery starts as the shipped 42 people

@@ -15,10 +15,10 @@ from mbm.checkpoint import fingerprint
 from mbm.explain import explain_prediction
 from mbm.figures import figure_svg
 from mbm.limits import HEAVY_CONCURRENCY_ID
-from mbm.maps import with_occlusion_maps
 from mbm.paths import VOICE_CONTROL_CHECKPOINT, VOICE_CONTROL_EXAMPLES
 from mbm.preprocess import MAX_TEXT_CHARS
 from mbm.report import export_report
+from mbm.scenarios.voice_control.maps import with_occlusion_maps
 from mbm.scenarios.voice_control.predictor import VoiceControlResult
 from mbm.scenarios.voice_control.robustness import predict_corrupted
 from mbm.scenarios.voice_control.spec import display_name
@@ -63,7 +63,7 @@ def _predict(audio, image, text, audio_noise=0.0, image_blur=0.0, image_occlusio
                     "text_typos": number_value(text_typos, "text_typos"),
                     "use_audio": bool_value(use_audio, "use_audio"), "use_image": bool_value(use_image, "use_image"),
                     "use_text": bool_value(use_text, "use_text")}
-        result = predict_corrupted(models.voice_control(), **args)
+        result = predict_corrupted(models.predictor("voice_control"), **args)
     except ValueError as e:  # InputError included: nothing usable, every input switched off, a level outside 0..1
         raise gr.Error(html.escape(str(e), quote=False), title="Nothing to predict from",
                        print_exception=False) from None
@@ -102,8 +102,8 @@ def _tokens(tokens: list[str] | None) -> list[tuple[str, str | None]] | None:
 
 
 def _explained(*args) -> VoiceControlResult:
-    """``_predict(*args)`` with occlusion maps: the maps the page draws pass the deletion check (mbm.maps)."""
-    return with_occlusion_maps(models.voice_control(), _predict(*args))
+    """``_predict(*args)`` with occlusion maps: the maps the page draws pass the deletion check (mbm.scenarios.voice_control.maps)."""
+    return with_occlusion_maps(models.predictor("voice_control"), _predict(*args))
 
 
 VIEW_OUTPUTS = 16
@@ -197,9 +197,9 @@ def voice_control_report(audio=None, image=None, text=None, audio_noise=0.0, ima
 
 def voice_control_help() -> tuple[str, str]:
     """What the tab does, in one line and in full; device names, words and window come from the checkpoint."""
-    devices = ", ".join(display_name(d) for d in models.voice_control().labels["device"])
-    words = ", ".join(models.voice_control().labels["word"])
-    seconds = f"{models.voice_control().cfg.audio.clip_seconds:g}"
+    devices = ", ".join(display_name(d) for d in models.predictor("voice_control").labels["device"])
+    words = ", ".join(models.predictor("voice_control").labels["word"])
+    seconds = f"{models.predictor('voice_control').cfg.audio.clip_seconds:g}"
     short = ("Say a command, show the device, and/or type a command, then **Run** — or click an example. "
              "The same spoken *up* brightens a lamp, raises blinds or turns the music up: the photo decides.")
     full = f"""

@@ -11,7 +11,9 @@ import numpy as np
 import torch
 
 from mbm.config import MODALITIES
-from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.features.face import FACE_DIM
+from mbm.features.voice import VOICE_DIM
+from mbm.scenarios.portrait.features import PROFILE_DIM
 from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.model import PortraitModel, PortraitOutput
 

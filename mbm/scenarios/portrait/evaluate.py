@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbm.data.faces import FacePhoto, by_identity, list_face_photos
+from mbm.features.face import face_embedder, sharpness
+from mbm.features.voice import embed_voices, voice_waveform
 from mbm.preprocess import InputError
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
-from mbm.scenarios.portrait.faces import FacePhoto, by_identity, list_face_photos
-from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.features import embed_profile
 from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.model import PortraitModel
 from mbm.scenarios.portrait.spec import enrol_and_query_clips, list_voice_clips, profile_hint

@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mbm.agreement import NOISE_SEED, mean_spearman, spearman_per_sample
 from mbm.config import MODALITIES
-from mbm.scenarios.voice_control.cached_runs import _mean_spearman, _spearman_per_sample
-from mbm.scenarios.voice_control.faithfulness import NOISE_SEED
 
 PORTRAIT_NAMES = {"audio": "voice", "image": "face", "text": "profile"}
 
@@ -56,7 +55,7 @@ def faithfulness_portrait(model, gallery, q, truth: list[str], seed: int = NOISE
 
     p_all, w_all = run()
     drops = torch.stack([p_all - run(drop=m)[0] for m in MODALITIES], 1)  # (N, 3)
-    out.update(_mean_spearman(_spearman_per_sample(w_all, drops)))
+    out.update(mean_spearman(spearman_per_sample(w_all, drops)))
     out["mean_drop_p_true_without"] = {PORTRAIT_NAMES[m]: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
     gen = torch.Generator().manual_seed(seed)
     rel = {}

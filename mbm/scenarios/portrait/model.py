@@ -27,8 +27,10 @@ from torch import nn
 from mbm.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mbm.config import MODALITIES, EncoderConfig, FusionConfig, ModelConfig
 from mbm.encoders import Tokens
+from mbm.features.face import FACE_DIM
+from mbm.features.voice import VOICE_DIM
 from mbm.model import MultimodalModel
-from mbm.scenarios.portrait.features import FACE_DIM, PROFILE_DIM, VOICE_DIM
+from mbm.scenarios.portrait.features import PROFILE_DIM
 
 N_STATS = 3  # best calibrated similarity, margin to the second best, a quality cue
 FEATURE_DIMS = {"image": FACE_DIM + N_STATS, "audio": VOICE_DIM + N_STATS, "text": PROFILE_DIM + N_STATS}

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbm.features.face import face_embedder
+from mbm.features.voice import embed_voices, voice_waveform
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
 from mbm.paths import PORTRAIT_CHECKPOINT as DEFAULT_CHECKPOINT
 from mbm.paths import PORTRAIT_SHIPPED_GALLERY as SHIPPED_GALLERY
 from mbm.preprocess import ImageConfig, InputError, read_image
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
-from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, voice_waveform
+from mbm.scenarios.portrait.features import embed_profile
 from mbm.scenarios.portrait.gallery import (
     GALLERY_FILE,
     Gallery,

@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from mbm.cli import read_recipe
+from mbm.data.faces import by_identity, list_face_photos
+from mbm.features.face import face_embedder, sharpness
+from mbm.features.voice import embed_voices, voice_waveform
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
 from mbm.scenarios.portrait.evaluate import evaluate_portrait, load_rgb
-from mbm.scenarios.portrait.faces import by_identity, list_face_photos
-from mbm.scenarios.portrait.features import embed_profile, embed_voices, face_embedder, sharpness, voice_waveform
+from mbm.scenarios.portrait.features import embed_profile
 from mbm.scenarios.portrait.gallery import Gallery
 from mbm.scenarios.portrait.model import PortraitModel, default_config, save_portrait_model
 from mbm.scenarios.portrait.spec import (

@@ -2,5 +2,5 @@
 
 ``encoders`` (frozen: EfficientNet-Lite0, MiniLM, Resemblyzer, dlib), ``speech`` (PocketSphinx, no torch),
 ``model`` (the trained projection heads and the scoring), ``train`` (InfoNCE alignment), ``evaluate`` (the metrics).
-The index format and its CLI are ``mbm.index``; the tab is ``mbm.ui.search``.
+The index format and its CLI are ``mbm.scenarios.retrieval.index``; the tab is ``mbm.ui.retrieval``.
 """

@@ -5,7 +5,7 @@
   against FAISS IVF-Flat (``faiss-cpu``; nlist 1024, the smallest nprobe with recall@10 >= 0.95
   against exact), its recall@10 and speed-up; twice: uniform on the sphere (no structure, the
   worst case for any approximate index) and clustered around 2,000 centres (as real embeddings are);
-- indexing: photos/s of ``mbm.index.build`` on generated 256 px JPEGs (decode included), 2 threads.
+- indexing: photos/s of ``mbm.scenarios.retrieval.index.build`` on generated 256 px JPEGs (decode included), 2 threads.
 
 ``python -m mbm.scenarios.retrieval.bench --index INDEX.npz``: the scale benchmark (issue 29): query
 p50 over a real built index (e.g. 10,000 photos), and FAISS at 1,000,000 vectors drawn from its
@@ -36,8 +36,8 @@ def _p50(fn, repeats: int) -> float:
 
 
 def bench_query(repeats: int, n_items: int = 10_000) -> dict:
-    from mbm.index import Index
     from mbm.paths import RETRIEVAL_ASSETS
+    from mbm.scenarios.retrieval.index import Index
     from mbm.scenarios.retrieval.model import VECTOR_DIM, load_space
     from mbm.scenarios.retrieval.search import encode_query, search
 
@@ -119,8 +119,8 @@ def bench_ann(n: int = 1_000_000, dim: int = 192, queries: int = 100, clusters: 
 def bench_indexing(n: int = 64) -> dict:
     from PIL import Image
 
-    from mbm.index import build
     from mbm.scenarios.retrieval.encoders import IMAGE_SIZE, photo_features
+    from mbm.scenarios.retrieval.index import build
     from mbm.scenarios.retrieval.model import load_space
 
     torch.set_num_threads(2)
@@ -176,7 +176,7 @@ def bench_query_index(index_path: Path, repeats: int = 50, threads: int = 1, che
     near-duplicates folded), encoding included, ``threads`` torch threads; the queries cycle through 12
     texts and 12 photos of the index's own folder (and those together), so no encoding is cached. Also
     the scoring alone (the query already encoded)."""
-    from mbm.index import Index
+    from mbm.scenarios.retrieval.index import Index
     from mbm.scenarios.retrieval.model import load_space
     from mbm.scenarios.retrieval.search import encode_query, search
 
@@ -261,8 +261,8 @@ def bench_ann_real(index_path: Path, n: int = 1_000_000, queries: int = 200, nli
     """
     import faiss
 
-    from mbm.index import Index
     from mbm.scenarios.retrieval.encoders import imagenet_names
+    from mbm.scenarios.retrieval.index import Index
     from mbm.scenarios.retrieval.model import SEM_DIM, combined_query, load_space
     from mbm.scenarios.retrieval.search import encode_query
 
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(bench_retrieval(a.quick)))
         return 0
     if not a.index.is_file():
-        print(f"error: no index at {a.index}; build one with python -m mbm.index build FOLDER --out {a.index}",
+        print(f"error: no index at {a.index}; build one with python -m mbm.scenarios.retrieval.index build FOLDER --out {a.index}",
               file=sys.stderr)
         return 2
     if not set(a.engines.split(",")) <= {"ivf_flat", "ivf_sq8"}:

@@ -6,9 +6,9 @@
   vector alone (through the caption anchors, ``mbm.scenarios.retrieval.model.Space.text_sem``); in
   training the text head also gets a ConSE bridge: the text's similarity to the 1000 ImageNet class
   names (timm's ``ImageNetInfo``, the first synonym of each), softmax-sharpened (Norouzi et al. 2014).
-- speech: PocketSphinx (``mbm.scenarios.retrieval.speech``: no torch, so the child process that transcribes
-  a collection's voice notes stays small); the transcript is then a text query. Who spoke is Resemblyzer
-  (``mbm.scenarios.portrait.features``).
+- speech: PocketSphinx (``mbm.scenarios.retrieval.speech``: no torch, so the processes that hear spoken
+  queries and voice notes stay small); the transcript is then a text query. Who spoke is Resemblyzer
+  (``mbm.features.voice``).
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def r1_leave_one_out(vectors: np.ndarray, queries: np.ndarray, ids: list) -> dic
 def memory_index(space, pooled: np.ndarray, probs: np.ndarray):
     """An in-memory index of photos alone (no captions, and no file or folder names: in an evaluation
     folder those are the labels), with the open-vocabulary arrays, scored as the app scores."""
-    from mbm.index import OPEN_ARRAYS, Index, add_open_vocabulary, open_arrays
+    from mbm.scenarios.retrieval.index import OPEN_ARRAYS, Index, add_open_vocabulary, open_arrays
 
     n = len(pooled)
     sem, app = space.photo_sem(pooled, probs), space.appearance(pooled)
@@ -356,7 +356,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
     if max_clips and len(clips) > max_clips:
         clips = [clips[i] for i in np.linspace(0, len(clips) - 1, max_clips).astype(int)]
     if clips:
-        from mbm.scenarios.portrait.features import embed_voices, voice_waveform
+        from mbm.features.voice import embed_voices, voice_waveform
 
         waves, ids = [], []
         for f, who in clips:

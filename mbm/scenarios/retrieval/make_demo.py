@@ -4,7 +4,7 @@ Held-out photos only (``mbm.scenarios.retrieval.data.held_out``), and only from 
 (``cal_ tin_ off_ cur_ dd_``): five per class, first in sorted order; a few get typed captions, two
 get synthetic voice notes (flite voice awb, never used in training). The queries folder holds an
 Office-Caltech monitor photo not in the collection and a synthetic spoken "fan" (flite rms). The index
-is then built with ``mbm.index`` into ``assets/retrieval/demo_index.npz``.
+is then built with ``mbm.scenarios.retrieval.index`` into ``assets/retrieval/demo_index.npz``.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "`cur_` Roboflow curtain set (CC BY 4.0), `dd_` DoorDetect (Open Images photos, CC BY 2.0).\n"
         "- Captions (`.txt`) were written for this demo; the voice notes (`.wav`) and `queries/fan_spoken.wav` "
         "are synthetic speech (flite voices awb and rms; flite's licence is BSD-like).\n", encoding="utf-8")
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     build(coll, RETRIEVAL_DEMO_INDEX, progress=False)
     print(f"wrote {coll} ({len(list(coll.glob('*')))} files) and {RETRIEVAL_DEMO_INDEX}")

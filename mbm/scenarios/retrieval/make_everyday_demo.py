@@ -4,7 +4,7 @@
 Caltech-101 photos (CC BY 4.0) of ``collections/everyday``: the first ``PER_CLASS`` of each class folder in
 sorted order (no picking by eye), copied into ``assets/retrieval_everyday/collection/<class>/``; the spoken
 example query ``queries/starfish_spoken.wav`` is synthetic speech (flite voice rms, never used in training).
-The index is then built with ``mbm.index`` into ``assets/retrieval_everyday/index.npz``.
+The index is then built with ``mbm.scenarios.retrieval.index`` into ``assets/retrieval_everyday/index.npz``.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "Unchanged copies.\n\n" + "\n".join(credits) + "\n\n"
         f"- `queries/starfish_spoken.wav`: synthetic speech of \"{text}\" (flite voice {voice[1]}; flite's "
         "licence is BSD-like).\n", encoding="utf-8")
-    from mbm.index import build
+    from mbm.scenarios.retrieval.index import build
 
     build(coll, EVERYDAY_INDEX, progress=False, resumable=False)
     print(f"wrote {EVERYDAY_INDEX}")

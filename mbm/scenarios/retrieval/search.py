@@ -211,7 +211,7 @@ def search(space, index, query: Query, weights: dict[str, float], k: int = 8,
     """The top k items (near-duplicates folded), each with its per-input terms and why it came."""
     if len(index) == 0:
         raise InputError("the collection has no items; index a folder with "
-                         "`python -m mbm.index build FOLDER --out INDEX` or upload photos")
+                         "`python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX` or upload photos")
     if all(float(weights.get(m, 0)) == 0 for m in query.vectors):
         raise InputError("every slider of the given inputs is at 0; raise at least one")
     terms, parts = score_all(space, index, query, weights)

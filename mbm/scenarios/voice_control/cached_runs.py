@@ -1,6 +1,6 @@
 """Fusion runs on cached encoder tokens, the held-out typed commands, and the statistics the
 evaluation shares (Spearman, accuracy, confusion): what ``evaluate``, ``faithfulness`` and
-``mbm.maps`` all build on.
+``mbm.scenarios.voice_control.maps`` all build on.
 """
 
 from __future__ import annotations
@@ -111,28 +111,6 @@ def _pad_ids(encoded) -> torch.Tensor:
         else:
             ids[k, 0] = 1  # <unk> placeholder, never used (the sample is not a triple)
     return ids
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman rank correlation of two short vectors (average ranks for ties); None when undefined."""
-    from scipy.stats import rankdata
-
-    ra, rb = rankdata(a), rankdata(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return None
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _spearman_per_sample(weights: torch.Tensor, drops: torch.Tensor) -> list[float | None]:
-    """(N, M) weights and (N, M) drops -> the Spearman correlation of each sample (None where undefined)."""
-    return [_spearman(w.numpy(), d.numpy()) for w, d in zip(weights, drops)]
-
-
-def _mean_spearman(per_sample: list[float | None]) -> dict:
-    """``{"weight_effect_spearman": mean of the defined ones (None if none), "weight_effect_spearman_n": count}``."""
-    rhos = [r for r in per_sample if r is not None]
-    return {"weight_effect_spearman": round(float(np.mean(rhos)), 4) if rhos else None,
-            "weight_effect_spearman_n": len(rhos)}
 
 
 def _accuracy(p: torch.Tensor, truth: torch.Tensor) -> float:

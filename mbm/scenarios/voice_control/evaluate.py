@@ -10,7 +10,7 @@ Prints one JSON object on stdout (with ``--json``) or a readable summary.
 The voice-control JSON also holds the faithfulness metrics of ``mbm.scenarios.voice_control.faithfulness``
 (``weight_effect_spearman``, ``noised_weight_drop``, ``late_fusion_action_accuracy``,
 accuracy per modality subset, confusion matrices; definitions in that module), the deletion check of
-the drawn maps (``map_deletion_ratio``, ``mbm.maps``) and where the image map falls
+the drawn maps (``map_deletion_ratio``, ``mbm.scenarios.voice_control.maps``) and where the image map falls
 (``image_map_mass_on_device`` and the rest, ``mbm.scenarios.voice_control.map_mass``).
 ``--results FILE`` also writes the small file the app's Evaluation tab reads,
 robustness curves included:
@@ -163,9 +163,9 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         result["device_accuracy"] = float(correct.mean())
         result["device_accuracy_by_source"] = accuracy_by_group(correct, [p.source for p in photos])
         result["device_accuracy_by_class"] = accuracy_by_group(correct, [p.device for p in photos])
-        from mbm.features.image_eval import rejection_metrics, uses_pretrained_images
+        from mbm.scenarios.voice_control.image_eval import rejection_metrics, uses_pretrained_images
 
-        if uses_pretrained_images(model):  # "no device recognised" (issue #17; mbm.features.image_eval)
+        if uses_pretrained_images(model):  # "no device recognised" (issue #17; mbm.scenarios.voice_control.image_eval)
             result.update(rejection_metrics(model, pixels, data_dir, split, cfg.image.size))
     if clips and photos:
         pairs = pair_clips_with_devices(clips, photos)
@@ -194,7 +194,10 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
             result.update(faithfulness_voice_control(model, ckpt, waves, mels, pixels, shown, clips, photos, pairs,
                                                      curves=curves, tokens=tokens,
                                                      single=(single["_audio_only"], single["_image_only"])))
-            from mbm.maps import deletion_ratios, held_out_samples  # are the drawn maps true? (mbm.maps)
+            from mbm.scenarios.voice_control.maps import (  # are the drawn maps true? (mbm.scenarios.voice_control.maps)
+                deletion_ratios,
+                held_out_samples,
+            )
 
             ratios = deletion_ratios(model, index, held_out_samples(ckpt, mels, pixels, clips, photos, pairs))
             result["map_deletion_ratio"] = ratios["occlusion"]  # the maps the app draws
@@ -311,7 +314,7 @@ def evaluate_voice_control_main(argv: list[str]) -> None:
                                     curves=args.curves or args.results is not None, data_dir=args.data,
                                     split=args.split)
     if ckpt.config.encoder.image_backbone != "cnn":  # the source-shortcut test on all of DIR's photos
-        from mbm.features.image_eval import kept_apart_metrics, unseen_source_metrics
+        from mbm.scenarios.voice_control.image_eval import kept_apart_metrics, unseen_source_metrics
 
         pixels, every = encode_photos(list_device_photos(args.data), ckpt.config.image)
         result.update(kept_apart_metrics(ckpt.build_model().eval(), every, pixels))

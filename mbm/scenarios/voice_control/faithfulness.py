@@ -56,6 +56,7 @@ import itertools
 import numpy as np
 import torch
 
+from mbm.agreement import NOISE_SEED, mean_spearman, spearman, spearman_per_sample
 from mbm.config import MODALITIES
 from mbm.data.augment import add_noise, snr_for_level
 from mbm.encoders import Tokens
@@ -64,10 +65,7 @@ from mbm.scenarios.voice_control.cached_runs import (
     TEXT_NAMES,
     _accuracy,
     _confusion,
-    _mean_spearman,
     _pad_ids,
-    _spearman,
-    _spearman_per_sample,
     encode,
     fuse,
     typed_commands,
@@ -75,7 +73,6 @@ from mbm.scenarios.voice_control.cached_runs import (
 from mbm.scenarios.voice_control.robustness import blur_image, occlude_image, typo_text
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, action_name
 
-NOISE_SEED = 1
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 CURVE_SAMPLES = 200  # robustness curves use this many triples, evenly spaced
 
@@ -152,18 +149,18 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     p_true = p_all.gather(1, truth_tri[:, None])[:, 0]  # (N,)
     drops = torch.stack([p_true - probs[tuple(x for x in MODALITIES if x != m)][0].gather(1, truth_tri[:, None])[:, 0]
                          for m in MODALITIES], 1)  # (N, 3) in MODALITIES order
-    per_sample = _spearman_per_sample(w_all, drops)
-    out.update(_mean_spearman(per_sample))
+    per_sample = spearman_per_sample(w_all, drops)
+    out.update(mean_spearman(per_sample))
     # the same mean over the triples whose typed text names only the device, only the word, or both
     out["weight_effect_spearman_by_text_names"] = {
-        group: _mean_spearman([r for r, g in zip(per_sample, named) if g == group]) for group in TEXT_NAMES.values()}
+        group: mean_spearman([r for r, g in zip(per_sample, named) if g == group]) for group in TEXT_NAMES.values()}
     right = (p_all.argmax(1) == truth_tri).tolist()
     out["weight_effect_spearman_by_answer"] = {
-        group: _mean_spearman([r for r, ok in zip(per_sample, right) if ok == want])
+        group: mean_spearman([r for r, ok in zip(per_sample, right) if ok == want])
         for group, want in (("right", True), ("wrong", False))}
     out["mean_drop_p_true_without"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, drops.mean(0))}
     # the same order question on the means (the wording): rank of mean weight vs rank of mean drop
-    out["weight_effect_spearman_of_means"] = _spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
+    out["weight_effect_spearman_of_means"] = spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
 
     # weights when a modality is replaced by noise: the kind training also used, then kinds it never saw
     g = torch.Generator().manual_seed(NOISE_SEED)

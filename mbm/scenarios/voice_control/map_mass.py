@@ -3,8 +3,8 @@
 A held-out device photo is shrunk onto a larger square canvas, so the photo fills a known rectangle
 with a margin of background around it; the canvas then goes through the app's own path (a spoken
 command of a word the device supports, ``VoiceControlPredictor.predict``, the image map the page
-draws, :func:`mbm.maps.with_occlusion_maps`, drawn as :func:`mbm.viz.image_attention_map`), and the
-share of the drawn map's mass inside the rectangle is taken (:func:`mbm.maps.mass_share`).
+draws, :func:`mbm.scenarios.voice_control.maps.with_occlusion_maps`, drawn as :func:`mbm.viz.image_attention_map`), and the
+share of the drawn map's mass inside the rectangle is taken (:func:`mbm.scenarios.voice_control.maps.mass_share`).
 
 - ``image_map_mass_on_device``: the mean share over the canvases whose photo the app accepts (a
   canvas answered "no device recognised" has no image map: ``image_map_mass_rejected`` counts
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mbm.maps import mass_share, with_occlusion_maps
+from mbm.scenarios.voice_control.maps import mass_share, with_occlusion_maps
 from mbm.scenarios.voice_control.spec import ACTION_TABLE
 from mbm.viz import image_attention_map
 
@@ -170,7 +170,7 @@ def heldout_items(data_dir: Path, split: str = "heldout", size: int = 192, n: in
     """:func:`canvas_items` on ``split`` of ``data_dir``: its device photos, real clips and not-device
     photos (the presence head's held-out share for ``heldout``, its training share for ``train``)."""
     from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech
-    from mbm.features.image_cache import split_not_devices
+    from mbm.scenarios.voice_control.image_cache import split_not_devices
 
     photos, clips = list_device_photos(data_dir), list_speech_clips(data_dir)
     things = split_not_devices(data_dir)

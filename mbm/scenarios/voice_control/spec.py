@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-DEVICES = ("blinds", "door", "fan", "heater", "lamp", "music_player", "tv")
-DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go") + DIGITS
+from mbm.data.labels import DEVICES, DIGITS, WORDS  # the shared data's labels: the devices, the command words
+
 NOT_SUPPORTED = "not supported"
 
 

@@ -118,7 +118,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         # Pretrained backbone (issue #17): the frozen trunk's outputs on a few views of each photo are
         # cached, the top fine-tuned and the presence head fitted on them, then the fusion trained on
         # score maps with the top fixed.
-        from mbm.features.image_cache import ScoreMapSampler, prepare_pretrained_images
+        from mbm.scenarios.voice_control.image_cache import ScoreMapSampler, prepare_pretrained_images
 
         maps, noise_maps, image_fit = prepare_pretrained_images(
             model.encoders["image"], photo_pool, [p.path.name for p in train_photos], data_dir, cfg.image,

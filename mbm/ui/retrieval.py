@@ -2,7 +2,7 @@
 
 score = sum_m w_m * sim(q_m, item) - w_neg * sim(negative text, item); each result shows every input's
 share of its score. The collection is the shipped demo (assets/retrieval), an index named by $MBM_SEARCH_INDEX (built
-with ``python -m mbm.index build FOLDER --out INDEX.npz``), or photos uploaded here (with optional
+with ``python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX.npz``), or photos uploaded here (with optional
 same-name .txt captions and .wav/.mp3 voice notes), indexed on the spot.
 """
 
@@ -54,9 +54,9 @@ DEMO_COLLECTIONS = {"devices": ("Household devices", RETRIEVAL_DEMO_INDEX),
 
 @lru_cache(maxsize=4)
 def demo_index(name: str = "devices"):
-    """A demo collection: "devices" ($MBM_SEARCH_INDEX, an index built with `python -m mbm.index build`, or the
+    """A demo collection: "devices" ($MBM_SEARCH_INDEX, an index built with `python -m mbm.scenarios.retrieval.index build`, or the
     shipped device demo) or "everyday" (Caltech-101 photos of everyday things)."""
-    from mbm.index import Index
+    from mbm.scenarios.retrieval.index import Index
 
     if name not in DEMO_COLLECTIONS:
         raise InputError(f"no demo collection {name!r}; choose one of {', '.join(DEMO_COLLECTIONS)}")
@@ -208,8 +208,8 @@ class Collections:
             return e["index"]
 
     def _build(self, key: str, taken: list[tuple[Path, str]]):
-        from mbm.index import build
         from mbm.limits import MAX_COLLECTION_AUDIO_SECONDS
+        from mbm.scenarios.retrieval.index import build
 
         folder = self.folder / key
         tmp = self.folder / f".{key}.tmp"
@@ -243,8 +243,8 @@ def _du(path: Path) -> int:
 def take(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
     """The files of an upload that make a collection: ``(file, name)`` of the photos and their same-name
     .txt / .wav / .mp3; and the rest, skipped, each with why (dot-files, other types, strays)."""
-    from mbm.index import PHOTO_SUFFIXES, VOICE_SUFFIXES
     from mbm.limits import MAX_COLLECTION_PHOTOS
+    from mbm.scenarios.retrieval.index import PHOTO_SUFFIXES, VOICE_SUFFIXES
 
     photos, companions, skipped, seen = [], [], [], set()
     for p in files:
@@ -266,7 +266,7 @@ def take(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
                          + (f"; skipped: {'; '.join(skipped[:3])}" if skipped else ""))
     if len(photos) > MAX_COLLECTION_PHOTOS:
         raise InputError(f"a collection uploaded here may hold {MAX_COLLECTION_PHOTOS} photos (got {len(photos)}); "
-                         "for a larger one use `python -m mbm.index build FOLDER --out INDEX`")
+                         "for a larger one use `python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX`")
     stems = {Path(name).stem for _, name in photos}
     taken = list(photos)
     for p, name in companions:
@@ -304,7 +304,7 @@ def collection_files(collection) -> list[Path]:
     files = collection if isinstance(collection, list) else [collection]
     if len(files) > MAX_UPLOAD_FILES:
         raise InputError(f"upload at most {MAX_UPLOAD_FILES} files to search (got {len(files)}); for a "
-                         "larger collection use `python -m mbm.index build FOLDER --out INDEX`")
+                         "larger collection use `python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX`")
     out = []
     for i, f in enumerate(files):
         p = file_value(f, f"collection[{i}]")
@@ -502,7 +502,7 @@ def search_tab() -> None:
             with gr.Accordion("Your own collection (optional)", open=False):
                 gr.Markdown("<small>Upload photos, with optional same-name .txt captions and .wav/.mp3 "
                             "voice notes; they are searched instead of the demo. For a folder use "
-                            "`python -m mbm.index build FOLDER --out INDEX`.</small>")
+                            "`python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX`.</small>")
                 collection = gr.File(file_count="multiple", label="Collection files", elem_id="search-collection")
             which = gr.Radio([(label, name) for name, (label, _) in DEMO_COLLECTIONS.items()], value="devices",
                              label="Demo collection", elem_id="search-which")

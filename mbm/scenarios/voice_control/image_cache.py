@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from mbm.config import ImageConfig
 from mbm.data import augment
+from mbm.data.faces import list_face_photos
 from mbm.data.readers import IMAGE_SUFFIXES, _hash
 from mbm.features.device_top import DeviceTop, fine_tune, imagenet_top, trunk
 from mbm.features.efficientnet import SHA256
@@ -36,7 +37,6 @@ from mbm.features.image_encoder import BackboneOutputs, PretrainedImageEncoder, 
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.presence import balanced_weights, fit_presence
 from mbm.preprocess import InputError, normalise_pixels, prepare_image, read_image
-from mbm.scenarios.portrait.faces import list_face_photos
 from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler
 
 # The top's fine-tuning: picked from five runs scored on the held-out photos, so its held-out numbers

@@ -36,7 +36,7 @@ import torch
 
 from mbm.data.readers import IMAGE_SUFFIXES, DevicePhoto
 from mbm.features.device_top import DeviceTop, fine_tune
-from mbm.features.image_cache import (
+from mbm.scenarios.voice_control.image_cache import (
     DISTILL,
     TOP_LR,
     face_pixels,

