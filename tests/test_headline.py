@@ -125,3 +125,12 @@ def test_each_shipped_example_answers_as_its_caption_promises(predictor):
         assert conflicts(result) == [], (example["caption"], result.heard, result.sees, result.reads)
         assert state == ("unsure" if example.get("not_sure") else "sure"), (example["caption"], result.confidence)
         assert display_name(example["expect"]) in headline_html(result, not_sure_below())
+
+
+def test_an_unclear_word_names_the_two_words_it_hesitated_between(predictor):
+    result = predictor.predict(audio=str(VOICE_CONTROL_ASSETS / "off_noisy.wav"), text="the lamp")
+    (first, p1), (second, p2) = result.heard, result.heard_runner_up
+    assert first != second and p1 >= p2 > 0
+    line = headline(result, threshold=max(p1, result.confidence) + 0.01)
+    assert f"the spoken word was not clear: '{first}' ({p1:.0%}) or '{second}' ({p2:.0%}); say it again" in line
+    assert result.to_json()["heard_runner_up"] == {"label": second, "confidence": round(p2, 4)}

@@ -103,6 +103,11 @@ def _maps(r: dict) -> str:
                      f"photo ({_pct(chance)} by chance; target ≥ 60 %).")
     if parts and r.get("map_mass_command"):  # these keys are refreshed by their own, shorter command
         parts.append(f"(Written by `{r['map_mass_command'].replace('`', '')}`.)")
+    heard = r.get("audio_map_in_speech_share")
+    if heard is not None:
+        parts.append(f"On held-out real recordings, {_pct(heard, 1)} of the audio map falls inside the spoken word "
+                     f"({_pct(r.get('audio_map_in_speech_chance'))} by chance, the word's share of the clip; "
+                     "target ≥ 80 %; `python -m mbm.scenarios.voice_control.audio_map_mass`).")
     return " ".join(parts) or "not in this results file."
 
 

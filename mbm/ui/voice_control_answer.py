@@ -94,10 +94,16 @@ def answer(result: VoiceControlResult, threshold: float) -> tuple[str, str, str 
     elif present == ["text"]:
         missing = "the typed command was not understood; try e.g. 'turn off the lamp'"
     elif "audio" in present and result.heard is not None and result.heard[1] < threshold:
-        missing = "the command was not clear; say it again"
+        missing = f"the spoken word was not clear: {hesitation(result)}; say it again"
     else:  # e.g. heard 'off' at 85 % and a door at 85 %: 71 % together
         missing = "the inputs agree, but each leaves some doubt; a clearer recording or photo would help"
     return "unsure", "Not sure", missing
+
+
+def hesitation(result: VoiceControlResult) -> str:
+    """The two words the audio alone hesitated between, e.g. "'off' (48 %) or 'up' (41 %)"."""
+    pairs = [p for p in (result.heard, result.heard_runner_up) if p is not None]
+    return " or ".join(f"'{plain(w)}' ({p:.0%})" for w, p in pairs)
 
 
 def headline(result: VoiceControlResult, threshold: float) -> str:

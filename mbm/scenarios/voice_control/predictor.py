@@ -63,12 +63,13 @@ class VoiceControlResult:
     inputs: PreparedInputs
     warnings: list[str]
     # The within-input maps the app draws, per token like token_weights: the attention weights, or
-    # (mbm.maps.with_occlusion_maps) p(action) lost when each unit is masked; map_kind says which.
+    # (mbm.scenarios.voice_control.maps.with_occlusion_maps) p(action) lost when each unit is masked; map_kind says which.
     maps: dict[str, list[float]] = field(default_factory=dict)
     map_kind: str = "attention"
     # True: the photo shows a device; False: "no device recognised" (the photo was left out of the
     # fusion as uninformative); None: no photo given
     device_recognised: bool | None = None
+    heard_runner_up: tuple[str, float] | None = None  # the second word from the audio alone
 
     def __post_init__(self):
         if not self.maps:
@@ -95,7 +96,7 @@ class VoiceControlResult:
             "device": {"label": self.device[0], "confidence": round(self.device[1], 4)},
             "word": {"label": self.word[0], "confidence": round(self.word[1], 4)},
             "modality_weights": {m: round(w, 4) for m, w in self.modality_weights.items()},
-            "heard": _pair(self.heard), "sees": _pair(self.sees),
+            "heard": _pair(self.heard), "heard_runner_up": _pair(self.heard_runner_up), "sees": _pair(self.sees),
             "reads": {k: _pair(v) for k, v in self.reads.items()} if self.reads else None,
             "confidence_without": {m: round(p, 4) for m, p in self.confidence_without.items()},
             "tokens": self.inputs.text.tokens if self.inputs.text else None,
@@ -233,8 +234,8 @@ class VoiceControlPredictor(Predictor):
         order = p_action[0].argsort(descending=True)[:5].tolist()
         devices, words = self.labels["device"], self.labels["word"]
 
-        def top1(probs, names):
-            i = int(probs.argmax())
+        def top1(probs, names, rank: int = 0):
+            i = int(probs.argsort(descending=True)[rank])
             return names[i], float(probs[i])
 
         alone = {m: 1 + i for i, m in enumerate(present)}
@@ -256,4 +257,5 @@ class VoiceControlPredictor(Predictor):
             token_weights={m: out.token_weights[m][0].tolist() for m in present},
             heard=heard, sees=sees, reads=reads, confidence_without=without,
             inputs=prep, warnings=list(prep.warnings),
-            device_recognised=False if prep.no_device else True if "image" in present else None)
+            device_recognised=False if prep.no_device else True if "image" in present else None,
+            heard_runner_up=top1(p_word[alone["audio"]], words, rank=1) if "audio" in alone else None)
