@@ -14,3 +14,12 @@ def test_ruff_is_clean():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_the_readme_is_a_front_page():
+    """What it is, a picture, how to run it, headline numbers, limits, credits: 200 lines at most (lab notes go
+    to docs/)."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, len(lines)
+    for heading in ("## Run it", "## Headline numbers", "## Limits, honestly", "## Credits and licences"):
+        assert heading in lines
