@@ -22,7 +22,7 @@ import sys
 sys.modules.setdefault("triton", None)
 
 # numpy's BLAS on one thread, as torch is below: with several requests on two cores, its spinning threads
-# made a search at 10,000 items 3-4x slower (python -m mbm.scenarios.retrieval.bench; docs/retrieval.md).
+# made a search at 10,000 items 3-4x slower (python -m tools.retrieval_bench; docs/retrieval.md).
 # Set before numpy is first imported; the environment may still choose otherwise.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -52,11 +52,11 @@ MAX_FILE_SIZE = MAX_UPLOAD_BYTES
 # the whole cache is deleted at a restart.
 DELETE_CACHE = (300, 900)
 # Requests that decode files run at most this many at once, all endpoints together (one concurrency group,
-# mbm.limits.HEAVY_CONCURRENCY_ID; MBM_CONCURRENCY overrides). Under `python -m mbm.loadtest`
+# mbm.limits.HEAVY_CONCURRENCY_ID; MBM_CONCURRENCY overrides). Under `python -m tools.loadtest`
 # p95 was 0.84 s with 4, 1.11 s with 2 and 0.76 s with 8 (within this machine's spread of 4).
 CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
-# (python -m mbm.loadtest; docs/results.md, Speed). MBM_THREADS overrides.
+# (python -m tools.loadtest; docs/results.md, Speed). MBM_THREADS overrides.
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 # Tables in Markdown (the search results): cells keep their words whole and a table wider

@@ -158,7 +158,7 @@ def tame_malloc(arenas: int = 2, trim_every_s: float = 5.0) -> bool:
     (the server held 1.2 GB 30 s after a load that peaked at 1.3 GB). This caps the arenas
     (``mallopt(M_ARENA_MAX)``) and, every ``trim_every_s`` seconds from a daemon thread, collects
     garbage cycles (``gc.collect()``: a cycle that has reached the oldest generation waits for a full
-    collection, which an idle server never triggers; 30 s after ``python -m mbm.loadtest --hostile``
+    collection, which an idle server never triggers; 30 s after ``python -m tools.loadtest --hostile``
     the server held 1,228 MB without it and 1,130 MB with it) and trims the heap (``malloc_trim(0)``). Call :func:`freeze_startup_objects` once the
     app is built, so that each collection scans only what requests made. Returns whether glibc was found.
     """

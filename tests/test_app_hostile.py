@@ -18,7 +18,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from mbm.loadtest_tools import raw_call
+from tools.loadtest_tools import raw_call
 
 ROOT = Path(__file__).resolve().parent.parent
 FACE = ROOT / "assets" / "portrait" / "examples" / "s1_clear.png"

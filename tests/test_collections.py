@@ -420,7 +420,7 @@ def test_the_app_hears_a_spoken_query_in_a_worker_that_exits_when_idle(tmp_path,
 # --- 4: a URL as a collection entry --------------------------------------------------------------------------
 
 def test_a_url_in_the_collection_gets_a_message_naming_it(app_url):
-    from mbm.loadtest_tools import raw_call
+    from tools.loadtest_tools import raw_call
 
     for url in ("http://127.0.0.1:9/x.jpg", "data:image/png;base64,AAAA"):
         status, event, data = raw_call(app_url, "search", [None, None, "lamp", None, None, None, None, None, 4,

@@ -1,4 +1,4 @@
-"""The demo records itself: a short run of ``python -m mbm.demo_video`` writes a video that plays, and its
+"""The demo records itself: a short run of ``python -m tools.demo_video`` writes a video that plays, and its
 frames show what each captioned step promises: the expected answer beside the expected photo, with the
 caption covering neither the answer nor the status (issue 30)."""
 
@@ -45,7 +45,7 @@ def _overlap(a, b) -> bool:
 def test_a_short_demo_recording_plays_and_its_frames_show_each_steps_answer(tmp_path):
     from PIL import Image
 
-    from mbm.demo_video import duration_seconds, main
+    from tools.demo_video import duration_seconds, main
 
     video, gif, frame = tmp_path / "demo.webm", tmp_path / "demo.gif", tmp_path / "frame.png"
     before = os.environ.get("PLAYWRIGHT_BROWSERS_PATH")

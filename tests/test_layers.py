@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRIES = {"mbm.cli", "mbm.train", "mbm.evaluate", "mbm.bench", "mbm.demo_video"}  # commands over the registry
+ENTRIES = {"mbm.cli", "mbm.train", "mbm.evaluate", "tools.bench", "tools.demo_video"}  # commands over the registry
 SCENARIO_NAMES = sorted(p.name for p in (ROOT / "mbm" / "scenarios").iterdir() if (p / "__init__.py").is_file())
 
 

@@ -1,4 +1,4 @@
-"""Every package the library and the app import is pinned, and every pinned package is used."""
+"""Every package the library, the app and the tools import is pinned, and every pinned package is used."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ NOT_IMPORTED = {
 # Imported but pinned elsewhere, and where.
 PINNED_ELSEWHERE = {
     "gradio-client": "gradio==6.31.0 requires exactly gradio-client==2.7.2 (also in tests/requirements.txt)",
-    "playwright": "the demo recorder (mbm/demo_video.py) and the browser tests: tests/requirements.txt",
+    "playwright": "the demo recorder (tools/demo_video.py) and the browser tests: tests/requirements.txt",
 }
 MODULE_TO_DISTRIBUTION = {"dlib": "dlib-bin", "PIL": "pillow", "faiss": "faiss-cpu"}
 
@@ -38,13 +38,13 @@ def pins(path: Path) -> dict[str, str]:
 
 def imported_distributions() -> set[str]:
     modules = set()
-    for path in [*ROOT.joinpath("mbm").rglob("*.py"), ROOT / "app.py"]:
+    for path in [*ROOT.joinpath("mbm").rglob("*.py"), *ROOT.joinpath("tools").rglob("*.py"), ROOT / "app.py"]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 modules.add(node.module.split(".")[0])
-    modules -= set(sys.stdlib_module_names) | {"mbm", "app"}
+    modules -= set(sys.stdlib_module_names) | {"mbm", "app", "tools"}
     found = metadata.packages_distributions()
     out = set()
     for m in modules:

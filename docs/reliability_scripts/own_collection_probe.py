@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from mbm.bench import tree_memory_mb
-from mbm.loadtest_hostile import index_bomb
-from mbm.loadtest_tools import Server, _du_bytes
+from tools.bench import tree_memory_mb
+from tools.loadtest_hostile import index_bomb
+from tools.loadtest_tools import Server, _du_bytes
 
 PHOTOS = sorted((ROOT / "assets" / "retrieval" / "collection").glob("*.jpg"))
 

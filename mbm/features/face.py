@@ -79,7 +79,7 @@ class FaceEmbedder:
             scale = 640 / max(h, w)
             small = np.asarray(Image.fromarray(rgb).resize((round(w * scale), round(h * scale))))
         # dlib's detector and shape predictor release the GIL but are not thread-safe: two requests in them at
-        # once corrupted the heap ("corrupted double-linked list", python -m mbm.loadtest --hostile). One at a
+        # once corrupted the heap ("corrupted double-linked list", python -m tools.loadtest --hostile). One at a
         # time; the descriptor network below (torch) runs concurrently.
         with self._dlib_lock:
             dets = list(self.detector(small, 1 if max(small.shape[:2]) < 400 else 0))

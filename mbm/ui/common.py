@@ -38,7 +38,7 @@ def modality_weights_chart(weights: dict[str, float], present: list[str],
 
     The bars are named and ordered by ``weights``' keys (audio/image/text, or face/voice/profile),
     coloured by ``colours`` (grey for a name it lacks). SVG text costs microseconds to build, where a
-    matplotlib PNG costs ~80 ms of CPU per request (``python -m mbm.loadtest``; docs/results.md, Speed).
+    matplotlib PNG costs ~80 ms of CPU per request (``python -m tools.loadtest``; docs/results.md, Speed).
     """
     label_w, bar_w, row_h, top = 70, 300, 30, 30  # px: name column, full-scale bar, row pitch, title band
     rows = []
@@ -290,7 +290,7 @@ def image_file(image) -> str | None:
     """An output image (H, W, 3) uint8 as a PNG file named by its content, written atomically.
 
     Gradio saves an array output by rewriting one file per content in place, so two identical
-    answers at once can serve a half-written file (``python -m mbm.loadtest`` saw truncated
+    answers at once can serve a half-written file (``python -m tools.loadtest`` saw truncated
     downloads); a path written atomically is copied into its cache atomically instead.
     """
     if image is None:

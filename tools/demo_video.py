@@ -1,9 +1,9 @@
 """Record a demo of the app by itself: a real Chromium walks through both scenarios, with captions.
 
-    python -m mbm.demo_video --out demo.webm --gif docs/images/demo.gif --frame docs/images/demo.png
-    python -m mbm.demo_video --out /tmp/short.webm --short      # the first scene only (the test runs this)
+    python -m tools.demo_video --out demo.webm --gif docs/images/demo.gif --frame docs/images/demo.png
+    python -m tools.demo_video --out /tmp/short.webm --short      # the first scene only (the test runs this)
 
-It starts ``python app.py`` on a free loopback port (``mbm.bench.running_app``, with a throwaway
+It starts ``python app.py`` on a free loopback port (``tools.bench.running_app``, with a throwaway
 gallery folder), launches
 Debian's Chromium with a fake microphone (``assets/voice_control/mic_up.wav``) and a fake webcam
 (a still of a face from ``assets/portrait/examples``, turned into a Y4M video with FFmpeg), and
@@ -24,8 +24,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from mbm.bench import running_app
 from mbm.paths import PORTRAIT_ASSETS, VOICE_CONTROL_ASSETS
+from tools.bench import running_app
 
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1280, "height": 720}

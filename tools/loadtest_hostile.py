@@ -1,7 +1,7 @@
 """The hostile load test (issue 18): normal requests mixed with attacks, against ``python app.py`` on 127.0.0.1.
 
-    python -m mbm.loadtest --hostile --json               # 20 clients, 60 s
-    python -m mbm.loadtest --hostile --clients 20 --duration 90
+    python -m tools.loadtest --hostile --json               # 20 clients, 60 s
+    python -m tools.loadtest --hostile --clients 20 --duration 90
 
 A fresh server runs with its own gallery folder, admin token and temp folder (``TMPDIR`` /
 ``GRADIO_TEMP_DIR`` under the system temp folder, so its disk growth is measured alone). ``clients``
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, tree_memory_mb
-from mbm.loadtest_tools import Server, _attack_files, _du_bytes, normal_request, raw_call
 from mbm.paths import RETRIEVAL_ASSETS
+from tools.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, tree_memory_mb
+from tools.loadtest_tools import Server, _attack_files, _du_bytes, normal_request, raw_call
 
 TARGETS = {"crashes": 0, "tracebacks_to_client": 0, "unclear_attack_answers": 0, "peak_rss_mb": 1536,
            "rss_30s_after_mb": 1024, "normal_p95_ms": 2000, "normal_errors": 0, "tmp_mb_per_1000_requests": 5.0}

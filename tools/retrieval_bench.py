@@ -1,4 +1,4 @@
-"""Retrieval speed: ``python -m mbm.bench --json`` (its ``retrieval`` section) or ``python -m mbm.scenarios.retrieval.bench``.
+"""Retrieval speed: ``python -m tools.bench --json`` (its ``retrieval`` section) or ``python -m tools.retrieval_bench``.
 
 - one query over 10,000 items, encoding included, one thread: a typed text, a photo, photo + text;
 - 1,000,000 random unit vectors of the index's size (192 floats): exact search (numpy, one thread)
@@ -7,7 +7,7 @@
   worst case for any approximate index) and clustered around 2,000 centres (as real embeddings are);
 - indexing: photos/s of ``mbm.scenarios.retrieval.index.build`` on generated 256 px JPEGs (decode included), 2 threads.
 
-``python -m mbm.scenarios.retrieval.bench --index INDEX.npz``: the scale benchmark (issue 29): query
+``python -m tools.retrieval_bench --index INDEX.npz``: the scale benchmark (issue 29): query
 p50 over a real built index (e.g. 10,000 photos), and FAISS at 1,000,000 vectors drawn from its
 vectors (exact ``IndexFlatIP`` against IVF-Flat and IVF-SQ8: recall@10, p50, build time, memory).
 """
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m mbm.scenarios.retrieval.bench", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.retrieval_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, 200,000 vectors")
     ap.add_argument("--index", type=Path, default=None,
                     help="the scale benchmark on this built index instead: query p50 over its items, and FAISS "

@@ -1,6 +1,6 @@
 """The pieces of the hostile load test: the app as a killable server with its own temp and gallery
 folders, the attack files, one ordinary request, a raw HTTP call that reads Gradio's event stream,
-and the disk measurement (the memory and CPU ones are in mbm.bench)."""
+and the disk measurement (the memory and CPU ones are in tools.bench)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from mbm.bench import _free_port
 from mbm.paths import ROOT
+from tools.bench import _free_port
 
 
 def normal_request(client, scenario: str, audio, image, face, spoken=None) -> float:

@@ -1,7 +1,7 @@
 """Speed and memory benchmark of the shipped models and the app, on this machine.
 
-    python -m mbm.bench --json          # full run
-    python -m mbm.bench --quick --json  # fewer repetitions, under 40 s
+    python -m tools.bench --json          # full run
+    python -m tools.bench --quick --json  # fewer repetitions, under 40 s
 
 Prints one JSON object: model forward latency (batch 1, CPU), the library's
 full predict, a full app request through gradio_client against a freshly
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
         result[f"predict_{stat}_ms"] = max(result[f"predict_{stat}_ms"], result[f"portrait_predict_{stat}_ms"])
     result["checkpoint_mb"] = round(sum(p.stat().st_size for p in CHECKPOINTS.iterdir()) / 1e6, 2)
     if not args.no_retrieval:  # issue 20: query over 10k items, exact vs FAISS over 1M vectors, indexing
-        from mbm.scenarios.retrieval.bench import bench_retrieval
+        from tools.retrieval_bench import bench_retrieval
 
         result["retrieval"] = bench_retrieval(quick=args.quick)
     if not args.no_app:

@@ -1,7 +1,7 @@
 """Load test: concurrent gradio_client clients against a fresh ``python app.py`` on 127.0.0.1.
 
-    python -m mbm.loadtest --clients 20 --requests 50 --json
-    python -m mbm.loadtest --hostile --json        # normal requests mixed with attacks (issue 18)
+    python -m tools.loadtest --clients 20 --requests 50 --json
+    python -m tools.loadtest --hostile --json        # normal requests mixed with attacks (issue 18)
 
 Each client alternates voice-control and portrait requests (committed assets). ``--hostile`` (see
 :func:`run_hostile`) mixes them with attacks for a fixed time and checks the reliability targets of
@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from mbm.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, running_app
-from mbm.loadtest_tools import normal_request
+from tools.bench import ASSETS, PORTRAIT_ASSETS, cpu_seconds, running_app
+from tools.loadtest_tools import normal_request
 
 
 def run_load(clients: int, requests: int, deadline_s: float, ssl_verify: bool = False) -> dict:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.hostile:
         if not 10 <= args.duration <= 600:
             parser.error("keep the load bounded: --duration 10-600 seconds")
-        from mbm.loadtest_hostile import run_hostile
+        from tools.loadtest_hostile import run_hostile
 
         result = run_hostile(args.clients, args.duration)
         print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
