@@ -1,6 +1,6 @@
 """Per-modality encoders. Each maps its input to tokens ``(B, T, D)`` plus a mask ``(B, T)``.
 
-Step 2 of the source document: a CNN for images, recurrent networks (GRU) for
+A CNN for images, recurrent networks (GRU) for
 sequences (text tokens, audio frames).
 """
 

@@ -1,4 +1,4 @@
-"""Cross-modal attention and attention-weighted fusion (steps 3 and 4 of the source document).
+"""Cross-modal attention and attention-weighted fusion.
 
 All modalities' tokens are concatenated into one sequence. A cross-modal
 attention layer lets every token attend to the tokens of every present modality

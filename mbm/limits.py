@@ -1,4 +1,4 @@
-"""What one request may cost: the bounds every way into the app obeys (issue 18).
+"""What one request may cost: the bounds every way into the app obeys.
 
 Kept free of heavy imports (no torch, no gradio) so the library, the app and the load test share them.
 Each bound can be changed with an environment variable; the defaults are what ``docs/reliability.md``
@@ -12,7 +12,7 @@ lists.
   decoded (a JPEG is first decoded at reduced size, so camera photos up to ``ImageConfig.max_pixels``
   pass); every decoded image is shrunk to at most :data:`WORK_PIXELS` before any conversion.
 - **Gallery**: :data:`MAX_SESSION_PEOPLE`, :data:`MAX_SHARED_PEOPLE`, :data:`MAX_PROFILE_CHARS`.
-- **Own search collections** (issue 27): photos and audio seconds indexed per request, collections indexed at
+- **Own search collections**: photos and audio seconds indexed per request, collections indexed at
   once, disk kept in all and per visitor, speech recognisers' memory, and a retrieval index's declared sizes.
 """
 
@@ -61,7 +61,7 @@ MAX_SESSIONS = int(_env_number("MBM_MAX_SESSIONS", 500, 1))  # visitors' galleri
 HEAVY_CONCURRENCY_ID = "heavy"  # every event that decodes a file shares this Gradio concurrency group
 DRAIN_BYTES = 64 * MB  # an oversized body up to this is read and dropped before the 413 (see BodyLimitMiddleware)
 
-# A visitor's own search collection (issue 27): what one upload may cost, on disk and in time.
+# A visitor's own search collection: what one upload may cost, on disk and in time.
 COLLECTION_CONCURRENCY_ID = "collection"  # indexing an uploaded collection: its own group, not the heavy slots
 COLLECTION_CONCURRENCY = int(_env_number("MBM_COLLECTION_CONCURRENCY", 1, 1))  # collections indexed at once
 MAX_COLLECTION_PHOTOS = int(_env_number("MBM_COLLECTION_PHOTOS", 60, 1))  # photos indexed per request

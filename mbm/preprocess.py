@@ -1,6 +1,6 @@
 """Pure preprocessing: raw image / text / audio -> model tensors (+ what the model sees).
 
-Step 1 of the source document: min-max normalisation, scaling and cropping.
+Min-max normalisation, scaling and cropping.
 
 - audio: decode, mono, resample to one rate, cut to the loudest window or pad,
   log-mel in dB, min-max to [0, 1] over a fixed dynamic range;
@@ -183,7 +183,7 @@ def read_image(source, cfg: ImageConfig):
         img = shrink(Image.fromarray(np.ascontiguousarray(arr)))
     else:
         # Pixel bound before decoding, JPEG decoded at reduced size, other formats over the decode
-        # bound refused, then shrunk to a working size (mbm.safe_media, issue 18).
+        # bound refused, then shrunk to a working size (mbm.safe_media).
         img = open_image(source, cfg.max_pixels, cfg.size * 4)
         img = ImageOps.exif_transpose(img)
     return _to_rgb(img)

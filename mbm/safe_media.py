@@ -1,4 +1,4 @@
-"""Decoding files from strangers at a bounded cost (issue 18).
+"""Decoding files from strangers at a bounded cost.
 
 Audio: the container is recognised from its first bytes (never from the file name) and only an
 allow-list is decoded. WAV, FLAC, OGG, AIFF and MP3 go to libsndfile; WebM/Matroska and MP4/M4A go to

@@ -1,4 +1,4 @@
-"""The answer at a glance (issue 30): every tab's answer box says how sure it is in its look and words,
+"""The answer at a glance: every tab's answer box says how sure it is in its look and words,
 and every request the page paints is cancelled by a newer one, by Clear and by an example click."""
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def test_example_cards_show_a_thumbnail_and_are_named_by_their_caption():
         assert glyph.endswith("typed &#x27;the fan&#x27;</span></div>")
 
 
-# --- explanations, report card, evaluation (issue 4) ---------------------------------------------
+# --- explanations, report card, evaluation ---------------------------------------------
 
 def explain(client, audio=None, image=None, text="", **settings):
     """One /voice_control_explain call; ``settings``: the 4 levels and the 3 switches (defaults: plain)."""

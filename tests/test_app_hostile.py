@@ -1,4 +1,4 @@
-"""Issue 18 through the running app (``python app.py`` on 127.0.0.1, raw HTTP and gradio_client).
+"""Hostile requests through the running app (``python app.py`` on 127.0.0.1, raw HTTP and gradio_client).
 
 1. a playlist uploaded as a voice clip is refused (not followed);
 2. a 10000x10000 PNG is refused with a message, and the server keeps answering;

@@ -106,7 +106,7 @@ def test_stranger_is_unknown(client):
 
 
 def test_enrol_recognise_restart_remove(client, app_url, app_gallery_dir, launch_app, tmp_path_factory):
-    """A visitor's enrolment lives in their session only (issue 18); the owner's (admin token) is saved."""
+    """A visitor's enrolment lives in their session only; the owner's (admin token) is saved."""
     assert "s18" not in people(client)
     status, info = enroll(client, "s18", S18[:3])
     assert info == {"name": "s18", "photos": 3, "voice": False, "profile": False, "where": "session"}, info

@@ -1,4 +1,4 @@
-"""What a visitor sees first, in light and dark, on a desktop and a phone (issue 19), in a real Chromium.
+"""What a visitor sees first, in light and dark, on a desktop and a phone, in a real Chromium.
 
 - the first example is visible without scrolling at 1280x720, with a loaded thumbnail of its photo;
 - the weights chart's text has a WCAG AA contrast (>= 4.5) against what is behind it, measured from
@@ -7,7 +7,7 @@
   contrast and no white background box;
 - on a phone, after tapping an example the answer is in view, and every tab is reachable (no tab hidden
   behind an overflow menu);
-- (issue 30) after each example of each tab, at 1280x720 and 390x844, light and dark, the answer box is
+- after each example of each tab, at 1280x720 and 390x844, light and dark, the answer box is
   wholly on screen and says how sure it is (sure / not sure / no answer) with a readable contrast; a typed
   command that names another device than the answer is flagged and named; Clear, or a newer example,
   during a prediction: the superseded answer is never painted.
@@ -170,7 +170,7 @@ def test_dark_theme_figures_are_readable(chromium, app_url):
         page.close()
 
 
-# --- issue 30: the answer at a glance, in every tab ----------------------------------------------
+# --- the answer at a glance, in every tab ----------------------------------------------
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 ANSWER_STATES = ("sure", "unsure", "none")

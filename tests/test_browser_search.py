@@ -1,4 +1,4 @@
-"""A real browser on the Search tab (issue 20): Chromium's fake microphone says "fan" (synthetic,
+"""A real browser on the Search tab: Chromium's fake microphone says "fan" (synthetic,
 assets/retrieval/queries/mic_fan.wav), the tab records it, Search is pressed, and the gallery shows
 results whose status says what was heard and each input's share. Screenshot:
 ``test-artifacts/search.png``. Skips like tests/test_browser.py (never under CI=true).

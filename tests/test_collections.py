@@ -1,4 +1,4 @@
-"""Issue 27: a visitor's own search collection in public: no memory bomb, no disk left behind, no visitor
+"""A visitor's own search collection in public: no memory bomb, no disk left behind, no visitor
 holding every slot.
 
 1. a ``.index.npz`` uploaded with a collection is skipped (and listed), never read; ``Index.load`` checks every
@@ -31,7 +31,7 @@ from mbm.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 COLLECTION = ROOT / "assets" / "retrieval" / "collection"
-FORMAT = "mbm-retrieval-index-2"  # 2: + the open-vocabulary arrays (issue 29)
+FORMAT = "mbm-retrieval-index-2"  # 2: + the open-vocabulary arrays
 
 
 def npy(arr: np.ndarray) -> bytes:

@@ -1,6 +1,6 @@
 """The demo records itself: a short run of ``python -m tools.demo_video`` writes a video that plays, and its
 frames show what each captioned step promises: the expected answer beside the expected photo, with the
-caption covering neither the answer nor the status (issue 30)."""
+caption covering neither the answer nor the status."""
 
 from __future__ import annotations
 

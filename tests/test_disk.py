@@ -1,4 +1,4 @@
-"""Issue 18, finding 6: 200 mixed requests left +43 MB and +550 files in /tmp, never removed.
+"""Disk: 200 mixed requests left +43 MB and +550 files in /tmp, never removed.
 
 Report exports and output images now live in bounded folders, what an earlier run left is removed at
 start, and Gradio's cache is cleaned (``delete_cache``). (Gallery temp files and the directory fsync:

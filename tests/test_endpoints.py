@@ -1,4 +1,4 @@
-"""CI check (issue 18): the app as a Space runs it, every named API endpoint called once and answering.
+"""CI check: the app as a Space runs it, every named API endpoint called once and answering.
 
 ``python app.py`` with the packages of requirements.txt (CI installs only it plus the test tools in
 tests/requirements.txt; requirements-nodeps.txt is gone), the portrait voice included: the speaker

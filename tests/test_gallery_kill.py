@@ -1,4 +1,4 @@
-"""A process killed with SIGKILL in the middle of gallery writes leaves a loadable gallery (issue 5)."""
+"""A process killed with SIGKILL in the middle of gallery writes leaves a loadable gallery."""
 
 from __future__ import annotations
 

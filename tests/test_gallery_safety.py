@@ -1,4 +1,4 @@
-"""Issue 18, findings 3, 4, 6 (gallery files) and 7 (names, storage errors), at the library level.
+"""Gallery files, names and storage errors, at the library level.
 
 3. One anonymous client removed all 42 shipped people. Now a visitor's enrolments live in their own
    session gallery; the shared gallery changes only with the admin token ($MBM_ADMIN_TOKEN); caps on

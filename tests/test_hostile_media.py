@@ -1,4 +1,4 @@
-"""Issue 18, findings 1 and 2: hostile files cost a bounded amount and never read server files.
+"""Hostile files cost a bounded amount and never read server files.
 
 1. An HLS playlist (or FFmpeg concat list, or a file: reference) uploaded as "audio" made the FFmpeg
    fallback open the server file it named. Now the container is sniffed from magic bytes, only an

@@ -1,4 +1,4 @@
-"""Resumable builds (issue 29, item 6): an interrupted ``mbm.scenarios.retrieval.index build`` continues where it stopped.
+"""Resumable builds: an interrupted ``mbm.scenarios.retrieval.index build`` continues where it stopped.
 
 Over the shipped demo collection's photos and captions (``assets/retrieval/collection``, copied) and the
 shipped checkpoint; no ../shared data. A build stopped mid-way (an exception, or ``kill -9`` of the

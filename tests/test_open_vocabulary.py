@@ -1,4 +1,4 @@
-"""Issue 29: search anyone's folder. Open-vocabulary text and speech, photo search on any photos, the
+"""Search anyone's folder. Open-vocabulary text and speech, photo search on any photos, the
 off-topic flag "off everything", why each result came, and the everyday demo collection's examples.
 
 Runs in a clone without ../shared: the photos are the committed everyday demo assets (Caltech-101)."""

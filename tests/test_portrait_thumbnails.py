@@ -1,4 +1,4 @@
-"""The People list's face thumbnails (issue 19): made at enrolment, bounded, saved with the gallery,
+"""The People list's face thumbnails: made at enrolment, bounded, saved with the gallery,
 gone with the person; shipped people get a committed photo or a generated avatar."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Retrieval (issue 20): the index format and CLI, incremental builds, exact per-input shares, bad input.
+"""Retrieval: the index format and CLI, incremental builds, exact per-input shares, bad input.
 
 Everything is generated here (small photos, captions, tones) over the shipped checkpoint
 (checkpoints/retrieval.pt); no ../shared data.
@@ -115,7 +115,7 @@ def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
     results = search(space, idx, q, weights, k=3, fold=False)
     assert len(results) == 3 and set(results[0].terms) == {"photo", "text", "negative"}
     combined = combined_query(q.vectors, weights, q.negative)
-    _, parts = score_all(space, idx, q, weights)  # issue 29: the open-vocabulary parts, beside the item vectors
+    _, parts = score_all(space, idx, q, weights)  # the open-vocabulary parts, beside the item vectors
     extra = {m: sum(ps.values()) for m, ps in parts.items()}
     for r in results:
         assert abs(sum(r.terms.values()) - r.score) < 1e-5
@@ -259,7 +259,7 @@ def test_a_text_off_the_subject_is_called_so(space):
              for t in ts}
     assert len(set(OFF_TOPIC_TEXTS)) == len(OFF_TOPIC_TEXTS) >= 30 and not known & set(OFF_TOPIC_TEXTS)
 
-    # issue 29: the flag means "off everything" (tests/test_open_vocabulary.py); the device margin stays a measure
+    # the flag means "off everything" (tests/test_open_vocabulary.py); the device margin stays a measure
     car, news = (space.read_text(v) for v in text_vectors(["a red sports car", "a screen for movies"]))
     assert car.off_topic is None and car.read_as  # an ImageNet concept: known now, still read as its captions
     assert news.off_topic is None and news.read_as[0][0] in TRAIN_CAPTIONS["tv"]
@@ -293,7 +293,7 @@ def test_registered_and_checkpoint_loads_weights_only():
     state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
     assert state["format"] == "mbm-retrieval-5" and s.checkpoint.stat().st_size < 6_000_000
     assert len(state["concepts"]["names"]) == 1000 and state["concepts"]["text_vectors"].shape[1] == 384
-    # EfficientNet-Lite0 photo features (issue 28): 1280 pooled + 1000 ImageNet probabilities into the photo head
+    # EfficientNet-Lite0 photo features: 1280 pooled + 1000 ImageNet probabilities into the photo head
     assert tuple(state["heads"]["photo.weight"].shape) == (128, 1280 + 1000)
     assert tuple(state["pca_components"].shape) == (64, 1280)
     old = {**state, "format": "mbm-retrieval-3"}  # the SqueezeNet layout (512 + 1000)
@@ -374,7 +374,7 @@ def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, s
 
 def test_photo_features_are_efficientnet_and_cached_per_backbone(tmp_path, monkeypatch):
     """1280 pooled features + 1000 probabilities a photo; the cache key names the backbone, so features of
-    another one (SqueezeNet's 512 before issue 28) are never read back."""
+    another one (SqueezeNet's 512 of earlier checkpoints) are never read back."""
     from mbm.scenarios.retrieval import data
     from mbm.scenarios.retrieval import encoders as enc
 
@@ -414,7 +414,7 @@ def test_demo_example_fusion_ranks_the_painted_door_above_either_input(space):
         return [idx.items[r.index]["path"] for r in order].index(item) + 1
 
     # the door painted with a bright picture: 2nd together, lower by the photo alone or the text alone
-    # (EfficientNet-Lite0, issue 28: 11th and 5th; the captioned "wooden front door" stays first)
+    # (EfficientNet-Lite0: 11th and 5th; the captioned "wooden front door" stays first)
     painted = (rank("door_2.jpg", photo=photo, text="a door"), rank("door_2.jpg", photo=photo),
                rank("door_2.jpg", text="a door"))
     assert painted[0] == 2 and painted[0] < min(painted[1:]), painted

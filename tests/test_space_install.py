@@ -1,4 +1,4 @@
-"""Issue 18, finding 8: a Space installs requirements.txt alone, and the portrait voice must work there.
+"""A Space installs requirements.txt alone, and the portrait voice must work there.
 
 Resemblyzer's declared dependencies (webrtcvad, `typing`) do not install on Python 3.11, so its weights
 ship in checkpoints/speaker_encoder.pt (Apache-2.0, licence + NOTICE beside it). These tests run the

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         result[f"voice_control_predict_{stat}_ms"] = result[f"predict_{stat}_ms"]
         result[f"predict_{stat}_ms"] = max(result[f"predict_{stat}_ms"], result[f"portrait_predict_{stat}_ms"])
     result["checkpoint_mb"] = round(sum(p.stat().st_size for p in CHECKPOINTS.iterdir()) / 1e6, 2)
-    if not args.no_retrieval:  # issue 20: query over 10k items, exact vs FAISS over 1M vectors, indexing
+    if not args.no_retrieval:  # query over 10k items, exact vs FAISS over 1M vectors, indexing
         from tools.retrieval_bench import bench_retrieval
 
         result["retrieval"] = bench_retrieval(quick=args.quick)

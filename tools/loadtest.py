@@ -1,7 +1,7 @@
 """Load test: concurrent gradio_client clients against a fresh ``python app.py`` on 127.0.0.1.
 
     python -m tools.loadtest --clients 20 --requests 50 --json
-    python -m tools.loadtest --hostile --json        # normal requests mixed with attacks (issue 18)
+    python -m tools.loadtest --hostile --json        # normal requests mixed with attacks
 
 Each client alternates voice-control and portrait requests (committed assets). ``--hostile`` (see
 :func:`run_hostile`) mixes them with attacks for a fixed time and checks the reliability targets of
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-verify", action="store_true",
                         help="let gradio_client load the CA bundle per call, as by default (costs client CPU)")
     parser.add_argument("--hostile", action="store_true",
-                        help="normal requests mixed with attacks for --duration seconds (issue 18), then kill -9 "
+                        help="normal requests mixed with attacks for --duration seconds, then kill -9 "
                              "and restart; prints the measured numbers beside the targets")
     parser.add_argument("--duration", type=float, default=60.0, help="--hostile: seconds of load (10-600)")
     parser.add_argument("--json", action="store_true")

@@ -1,4 +1,4 @@
-"""The hostile load test (issue 18): normal requests mixed with attacks, against ``python app.py`` on 127.0.0.1.
+"""The hostile load test: normal requests mixed with attacks, against ``python app.py`` on 127.0.0.1.
 
     python -m tools.loadtest --hostile --json               # 20 clients, 60 s
     python -m tools.loadtest --hostile --clients 20 --duration 90
@@ -14,7 +14,7 @@ threads send requests back to back for ``duration`` seconds; every other request
 - an enrol flood (bursts of session enrolments past the per-session cap), removals of shipped people without the
   token, a reset without the token;
 - owner enrolments with the admin token (acknowledged ones are checked after the restart);
-- own search collections (issue 27): a photo with a ``.index.npz`` that inflates to 1 GiB; a photo with junk
+- own search collections: a photo with a ``.index.npz`` that inflates to 1 GiB; a photo with junk
   ``.bin`` files; six photos with six 30 s noise voice notes and a caption changed every time (so no cache
   helps). The first two must be answered with the extra files skipped and listed; the third is indexed
   within its budget or refused while another collection is indexed (one at a time).
@@ -323,7 +323,7 @@ def index_bomb(path: Path, rows: int = 1_398_101, cols: int = 192) -> Path:
 
 
 def _collection_files(folder: Path) -> dict[str, list[Path]]:
-    """Own-collection attacks (issue 27): the same files every time (Gradio keeps one copy per content)."""
+    """Own-collection attacks: the same files every time (Gradio keeps one copy per content)."""
     import soundfile as sf
 
     photos = sorted((ASSETS.parent / "retrieval" / "collection").glob("*.jpg"))[:6]

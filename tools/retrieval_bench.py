@@ -7,7 +7,7 @@
   worst case for any approximate index) and clustered around 2,000 centres (as real embeddings are);
 - indexing: photos/s of ``mbm.scenarios.retrieval.index.build`` on generated 256 px JPEGs (decode included), 2 threads.
 
-``python -m tools.retrieval_bench --index INDEX.npz``: the scale benchmark (issue 29): query
+``python -m tools.retrieval_bench --index INDEX.npz``: the scale benchmark: query
 p50 over a real built index (e.g. 10,000 photos), and FAISS at 1,000,000 vectors drawn from its
 vectors (exact ``IndexFlatIP`` against IVF-Flat and IVF-SQ8: recall@10, p50, build time, memory).
 """
@@ -149,7 +149,7 @@ def bench_retrieval(quick: bool = False) -> dict:
     return out
 
 
-# --- scale (issue 29, item 6): a real index of many photos, and a million vectors drawn from it ---------------
+# --- scale: a real index of many photos, and a million vectors drawn from it ---------------
 
 SCALE_TEXTS = ("a kangaroo", "a pouched animal that hops", "something to watch the news on", "a desk lamp",
                "a ceiling fan", "an old radio", "a wooden front door", "curtains over a window", "a coffee mug",

@@ -1,6 +1,6 @@
 """Which ImageNet classes mean which voice-control device: the zero-shot prior of the device head.
 
-The mapping is the one measured in issue #17 (48 of 51 photos from other sources right with it
+The mapping was measured on photos of other sources (48 of 51 right with it
 alone). ``zero_shot`` sums a device's classes' probabilities; what is left (1 - the sum over all
 devices) is the ImageNet mass on anything else, the first hint that a photo shows no device.
 """

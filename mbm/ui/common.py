@@ -65,7 +65,7 @@ def modality_weights_chart(weights: dict[str, float], present: list[str],
               f'representation (sums to 1)</text></svg>')
 
 
-# The answer at a glance (issue 30): one box per tab whose weight, colour and wording follow how sure
+# The answer at a glance: one box per tab whose weight, colour and wording follow how sure
 # the answer is. "sure": bold and large; "unsure": normal weight, amber, dashed, saying "Not sure" and
 # the best guess; "none": no answer (nobody matched, not supported, nothing found), grey. Colours have
 # a WCAG AA contrast (>= 4.5) on the light and the dark theme's background (tests/test_browser_layout.py).

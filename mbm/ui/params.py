@@ -1,6 +1,6 @@
 """API arguments, checked: every value a handler gets is type- and size-checked with a message that
 names the parameter, and every handler is guarded, so a visitor or API client gets a message, never
-a traceback (issue 18)."""
+a traceback."""
 from __future__ import annotations
 
 import base64

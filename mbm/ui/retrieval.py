@@ -1,4 +1,4 @@
-"""The Search tab (issue 20): find items of a collection by a spoken clip, a photo and/or typed text.
+"""The Search tab: find items of a collection by a spoken clip, a photo and/or typed text.
 
 score = sum_m w_m * sim(q_m, item) - w_neg * sim(negative text, item); each result shows every input's
 share of its score. The collection is the shipped demo (assets/retrieval), an index named by $MBM_SEARCH_INDEX (built
@@ -47,7 +47,7 @@ def space():
     return load_space()
 
 
-# The demo collections (issue 29: a second one of everyday things): name -> (label, index file)
+# The demo collections (a second one of everyday things): name -> (label, index file)
 DEMO_COLLECTIONS = {"devices": ("Household devices", RETRIEVAL_DEMO_INDEX),
                     "everyday": ("Everyday things (Caltech-101)", ASSETS / "retrieval_everyday" / "index.npz")}
 
@@ -81,7 +81,7 @@ def shown(path: Path):
 
 
 class Collections:
-    """Visitors' uploaded collections on disk (issue 27): what is kept, for whom, and what it weighs.
+    """Visitors' uploaded collections on disk: what is kept, for whom, and what it weighs.
 
     A collection is the photos (and their same-name .txt / .wav / .mp3) of one upload, copied into
     ``folder/<key>/`` (key: a hash of the names and contents; once indexed, only the photos are kept,
@@ -420,7 +420,7 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
 
 
 # The examples: [spoken, photo, typed, demo collection] and a caption. The first: fusion finds what neither input
-# alone ranks first (the painted door; docs/retrieval.md). The everyday ones (issue 29): a description that names
+# alone ranks first (the painted door; docs/retrieval.md). The everyday ones: a description that names
 # no folder of that collection, and a spoken name no device caption holds.
 EVERYDAY_QUERIES = ASSETS / "retrieval_everyday" / "queries"
 EXAMPLES = [([None, str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg"), "a door", "devices"],

@@ -1,6 +1,6 @@
 """Evaluation of the portrait scenario: ``evaluate_portrait(...) -> dict``.
 
-Metrics (see issue 3):
+Metrics:
 - face_accuracy_known: face only, over photos of people in the gallery (photos the
   gallery was enrolled from are skipped), correct = right name and not "unknown";
 - unknown_rejection: fraction of photos of people absent from the gallery that come out "unknown";

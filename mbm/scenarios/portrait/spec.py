@@ -35,7 +35,7 @@ HOBBIES = ["plays chess", "plays the guitar", "runs marathons", "loves cycling",
 
 
 # Readable names for the composed identities, in dataset order: ORL s1..s40, then Yale subject01..15.
-# Names used for any gender (issue 30): a face comes from one real person and the voice from another
+# Names used for any gender: a face comes from one real person and the voice from another
 # (s1, a man, has a man's voice), so a woman's name beside a man's face or voice misled.
 READABLE_NAMES = (
     "Alex", "Blake", "Casey", "Drew", "Eden", "Finley", "Gray", "Harper", "Indigo", "Jordan", "Kai", "Logan",

@@ -1,4 +1,4 @@
-"""Retrieval: search a collection by any mix of a spoken clip, a photo and typed text (issue 20).
+"""Retrieval: search a collection by any mix of a spoken clip, a photo and typed text.
 
 ``encoders`` (frozen: EfficientNet-Lite0, MiniLM, Resemblyzer, dlib), ``speech`` (PocketSphinx, no torch),
 ``model`` (the trained projection heads and the scoring), ``train`` (InfoNCE alignment), ``evaluate`` (the metrics).

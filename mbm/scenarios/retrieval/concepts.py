@@ -1,4 +1,4 @@
-"""Open vocabulary (issue 29): what a typed or spoken text can reach beyond the seven device classes.
+"""Open vocabulary: what a typed or spoken text can reach beyond the seven device classes.
 
 The photo network already knows 1000 ImageNet concepts and MiniLM already reads free text, so a text
 is matched against
@@ -37,7 +37,7 @@ TOP_K = 16  # an item keeps its 16 largest ImageNet probabilities (the rest hold
 NAME_NOISE = frozenset(("img", "image", "dsc", "dscn", "dscf", "pxl", "photo", "pic", "picture", "screenshot",
                         "scan", "copy", "edited", "final", "jpg", "jpeg", "png", "mvimg", "wp", "gopr", "sam"))
 # Defaults, replaced by the values chosen on validation material (``choose`` in docs/retrieval_scripts).
-# temperature, concept_weight, gate_*: chosen on validation material (docs/retrieval.md, issue 29).
+# temperature, concept_weight, gate_*: chosen on validation material (docs/retrieval.md).
 DEFAULTS = {"temperature": 0.05, "concept_weight": 0.5, "concept_power": 1.0, "concept_gated": 1.0,
             "gate_width": 0.05, "gate_offset": -0.05, "text_weight": 1.0, "text_floor": 0.3,
             "photo_concept_weight": 0.25, "photo_gate_mass": 0.02, "off_topic_floor": 0.41}

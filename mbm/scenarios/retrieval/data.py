@@ -45,7 +45,7 @@ def photo_features_cached(paths: list[Path], progress: bool = False,
     """(pooled (N, IMAGE_DIM), probs (N, 1000), errors) for paths; unreadable photos get zero rows + an error.
 
     A cached file is keyed by the backbone (``PHOTO_BACKBONE``) as well as the photo, so features of another
-    backbone (the SqueezeNet ones before issue 28) are never read back; one of another width is recomputed."""
+    backbone (the SqueezeNet ones of earlier checkpoints) are never read back; one of another width is recomputed."""
     from mbm.scenarios.retrieval import encoders as enc
 
     IMAGE_DIM, N_CLASSES = enc.IMAGE_DIM, enc.N_CLASSES

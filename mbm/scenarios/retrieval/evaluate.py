@@ -290,7 +290,7 @@ def evaluate(root: Path, checkpoint: Path | None = None, max_clips: int | None =
         res["image_to_image_r1"], res["chance"]["image_to_image_r1"] = r["r1"], r["chance"]
         # spoken device names: synthetic voices never used in training (DIR has no spoken device names)
         vocab = tuple(sorted({n for ns in SPOKEN_NAMES.values() for n in ns} | {c.replace("_", " ") for c in CLASSES}))
-        # as the app hears a spoken query: the names + every ImageNet name, and the free decoder (issue 29)
+        # as the app hears a spoken query: the names + every ImageNet name, and the free decoder
         from mbm.scenarios.retrieval.search import spoken_vocabulary
 
         rec, _ = recognizer(vocab, extra=spoken_vocabulary(space, None)[1])

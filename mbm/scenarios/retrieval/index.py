@@ -33,7 +33,7 @@ from mbm.errors import InputError
 from mbm.storage import atomic_write
 
 # 2: + each item's top ImageNet concepts, and the MiniLM vectors of its caption/transcript and of its file and
-# folder names (the open vocabulary, issue 29)
+# folder names (the open vocabulary)
 FORMAT = "mbm-retrieval-index-2"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
 VOICE_SUFFIXES = (".wav", ".mp3")
@@ -317,7 +317,7 @@ def _load_or_error(path: Path):
 CHUNK_PHOTOS = 256  # photos per resumable chunk file of a build (a kill -9 loses at most one chunk's work)
 BATCH_PHOTOS = 32  # photos per network pass
 CHUNK_FORMAT = "mbm-retrieval-index-chunk-2"  # 2: + the open-vocabulary arrays
-OPEN_ARRAYS = ("concept_ids", "concept_p", "text_vec", "name_vec", "name_mask")  # the open vocabulary (issue 29)
+OPEN_ARRAYS = ("concept_ids", "concept_p", "text_vec", "name_vec", "name_mask")  # the open vocabulary
 CHUNK_ARRAYS = ("photo_sem", "app", "extra_sem", "extra_mask", *OPEN_ARRAYS)
 CHUNK_DTYPES = {"extra_mask": np.dtype(bool), "name_mask": np.dtype(bool), "concept_ids": np.dtype(np.int16)}
 

@@ -1,4 +1,4 @@
-"""Build the second demo collection, everyday things (issue 29):
+"""Build the second demo collection, everyday things:
 ``python -m mbm.scenarios.retrieval.make_everyday_demo [--data ../shared/data]``.
 
 Caltech-101 photos (CC BY 4.0) of ``collections/everyday``: the first ``PER_CLASS`` of each class folder in

@@ -39,8 +39,8 @@ APP_DIM = 64
 VECTOR_DIM = SEM_DIM + APP_DIM
 MODALITIES = ("speech", "photo", "text")
 # 2: text through the caption anchors; 3: + their captions and the off-topic check; 4: EfficientNet-Lite0 photo
-# features (1280 + 1000 into the photo head, a 1280-wide PCA; issue 28) instead of SqueezeNet's (512 + 1000);
-# 5: + the open-vocabulary concepts (the 1000 ImageNet classes read with MiniLM, issue 29)
+# features (1280 + 1000 into the photo head, a 1280-wide PCA) instead of SqueezeNet's (512 + 1000);
+# 5: + the open-vocabulary concepts (the 1000 ImageNet classes read with MiniLM)
 FORMAT = "mbm-retrieval-5"
 READ_AS_SHOWN = 2  # a reading names at most this many captions ...
 READ_AS_MIN_WEIGHT = 0.1  # ... each with at least this weight
@@ -63,7 +63,7 @@ class Heads(nn.Module):
         super().__init__()
         # Linear both. Measured on the held-out photos with SqueezeNet features (512 + 1000): a photo MLP
         # (1512-512-128) gave text mAP 0.646 / photo r1 0.806 / mixed r1 0.612 against the linear head's
-        # 0.637 / 0.794 / 0.734. EfficientNet-Lite0's 1280 + 1000 (issue 28) keep the linear head.
+        # 0.637 / 0.794 / 0.734. EfficientNet-Lite0's 1280 + 1000 keep the linear head.
         self.photo = nn.Linear(IMAGE_DIM + N_CLASSES, SEM_DIM)
         self.text = nn.Linear(TEXT_DIM + N_CLASSES, SEM_DIM)
         self.log_scale = nn.Parameter(torch.tensor(np.log(1 / 0.07), dtype=torch.float32))
@@ -79,7 +79,7 @@ class Heads(nn.Module):
 class TextReading:
     """How one text was read: the captions it was read through, as (caption, softmax weight), the
     largest first; the ImageNet concepts it means (name, share; filled by the search); and, when it is far
-    from every concept, caption and item text the search knows (issue 29: best cosine under the
+    from every concept, caption and item text the search knows (best cosine under the
     concepts' ``off_topic_floor``), the nearest of them (else None), with that best cosine."""
 
     read_as: list[tuple[str, float]]
@@ -105,7 +105,7 @@ class Space:
     other_names: tuple[str, ...]  # (M,) those names
     off_topic_margin: float  # caption cosine - other-name cosine under which a text is off the subject
     dup_threshold: float = 0.985  # item-vector cosine above which a lower result is folded
-    concepts: Concepts | None = None  # the open vocabulary (issue 29; mbm.scenarios.retrieval.concepts)
+    concepts: Concepts | None = None  # the open vocabulary (mbm.scenarios.retrieval.concepts)
 
     @property
     def b(self) -> float:
@@ -159,7 +159,7 @@ class Space:
         return best
 
     def off_topic_open(self, minilm: np.ndarray, index=None) -> np.ndarray:
-        """Unit MiniLM vectors (N, 384) -> (N,) bool: far from everything the search knows (issue 29)."""
+        """Unit MiniLM vectors (N, 384) -> (N,) bool: far from everything the search knows."""
         return np.array([self.nearest_known(m, index)[0] < self.concepts.off_topic_floor
                          for m in np.atleast_2d(minilm)])
 

@@ -3,7 +3,7 @@
 score(item) = sum_m w_m * sim(q_m, item) - w_neg * sim(negative, item); each result carries the
 terms, so the shares it shows add up to the score exactly.
 
-A text's similarity to an item (issue 29) is g * (device reading) + concept_weight * (ConSE over the 1000
+A text's similarity to an item is g * (device reading) + concept_weight * (ConSE over the 1000
 ImageNet concepts) + text_weight * (its match with the item's caption, transcript and file/folder names),
 g the text's device gate (``Concepts.text_gate``); a photo's is the device head (times the photo's own
 gate) + the appearance + photo_concept_weight * (1 - gate) * the Bhattacharyya coefficient of the two

@@ -12,7 +12,7 @@ The typed captions, with the text head's vectors for them, become the anchors a 
 validation paraphrases (``choose_off_topic_margin``). The heads and the appearance PCA (64) are fitted
 on 80 % of the training photos; the scoring constants (the semantic scale ``a`` and the default slider
 weights) are chosen on the other 20 % (``validation_photo``), photos the shipped heads never saw: chosen
-on the fitted photos themselves they came out too low for unseen ones (issue 28). The 30 % held-out
+on the fitted photos themselves they came out too low for unseen ones. The 30 % held-out
 photos (``mbm.scenarios.retrieval.data.held_out``) are never seen. ~1-2 min on 2 cores with cached features.
 """
 
@@ -154,7 +154,7 @@ TEXT_WEIGHTS = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0)
 
 def choose_constants(space, pooled, probs, labels, sources):
     """The semantic scale a and the default weights, by mixed r1 on the given (validation) photos: the
-    smallest text weight within one standard error of the best r1 (docs/retrieval.md, issue 28)."""
+    smallest text weight within one standard error of the best r1 (docs/retrieval.md)."""
     from mbm.scenarios.retrieval.encoders import text_vectors
     from mbm.scenarios.retrieval.evaluate import mixed_r1
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     space.off_topic_margin = choose_off_topic_margin(space)
     print(f"off-topic margin {space.off_topic_margin:+.2f} (validation paraphrases)", flush=True)
     space = choose_constants(space, pooled[val], probs[val], labels[val], [s for s, v in zip(sources, val) if v])
-    # the open vocabulary (issue 29): the ImageNet concepts read with MiniLM, and the constants chosen on
+    # the open vocabulary: the ImageNet concepts read with MiniLM, and the constants chosen on
     # validation material (docs/retrieval.md); nothing in it is fitted here
     from mbm.scenarios.retrieval.concepts import Concepts
 

@@ -14,7 +14,7 @@ Masking a unit: image region -> the flat mean colour of that region's own pixels
 its average colour stays, nothing of the neighbouring regions comes in); audio span -> the clip's
 quietest level (silence in the min-max normalised log-mel); word -> ``<unk>``.
 
-Why these image units and this mask (issue 30, docs/explanations.md "Where the image map falls"):
+Why these image units and this mask (docs/explanations.md "Where the image map falls"):
 the map used to rank 4 x 4 regions of 48 px, each masked by a blur of the whole photo copied into
 the region. A 48 px region is as coarse as a third of a device that fills half the photo, so even
 a perfect map put much of its mass on the background, and the blur copied the device's colours
