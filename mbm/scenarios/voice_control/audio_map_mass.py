@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results = json.loads(args.results.read_text()) if args.results.is_file() else {}
         results.update(out)
-        atomic_write(args.results, lambda f: f.write(json.dumps(results, indent=1).encode()))
+        atomic_write(args.results, lambda f: f.write(json.dumps(results, indent=1).encode() + b"\n"))
     return 0
 
 
