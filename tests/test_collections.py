@@ -417,6 +417,21 @@ def test_the_app_hears_a_spoken_query_in_a_worker_that_exits_when_idle(tmp_path,
     speech.clear()
 
 
+def test_a_busy_speech_worker_answers_try_again_instead_of_holding_the_slot():
+    """Ten-second noise clips take the worker 5 s each; a query that cannot reach it within its wait is
+    refused with a message, so a flood of them cannot hold every shared request slot."""
+    import time
+
+    from mbm.errors import InputError
+    from mbm.scenarios.retrieval import speech
+
+    with speech._worker.lock:  # another visitor's clip is being heard
+        start = time.perf_counter()
+        with pytest.raises(InputError, match="busy"):
+            speech._worker.ask({"paths": [], "vocabulary": [], "budget_s": None}, 30, wait_s=0.3)
+        assert time.perf_counter() - start < 2
+
+
 # --- 4: a URL as a collection entry --------------------------------------------------------------------------
 
 def test_a_url_in_the_collection_gets_a_message_naming_it(app_url):

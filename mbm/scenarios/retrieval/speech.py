@@ -299,9 +299,13 @@ class SpeechWorker:
         self.proc: subprocess.Popen | None = None
         self.lock = threading.Lock()
 
-    def ask(self, request: dict, timeout_s: float) -> list | None:
-        """The worker's answer to one request, or None (it failed or took longer than ``timeout_s``)."""
-        with self.lock:
+    def ask(self, request: dict, timeout_s: float, wait_s: float = 8.0) -> list | None:
+        """The worker's answer to one request, or None (it failed or took longer than ``timeout_s``).
+        Raises InputError when other requests keep it busy for ``wait_s``: a flood of long noise clips (5 s
+        each) must not hold every shared request slot while it waits."""
+        if not self.lock.acquire(timeout=wait_s):
+            raise InputError("the speech recogniser is busy with other visitors' clips; try again in a moment")
+        try:
             for _ in range(2):  # the worker may have just exited idle: once more with a fresh one
                 if self.proc is None or self.proc.poll() is not None:
                     self.proc = self._start()
@@ -323,6 +327,8 @@ class SpeechWorker:
                         return None
                 self.stop()
             return None
+        finally:
+            self.lock.release()
 
     @staticmethod
     def _start() -> subprocess.Popen:
