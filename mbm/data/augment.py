@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 
 
 def _rand(g: torch.Generator, *shape) -> torch.Tensor:
@@ -76,6 +77,104 @@ def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0)
         out[noisy] = add_noise(out[noisy], snr, g)
     # gain
     return out * (0.3 + 1.4 * _rand(g, b, 1))
+
+
+# --- microphone and room effects (issue 31), torchaudio transforms; each switched on by a chance in the recipe
+
+SAMPLE_RATE = 16000
+
+
+def _fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, M) -> (B, n): centre crop or zero padding on both ends."""
+    m = x.shape[1]
+    if m >= n:
+        s = (m - n) // 2
+        return x[:, s:s + n]
+    s = (n - m) // 2
+    return F.pad(x, (s, n - m - s))
+
+
+def resample_8k(wave: torch.Tensor, g: torch.Generator, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """(B, N) through 8 kHz and back (``torchaudio.functional.resample``): an 8 kHz microphone or phone line."""
+    return AF.resample(AF.resample(wave, sr, 8000), 8000, sr)[:, :wave.shape[1]]
+
+
+def band_limit(wave: torch.Tensor, g: torch.Generator, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """(B, N) high-passed at 100-400 Hz and low-passed at 2.5-6 kHz (biquads; one pair of cutoffs a call)."""
+    low = 100 + 300 * _rand(g, 1).item()
+    high = 2500 + 3500 * _rand(g, 1).item()
+    return AF.lowpass_biquad(AF.highpass_biquad(wave, sr, low), sr, high)
+
+
+SPEEDS = (0.9, 0.95, 1.05, 1.1)
+
+
+def speed(wave: torch.Tensor, g: torch.Generator, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """(B, N) played faster or slower (tempo and pitch together, ``torchaudio.functional.speed``), back to N."""
+    factor = SPEEDS[int(torch.randint(len(SPEEDS), (1,), generator=g))]
+    return _fit_length(AF.speed(wave, sr, factor)[0], wave.shape[1])
+
+
+def babble(wave: torch.Tensor, g: torch.Generator, pool: torch.Tensor | None = None,
+           snr_db: tuple[float, float] = (0.0, 20.0)) -> torch.Tensor:
+    """(B, N) with 1-3 clips of ``pool`` (M, N) summed in at ``snr_db`` (``torchaudio.functional.add_noise``).
+
+    ``pool`` is other speech (training clips); without it, pink-ish noise of the same batch stands in.
+    """
+    b, n = wave.shape
+    if pool is None or not len(pool):
+        pool = add_noise(torch.zeros(b, n), torch.zeros(b), g) + torch.randn(b, n, generator=g) * 0.1
+    picks = torch.randint(len(pool), (b, 3), generator=g)
+    voices = torch.randint(1, 4, (b, 1), generator=g)
+    noise = (pool[picks] * (torch.arange(3)[None, :, None] < voices[:, :, None])).sum(1)
+    noise = noise + 1e-6 * torch.randn(b, n, generator=g)  # add_noise divides by the noise's energy
+    snr = snr_db[0] + (snr_db[1] - snr_db[0]) * _rand(g, b)
+    return AF.add_noise(wave, noise, snr)
+
+
+def room_reverb(wave: torch.Tensor, g: torch.Generator, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """(B, N) convolved (``torchaudio.functional.fftconvolve``) with a room's impulse response: decaying
+    noise of reverberation time 0.2-0.8 s after the direct sound; the peak level is kept."""
+    b, n = wave.shape
+    length = int(0.5 * sr)
+    t = torch.arange(length) / sr
+    rt60 = 0.2 + 0.6 * _rand(g, b, 1)
+    ir = torch.randn(b, length, generator=g) * torch.exp(-6.9 * t / rt60) * 0.3
+    ir[:, 0] = 1.0
+    wet = AF.fftconvolve(wave, ir)[:, :n]
+    return wet / wet.abs().amax(1, keepdim=True).clamp_min(1e-6) * wave.abs().amax(1, keepdim=True)
+
+
+def gain(wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(B, N) louder or quieter by -20..+10 dB (``torchaudio.functional.gain``, one level a call)."""
+    return AF.gain(wave, -20 + 30 * _rand(g, 1).item())
+
+
+def clipping(wave: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """(B, N) driven 6-20 dB over full scale of its peak and clipped there: an overloaded microphone."""
+    peak = wave.abs().amax(1, keepdim=True).clamp_min(1e-6)
+    level = peak * 10 ** (-(6 + 14 * _rand(g, wave.shape[0], 1)) / 20)
+    return torch.maximum(torch.minimum(wave, level), -level) / level * peak
+
+
+# name -> effect, in the order they are applied (the room before the microphone, the microphone before the line)
+MIC_EFFECTS = {"speed": speed, "room_reverb": room_reverb, "babble": babble, "band_limit": band_limit,
+               "resample_8k": resample_8k, "gain": gain, "clipping": clipping}
+
+
+def mic_effects(wave: torch.Tensor, chances: dict[str, float], g: torch.Generator,
+                pool: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, N) -> (B, N): each effect of ``chances`` (name -> chance 0..1) applied to that share of the rows."""
+    odd = sorted(set(chances) - set(MIC_EFFECTS))
+    if odd:
+        raise ValueError(f"unknown microphone effects {odd}; known: {sorted(MIC_EFFECTS)}")
+    out = wave.clone()
+    for name, effect in MIC_EFFECTS.items():
+        rows = _rand(g, len(out)) < chances.get(name, 0.0)
+        if rows.any():
+            kwargs = {"pool": pool} if name == "babble" else {}
+            out[rows] = effect(out[rows], g, **kwargs)
+    return out
 
 
 def spec_augment(mel: torch.Tensor, g: torch.Generator, freq_mask: int = 6, time_mask: int = 12) -> torch.Tensor:

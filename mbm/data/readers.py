@@ -22,7 +22,7 @@ class SpeechClip:
     path: Path
     word: str  # one of WORDS
     speaker: str
-    source: str  # "speech_commands", "fsdd" or "tts"
+    source: str  # "speech_commands", "speech_commands_more", "fsdd" or "tts"
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,16 @@ def _hash(key: str) -> int:
     return int(hashlib.md5(key.encode()).hexdigest(), 16)
 
 
-def list_speech_clips(data_dir: Path) -> list[SpeechClip]:
-    """Real recordings of the command words: Speech Commands (20 of its words) and FSDD digits."""
+def list_speech_clips(data_dir: Path, more: bool = False) -> list[SpeechClip]:
+    """Real recordings of the command words: Speech Commands (20 of its words), FSDD digits and,
+    with ``more``, ``speech_commands_more/<word>/<source>_<speaker>_nohash_<n>.wav`` (source
+    ``speech_commands_more``: other speakers of Speech Commands; the speaker is the second part).
+
+    Every source's speaker id comes from the file name, so :func:`split_speech` keeps each speaker
+    on one side, and adding ``more`` leaves the other sources' held-out speakers as they were (the
+    split hashes per source). The shipped recipe trains without ``more`` (issue 31 measured it with:
+    docs/results.md); ``mbm.scenarios.voice_control.speech_eval`` scores its speakers.
+    """
     data_dir = Path(data_dir)
     clips = []
     sc = data_dir / "speech_commands"
@@ -45,11 +53,25 @@ def list_speech_clips(data_dir: Path) -> list[SpeechClip]:
         for path in sorted((sc / word).glob("*")) if (sc / word).is_dir() else []:
             if path.suffix.lower() in AUDIO_SUFFIXES:
                 clips.append(SpeechClip(path, word, path.name.split("_")[0], "speech_commands"))
+    if more:
+        clips += list_more_speech_clips(data_dir)
     fsdd = data_dir / "fsdd" / "recordings"
     for path in sorted(fsdd.glob("*")) if fsdd.is_dir() else []:
         parts = path.stem.split("_")
         if path.suffix.lower() in AUDIO_SUFFIXES and len(parts) >= 2 and parts[0].isdigit() and int(parts[0]) < 10:
             clips.append(SpeechClip(path, DIGITS[int(parts[0])], parts[1], "fsdd"))
+    return clips
+
+
+def list_more_speech_clips(data_dir: Path) -> list[SpeechClip]:
+    """``speech_commands_more/<word>/<source>_<speaker>_nohash_<n>.wav`` as clips of source ``speech_commands_more``."""
+    clips = []
+    for word in WORDS:
+        folder = Path(data_dir) / "speech_commands_more" / word
+        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+            parts = path.name.split("_")
+            if path.suffix.lower() in AUDIO_SUFFIXES and len(parts) >= 3:
+                clips.append(SpeechClip(path, word, parts[1], "speech_commands_more"))
     return clips
 
 
@@ -91,6 +113,22 @@ def split_speech(clips: list[SpeechClip], fraction: float = 0.2):
     """(train, held_out) with no speaker on both sides."""
     held = heldout_speakers(clips, fraction)
     return [c for c in clips if c.speaker not in held], [c for c in clips if c.speaker in held]
+
+
+# Sources whose training speakers lend a fifth to the validation split (choices are made on it, the
+# held-out split is scored once at the end): Speech Commands' many new voices. FSDD has four training
+# speakers and speech_commands/ ten clips a word; both stay whole in training.
+VALIDATION_SOURCES = ("speech_commands_more",)
+
+
+def split_validation(train_clips: list[SpeechClip], fraction: float = 0.2):
+    """(fit, validation) of the training side of :func:`split_speech`, again by speaker.
+
+    The validation speakers are the next speakers in the same hash order, from
+    :data:`VALIDATION_SOURCES` only; no speaker is on both sides.
+    """
+    val = heldout_speakers([c for c in train_clips if c.source in VALIDATION_SOURCES], fraction)
+    return [c for c in train_clips if c.speaker not in val], [c for c in train_clips if c.speaker in val]
 
 
 def split_photos(photos: list[DevicePhoto], fraction: float = 0.2):

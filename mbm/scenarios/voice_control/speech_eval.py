@@ -3,14 +3,18 @@
     python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json
 
 Audio only (the word head), on the real clips the split holds out, and on the held-out speakers of
-``speech_commands_more/`` (115 speakers the shipped model never heard; split by speaker as the others, so
-that a model trained on its other speakers is scored on the same ones). Prints one JSON object:
+``speech_commands_more/`` (115 speakers; split by speaker as the others, so that a model trained on its
+other speakers is scored on the same ones). ``--split validation`` scores the validation speakers instead
+(``mbm.data.readers.split_validation``: a fifth of the training speakers of ``speech_commands_more/``,
+which training leaves out). Prints one JSON object:
 
 - ``word_accuracy_real`` and ``word_accuracy_by_source`` (as ``mbm.evaluate`` gives them);
 - ``word_accuracy_by_sample_rate``: grouped by the file's own rate (FSDD is 8 kHz);
 - ``word_confusion_pairs``: the most frequent (said, heard) pairs among the errors;
 - ``word_accuracy_babble_snr``: accuracy with babble (the sum of three other held-out clips, other
   speakers) added to each clip's window at 20, 10 and 5 dB SNR (``torchaudio.functional.add_noise``);
+- ``word_accuracy_resampled_8khz``: accuracy with every window resampled to 8 kHz and back (a proxy for
+  8 kHz microphones on speakers recorded at 16 kHz);
 - ``word_window_miss_share``: the share of clips whose spoken word (``torchaudio.functional.vad`` from
   each end) the model's loudest-second window does not cover to at least ``COVERED``.
 """
@@ -29,11 +33,11 @@ import torchaudio.functional as AF
 from mbm.checkpoint import load_checkpoint
 from mbm.cli import print_result
 from mbm.config import AudioConfig
-from mbm.data.readers import AUDIO_SUFFIXES, SpeechClip, split_speech
+from mbm.data.readers import SpeechClip, list_more_speech_clips, list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import InputError, fit_window, log_mel, loudest_window_start, read_audio
 from mbm.safe_media import pcm_to_float
-from mbm.scenarios.voice_control.evaluate import accuracy_by_group, run_model, voice_control_data
+from mbm.scenarios.voice_control.evaluate import accuracy_by_group, run_model
 from mbm.scenarios.voice_control.spec import WORDS
 
 SNRS_DB = (20, 10, 5)
@@ -44,14 +48,18 @@ TOP_PAIRS = 10
 
 def more_clips(data_dir: Path) -> list[SpeechClip]:
     """``speech_commands_more/<word>/<source>_<speaker>_nohash_<n>.wav`` as clips of source ``speech_commands_more``."""
-    clips = []
-    for word in WORDS:
-        folder = Path(data_dir) / "speech_commands_more" / word
-        for path in sorted(folder.glob("*")) if folder.is_dir() else []:
-            parts = path.name.split("_")
-            if path.suffix.lower() in AUDIO_SUFFIXES and len(parts) >= 3:
-                clips.append(SpeechClip(path, word, parts[1], "speech_commands_more"))
-    return clips
+    return list_more_speech_clips(data_dir)
+
+
+def clips_of_split(data_dir: Path, split: str) -> list[SpeechClip]:
+    """The real clips ``split`` scores: ``heldout`` (the evaluation's clips and the held-out speakers of
+    ``speech_commands_more/``), ``validation`` (the speakers :func:`split_validation` keeps from training,
+    where choices are made) or ``all``."""
+    clips = list_speech_clips(data_dir, more=True)
+    if split == "all":
+        return clips
+    train, held = split_speech(clips)
+    return split_validation(train)[1] if split == "validation" else held
 
 
 def speech_span(mono: np.ndarray, sample_rate: int) -> tuple[int, int]:
@@ -90,6 +98,11 @@ def with_babble(waves: torch.Tensor, speakers: list[str], snr_db: float) -> torc
     noise = torch.stack([babble(waves, i, speakers) for i in range(len(waves))])
     noise = noise + 1e-8 * (noise.abs().sum(1, keepdim=True) == 0)  # add_noise divides by the noise's energy
     return AF.add_noise(waves, noise, torch.full((len(waves),), float(snr_db)))
+
+
+def through_8khz(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """(N, samples) windows resampled to 8 kHz and back, as a telephone-band microphone records them."""
+    return AF.resample(AF.resample(waves, sample_rate, 8000), 8000, sample_rate)[:, :waves.shape[1]]
 
 
 def read_windows(clips: list[SpeechClip], cfg: AudioConfig):
@@ -138,6 +151,7 @@ def speech_report(ckpt_path: Path, clips: list[SpeechClip]) -> dict:
         "word_confusion_pairs": [{"said": s, "heard": h, "n": n} for (s, h), n in pairs.most_common(TOP_PAIRS)],
         "word_accuracy_babble_snr": {f"{snr} dB": round(float(accuracy(with_babble(waves, speakers, snr))[0].mean()), 4)
                                      for snr in SNRS_DB},
+        "word_accuracy_resampled_8khz": round(float(accuracy(through_8khz(waves, cfg.sample_rate))[0].mean()), 4),
         "word_window_miss_share": round(1 - float(np.mean(covers)), 4),
     }
 
@@ -145,12 +159,12 @@ def speech_report(ckpt_path: Path, clips: list[SpeechClip]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a folder laid out like ../shared/data")
-    parser.add_argument("--split", choices=("heldout", "all"), default="heldout")
+    parser.add_argument("--split", choices=("heldout", "validation", "all"), default="heldout",
+                        help="heldout: score once, at the end; validation: where choices are made")
     parser.add_argument("--checkpoint", type=Path, default=VOICE_CONTROL_CHECKPOINT)
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
-    more = more_clips(args.data)
-    clips = voice_control_data(args.data, args.split)[0] + (split_speech(more)[1] if args.split == "heldout" else more)
+    clips = clips_of_split(args.data, args.split)
     if not clips:
         parser.error(f"{args.data} holds no speech clips (expected speech_commands/, speech_commands_more/ or "
                      "fsdd/recordings/ as in ../shared/data)")
