@@ -1,4 +1,4 @@
-"""Issue 31: training lists all real speech (speech_commands_more/ too) with speaker-disjoint train /
+"""Training lists all real speech (speech_commands_more/ too) with speaker-disjoint train /
 validation / held-out sides, and the microphone effects of mbm.data.augment."""
 
 from __future__ import annotations

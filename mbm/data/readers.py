@@ -43,7 +43,7 @@ def list_speech_clips(data_dir: Path, more: bool = False) -> list[SpeechClip]:
 
     Every source's speaker id comes from the file name, so :func:`split_speech` keeps each speaker
     on one side, and adding ``more`` leaves the other sources' held-out speakers as they were (the
-    split hashes per source). The shipped recipe trains without ``more`` (issue 31 measured it with:
+    split hashes per source). The shipped recipe trains without ``more`` (measured with it:
     docs/results.md); ``mbm.scenarios.voice_control.speech_eval`` scores its speakers.
     """
     data_dir = Path(data_dir)

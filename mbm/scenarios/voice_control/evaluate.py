@@ -165,7 +165,7 @@ def evaluate_voice_control(ckpt: Checkpoint, clips: list[SpeechClip], photos: li
         result["device_accuracy_by_class"] = accuracy_by_group(correct, [p.device for p in photos])
         from mbm.scenarios.voice_control.image_eval import rejection_metrics, uses_pretrained_images
 
-        if uses_pretrained_images(model):  # "no device recognised" (issue #17; mbm.scenarios.voice_control.image_eval)
+        if uses_pretrained_images(model):  # "no device recognised" (mbm.scenarios.voice_control.image_eval)
             result.update(rejection_metrics(model, pixels, data_dir, split, cfg.image.size))
     if clips and photos:
         pairs = pair_clips_with_devices(clips, photos)

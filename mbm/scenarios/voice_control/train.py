@@ -115,7 +115,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         print(f"warm start from {train.init_from}: {len(start)} of {len(own)} tensors")
     image_fit = None
     if cfg.encoder.image_backbone != "cnn":
-        # Pretrained backbone (issue #17): the frozen trunk's outputs on a few views of each photo are
+        # Pretrained backbone: the frozen trunk's outputs on a few views of each photo are
         # cached, the top fine-tuned and the presence head fitted on them, then the fusion trained on
         # score maps with the top fixed.
         from mbm.scenarios.voice_control.image_cache import ScoreMapSampler, prepare_pretrained_images
