@@ -280,11 +280,8 @@ def take(files: list[Path]) -> tuple[list[tuple[Path, str]], list[str]]:
 def content_key(taken: list[tuple[Path, str]]) -> str:
     h = hashlib.sha256()
     for p, name in sorted(taken, key=lambda t: t[1]):
-        f_hash = hashlib.sha256()
         with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                f_hash.update(chunk)
-        h.update(name.encode() + b"\0" + f_hash.digest())
+            h.update(name.encode() + b"\0" + hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()[:24]
 
 

@@ -58,10 +58,8 @@ def checked_file(folder: Path, name: str, check_sha256: bool = True) -> Path:
     if not path.is_file():
         raise TextModelError(f"{path} is missing (expected the package {REQUIREMENT})")
     if check_sha256:
-        digest = hashlib.sha256()
         with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+            digest = hashlib.file_digest(f, "sha256")
         if digest.hexdigest() != SHA256[name]:
             raise TextModelError(f"{path} is not the file of {REQUIREMENT} (sha256 differs)")
     return path

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbm.scenarios.voice_control.map_mass import mean_or_none
 from mbm.scenarios.voice_control.maps import with_occlusion_maps
 from mbm.scenarios.voice_control.spec import ACTION_TABLE
 
@@ -107,10 +108,9 @@ def audio_map_metrics(predictor, items: list[tuple]) -> dict:
         shares.append(share)
         chance.append(span[1] - span[0])
         by_source.setdefault(clip.source, []).append(share)
-    mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None
-    return {"audio_map_in_speech_share": mean(shares), "audio_map_in_speech_chance": mean(chance),
+    return {"audio_map_in_speech_share": mean_or_none(shares), "audio_map_in_speech_chance": mean_or_none(chance),
             "audio_map_in_speech_flat": flat, "audio_map_in_speech_noisy": noisy, "audio_map_in_speech_n": len(shares),
-            "audio_map_in_speech_by_source": {s: mean(v) for s, v in sorted(by_source.items())}}
+            "audio_map_in_speech_by_source": {s: mean_or_none(v) for s, v in sorted(by_source.items())}}
 
 
 def main(argv: list[str] | None = None) -> int:

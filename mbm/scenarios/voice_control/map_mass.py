@@ -119,16 +119,17 @@ def measure_canvases(predictor, items: list[dict], explain=with_occlusion_maps) 
         shares.append(map_share(predictor, explain(predictor, result), box))
         chance.append(_area(box, size))
         kinds.append(item.get("background", "?"))
-    out = {"image_map_mass_on_device": _mean(shares), "image_map_mass_chance": _mean(chance),
+    out = {"image_map_mass_on_device": mean_or_none(shares), "image_map_mass_chance": mean_or_none(chance),
            "image_map_mass_n": len(shares), "image_map_mass_rejected": rejected,
            "image_map_mass_by_background": {
-               k: {"mass": _mean([s for s, x in zip(shares, kinds) if x == k]),
-                   "chance": _mean([c for c, x in zip(chance, kinds) if x == k]),
+               k: {"mass": mean_or_none([s for s, x in zip(shares, kinds) if x == k]),
+                   "chance": mean_or_none([c for c, x in zip(chance, kinds) if x == k]),
                    "n": sum(x == k for x in kinds)} for k in sorted(set(kinds))}}
     return out | {"shares": [round(s, 4) for s in shares]}
 
 
-def _mean(values) -> float | None:
+def mean_or_none(values) -> float | None:
+    """The mean to 4 places, or None for no values (a share nothing was measured for)."""
     return round(float(np.mean(values)), 4) if len(values) else None
 
 
@@ -253,6 +254,6 @@ def map_mass_metrics(predictor, data_dir: Path, split: str = "heldout", assets: 
             "by_example": dict(zip([it["photo"] for it in items], ex["shares"]))}
         inside = example_in_photo_shares(predictor, Path(assets))
         out["image_map_mass_examples_in_photo"] = {
-            "mass": _mean([v["mass"] for v in inside.values()]),
-            "chance": _mean([v["chance"] for v in inside.values()]), "by_example": inside}
+            "mass": mean_or_none([v["mass"] for v in inside.values()]),
+            "chance": mean_or_none([v["chance"] for v in inside.values()]), "by_example": inside}
     return out
