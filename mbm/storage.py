@@ -34,6 +34,20 @@ def atomic_write(path: str | Path, write: Callable[[IO], None], binary: bool = T
     return path
 
 
+def add_to_results(path: str | Path, numbers: dict) -> Path:
+    """Merge ``numbers`` into the results JSON at ``path`` (created if missing), written atomically.
+
+    The evaluation's commands each refresh their own keys of one file (e.g. the app's
+    ``assets/voice_control/eval_results.json``) and leave the others as they were.
+    """
+    import json
+
+    path = Path(path)
+    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    results.update(numbers)
+    return atomic_write(path, lambda f: f.write(json.dumps(results, indent=1).encode() + b"\n"))
+
+
 def fsync_dir(folder: str | Path) -> None:
     """fsync a directory (its entries: renames, new files); a no-op where directories cannot be opened."""
     try:

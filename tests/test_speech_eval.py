@@ -66,3 +66,42 @@ def test_a_folder_without_clips_gets_a_message_not_a_traceback(tmp_path, capsys)
         main(["--data", str(tmp_path), "--json"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "holds no speech clips" in err and "Traceback" not in err
+
+
+def test_results_gets_the_heldout_report_beside_the_keys_it_had(tmp_path, capsys):
+    """``--results`` adds ``real_speech`` to the app's results file and keeps the other commands' keys."""
+    import json
+
+    from mbm.scenarios.voice_control.speech_eval import main
+    from tests.test_data import build_fake_data
+
+    build_fake_data(tmp_path / "data")
+    results = tmp_path / "eval_results.json"
+    results.write_text(json.dumps({"action_accuracy": 0.5}))
+    main(["--data", str(tmp_path / "data"), "--json", "--results", str(results)])
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads(results.read_text())
+    assert written["action_accuracy"] == 0.5 and written["real_speech"] == printed
+    assert printed["n_clips"] > 0 and 0 <= printed["word_accuracy_real"] <= 1
+    assert set(printed["word_accuracy_babble_snr"]) == {"20 dB", "10 dB", "5 dB"}
+    assert "speech_eval" in written["real_speech_command"]
+    with pytest.raises(SystemExit) as stop:  # validation numbers are for choosing, never the app's
+        main(["--data", str(tmp_path / "data"), "--split", "validation", "--results", str(results)])
+    assert stop.value.code == 2
+
+
+def test_the_evaluation_tab_says_where_the_word_fails():
+    from mbm.ui.evaluation import _real_speech, evaluation_summary
+
+    speech = {"n_clips": 940, "word_accuracy_real": 0.931,
+              "word_accuracy_by_sample_rate": {"8000 Hz": {"accuracy": 0.95, "n": 500},
+                                               "16000 Hz": {"accuracy": 0.9, "n": 440}},
+              "word_accuracy_babble_snr": {"20 dB": 0.88, "10 dB": 0.71, "5 dB": 0.52},
+              "word_accuracy_resampled_8khz": 0.87, "word_confusion_pairs": [{"said": "off", "heard": "up", "n": 7}]}
+    r = {"real_speech": speech, "real_speech_command": "python -m x"}
+    text = _real_speech(r)
+    for part in ("940 clips", "93%", "8000 Hz 95% (500 clips)", "71% at 10 dB", "87%", "'off' heard as 'up' (7)",
+                 "python -m x"):
+        assert part in text, part
+    assert text in evaluation_summary(r)
+    assert _real_speech({}) == ""

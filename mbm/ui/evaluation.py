@@ -56,7 +56,7 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
   {_pct(r.get('no_device_rejection'))} of the time, photos of everyday things (a general collection, none of
   it a device) {_pct(r.get('no_device_rejection_everyday'))}, real device photos
   {_pct(r.get('device_false_rejection'), 1)}.
-- **Words.** {_words(r)}
+- **Words.** {_words(r)} {_real_speech(r)}
 - **"Not sure".** Answers at least {_pct(r.get('not_sure_below'))} sure were right
   {_pct(r.get('accuracy_when_sure'))} of the time ({_pct(r.get('share_sure'))} of all answers, fused and
   from one input alone reach it); below that the app says **Not sure**, with its best guess.
@@ -88,6 +88,23 @@ def _words(r: dict) -> str:
     return (line + f", but most clips are digits: on the word confusion's clips the ten digits were right "
             f"{_pct(words['digits'][0])} ({words['digits'][1]} clips), the ten command words "
             f"{_pct(words['commands'][0])} of only {words['commands'][1]} clips{few}.")
+
+
+def _real_speech(r: dict) -> str:
+    """Where the word fails on every held-out speaker (``real_speech``, written by ``speech_eval --results``):
+    by sample rate, in babble, through an 8 kHz line, and the most confused pairs."""
+    speech = r.get("real_speech")
+    if not isinstance(speech, dict):
+        return ""
+    rates = "; ".join(f"{plain(str(rate))} {_pct(g.get('accuracy'))} ({g.get('n')} clips)"
+                      for rate, g in (speech.get("word_accuracy_by_sample_rate") or {}).items())
+    babble = " / ".join(f"{_pct(v)} at {plain(str(k))}" for k, v in (speech.get("word_accuracy_babble_snr") or {}).items())
+    pairs = ", ".join(f"'{plain(str(p['said']))}' heard as '{plain(str(p['heard']))}' ({p['n']})"
+                      for p in (speech.get("word_confusion_pairs") or [])[:3])
+    return (f"On every held-out speaker, with those of the extra Speech Commands folder "
+            f"({speech.get('n_clips', '?')} clips): {_pct(speech.get('word_accuracy_real'))}; by sample rate {rates}; "
+            f"with other voices babbling {babble}; through an 8 kHz line {_pct(speech.get('word_accuracy_resampled_8khz'))}; "
+            f"most confused: {pairs or 'none'} (`{str(r.get('real_speech_command', '')).replace('`', '')}`).")
 
 
 def _maps(r: dict) -> str:

@@ -128,11 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     out = audio_map_metrics(VoiceControlPredictor.from_checkpoint(), items)
     print(json.dumps(out, indent=1))
     if args.results:
-        from mbm.storage import atomic_write
+        from mbm.storage import add_to_results
 
-        results = json.loads(args.results.read_text()) if args.results.is_file() else {}
-        results.update(out)
-        atomic_write(args.results, lambda f: f.write(json.dumps(results, indent=1).encode() + b"\n"))
+        add_to_results(args.results, out)
     return 0
 
 

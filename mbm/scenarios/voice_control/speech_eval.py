@@ -1,6 +1,7 @@
 """Where the word model fails on real speech: by source and sample rate, confused pairs, noise, the window.
 
-    python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json
+    python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json \
+        [--results assets/voice_control/eval_results.json]
 
 Audio only (the word head), on the real clips the split holds out, and on the held-out speakers of
 ``speech_commands_more/`` (115 speakers; split by speaker as the others, so that a model trained on its
@@ -162,12 +163,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="heldout: score once, at the end; validation: where choices are made")
     parser.add_argument("--checkpoint", type=Path, default=VOICE_CONTROL_CHECKPOINT)
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--results", type=Path, help="also add the numbers to a results JSON (the app's "
+                        "assets/voice_control/eval_results.json) as `real_speech`; only with --split heldout")
     args = parser.parse_args(argv)
+    if args.results and args.split != "heldout":
+        parser.error("--results takes the held-out numbers only (validation numbers are for choosing)")
     clips = clips_of_split(args.data, args.split)
     if not clips:
         parser.error(f"{args.data} holds no speech clips (expected speech_commands/, speech_commands_more/ or "
                      "fsdd/recordings/ as in ../shared/data)")
-    print_result(speech_report(args.checkpoint, clips), args.json)
+    report = speech_report(args.checkpoint, clips)
+    print_result(report, args.json)
+    if args.results:
+        from mbm.storage import add_to_results
+
+        command = "python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json"
+        add_to_results(args.results, {"real_speech": report, "real_speech_command": command + " --results FILE"})
 
 
 if __name__ == "__main__":
