@@ -461,3 +461,19 @@ def test_an_older_layout_checkpoint_converts_tensor_for_tensor(tmp_path):
     assert np.array_equal(a.concepts.text_vectors, b.concepts.text_vectors) and a.weights == b.weights
     with pytest.raises(ValueError, match="older layout"):  # the common format is not converted again
         convert(tmp_path / "new.pt", tmp_path / "again.pt")
+
+
+def test_the_predictor_answers_as_the_search_does(space):
+    from mbm.paths import RETRIEVAL_DEMO_INDEX
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.predictor import RetrievalPredictor
+    from mbm.scenarios.retrieval.search import encode_query, search
+
+    predictor, idx = RetrievalPredictor.from_checkpoint(), Index.load(RETRIEVAL_DEMO_INDEX)
+    answer = predictor.predict(idx, text="a screen for movies", k=4)
+    direct = search(space, idx, encode_query(space, idx, text="a screen for movies"), space.weights, k=4)
+    assert [(r.index, r.score, r.terms) for r in answer.results] == [(r.index, r.score, r.terms) for r in direct]
+    assert answer.weights == space.weights and answer.query.readings["text"].read_as
+    halved = predictor.predict(idx, text="a screen for movies", k=4, weights={"text": space.weights["text"] / 2})
+    assert halved.results[0].score == pytest.approx(answer.results[0].score / 2, rel=1e-5)
+    assert halved.weights["photo"] == space.weights["photo"]
