@@ -1,11 +1,12 @@
 """Save and load checkpoints that carry everything the app needs: one format for every scenario.
 
 A checkpoint is a plain dict loaded with ``torch.load(weights_only=True)``:
-the model config (which includes the preprocessing settings; every key required),
-the label names of every head, the text vocabulary, scenario extras (e.g. the
-action table), training metrics and the weights. Nothing about a scenario is
-hard-coded in the app. Which model class the weights belong to is the caller's
-choice (``build``): ``MultimodalModel`` for voice control, ``PortraitModel`` for portraits.
+the model config (which includes the preprocessing settings; every key required; None for
+a network that is not built from a :class:`ModelConfig`), the label names of every head, the text
+vocabulary, scenario extras (e.g. the action table), training metrics and the weights. Nothing about
+a scenario is hard-coded in the app. Which model class the weights belong to is the caller's
+choice (``build``): ``MultimodalModel`` for voice control, ``PortraitModel`` for portraits, the
+search heads for retrieval.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ FORMAT = "mbm-checkpoint/1"
 @dataclass
 class Checkpoint:
     scenario: str
-    config: ModelConfig
+    config: ModelConfig | None  # None: the network is not built from a ModelConfig (retrieval's heads)
     labels: dict[str, list[str]]  # head name -> class names
     vocab: list[str]
     extra: dict = field(default_factory=dict)  # scenario-specific data (action table, gallery...)
@@ -46,7 +47,8 @@ class Checkpoint:
 
 def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> None:
     """Write atomically (temp file + rename) so a crash never leaves half a file."""
-    payload = {"format": FORMAT, "scenario": ckpt.scenario, "config": ckpt.config.to_dict(),
+    config = None if ckpt.config is None else ckpt.config.to_dict()
+    payload = {"format": FORMAT, "scenario": ckpt.scenario, "config": config,
                "labels": ckpt.labels, "vocab": ckpt.vocab, "extra": ckpt.extra, "metrics": ckpt.metrics,
                "state_dict": {k: v.detach().cpu() for k, v in (ckpt.state_dict or {}).items()}}
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -73,7 +75,8 @@ def load_checkpoint(path: str | Path, scenario: str | None = None,
     if scenario is not None and payload.get("scenario") != scenario:
         raise ValueError(f"{path} is a '{payload.get('scenario')}' checkpoint, not '{scenario}'")
     try:
-        ckpt = Checkpoint(scenario=payload["scenario"], config=ModelConfig.from_dict(payload["config"]),
+        config = None if payload["config"] is None else ModelConfig.from_dict(payload["config"])
+        ckpt = Checkpoint(scenario=payload["scenario"], config=config,
                           labels={k: list(v) for k, v in payload["labels"].items()}, vocab=list(payload["vocab"]),
                           extra=payload["extra"], metrics=payload["metrics"], state_dict=payload["state_dict"])
         ckpt.build_model(build)  # shapes must match the config

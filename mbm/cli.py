@@ -13,10 +13,13 @@ def run_scenario_command(which: str, argv: list[str] | None, description: str):
     """``python -m mbm.<which> --scenario NAME ...``: hand ``argv`` to that scenario's entry point.
 
     ``which`` is a field of :class:`mbm.scenarios.Scenario` (``"train"`` or ``"evaluate"``); a
-    missing or unknown scenario is argparse's usage error listing the registered ones.
+    missing or unknown scenario is argparse's usage error listing the registered ones, and ``--help``
+    says what each one takes and answers (``Scenario.describe``).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    chooser = argparse.ArgumentParser(description=description, add_help=False)
+    chooser = argparse.ArgumentParser(description=description, add_help=False,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                                      epilog="scenarios:\n" + "\n".join(f"  {s.describe()}" for s in SCENARIOS.values()))
     chooser.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     if argv in ([], ["-h"], ["--help"]):
         chooser.print_help()

@@ -290,8 +290,11 @@ def test_registered_and_checkpoint_loads_weights_only():
 
     s = SCENARIOS["retrieval"]
     assert s.part("evaluate") and s.part("train") and s.part("tab")
-    state = torch.load(s.checkpoint, map_location="cpu", weights_only=True)
+    payload = torch.load(s.checkpoint, map_location="cpu", weights_only=True)  # the common checkpoint format
+    assert payload["format"] == "mbm-checkpoint/1" and payload["scenario"] == "retrieval" and payload["config"] is None
+    state = {**payload["extra"], "heads": payload["state_dict"]}
     assert state["format"] == "mbm-retrieval-5" and s.checkpoint.stat().st_size < 6_000_000
+    assert payload["metrics"]["trained_on"]["photos"] > 0
     assert len(state["concepts"]["names"]) == 1000 and state["concepts"]["text_vectors"].shape[1] == 384
     # EfficientNet-Lite0 photo features: 1280 pooled + 1000 ImageNet probabilities into the photo head
     assert tuple(state["heads"]["photo.weight"].shape) == (128, 1280 + 1000)
@@ -397,10 +400,11 @@ def test_photo_features_are_efficientnet_and_cached_per_backbone(tmp_path, monke
 
 def test_demo_example_fusion_ranks_the_painted_door_above_either_input(space):
     from mbm.paths import RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX
-    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index import Index, checkpoint_id
     from mbm.scenarios.retrieval.search import encode_query, search
 
     idx = Index.load(RETRIEVAL_DEMO_INDEX)
+    assert idx.checkpoint == checkpoint_id()  # built with the shipped checkpoint
     photo = str(RETRIEVAL_ASSETS / "queries" / "monitor.jpg")
 
     def first(**query) -> str:
@@ -434,3 +438,42 @@ def test_speech_with_digital_silence_is_heard(monkeypatch):
     assert rec.transcribe(np.concatenate([silence, wave, silence])) == "space heater"
     monkeypatch.setattr(speech, "NOISE_FLOOR", 0.0)
     assert rec.transcribe(wave) == ""
+
+
+def test_an_older_layout_checkpoint_converts_tensor_for_tensor(tmp_path):
+    """The flat mbm-retrieval-N dict the shipped checkpoint was written as re-saves to the common format unchanged."""
+    import torch
+
+    from mbm.checkpoint import load_checkpoint
+    from mbm.paths import RETRIEVAL_CHECKPOINT
+    from mbm.scenarios.retrieval.convert import convert
+    from mbm.scenarios.retrieval.model import build_heads, load_space
+
+    payload = torch.load(RETRIEVAL_CHECKPOINT, map_location="cpu", weights_only=True)
+    flat = {**payload["extra"], "heads": payload["state_dict"], "trained_on": payload["metrics"]["trained_on"]}
+    torch.save(flat, tmp_path / "old.pt")
+    convert(tmp_path / "old.pt", tmp_path / "new.pt")
+    ckpt = load_checkpoint(tmp_path / "new.pt", "retrieval", build=build_heads)
+    assert ckpt.metrics == payload["metrics"] and ckpt.extra.keys() == payload["extra"].keys()
+    assert all(torch.equal(v, payload["state_dict"][k]) for k, v in ckpt.state_dict.items())
+    a, b = load_space(tmp_path / "new.pt"), load_space()
+    assert np.array_equal(a.pca_components, b.pca_components) and np.array_equal(a.other_text, b.other_text)
+    assert np.array_equal(a.concepts.text_vectors, b.concepts.text_vectors) and a.weights == b.weights
+    with pytest.raises(ValueError, match="older layout"):  # the common format is not converted again
+        convert(tmp_path / "new.pt", tmp_path / "again.pt")
+
+
+def test_the_predictor_answers_as_the_search_does(space):
+    from mbm.paths import RETRIEVAL_DEMO_INDEX
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.predictor import RetrievalPredictor
+    from mbm.scenarios.retrieval.search import encode_query, search
+
+    predictor, idx = RetrievalPredictor.from_checkpoint(), Index.load(RETRIEVAL_DEMO_INDEX)
+    answer = predictor.predict(idx, text="a screen for movies", k=4)
+    direct = search(space, idx, encode_query(space, idx, text="a screen for movies"), space.weights, k=4)
+    assert [(r.index, r.score, r.terms) for r in answer.results] == [(r.index, r.score, r.terms) for r in direct]
+    assert answer.weights == space.weights and answer.query.readings["text"].read_as
+    halved = predictor.predict(idx, text="a screen for movies", k=4, weights={"text": space.weights["text"] / 2})
+    assert halved.results[0].score == pytest.approx(answer.results[0].score / 2, rel=1e-5)
+    assert halved.weights["photo"] == space.weights["photo"]

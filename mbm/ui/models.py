@@ -13,5 +13,6 @@ from mbm.scenarios import SCENARIOS
 
 @cache
 def predictor(scenario: str):
-    """The scenario's predictor (``Scenario.predictor``), from its shipped checkpoint."""
-    return SCENARIOS[scenario].part("predictor").from_checkpoint()
+    """The scenario's predictor (``Scenario.predictor``), from its checkpoint (``Scenario.checkpoint``)."""
+    entry = SCENARIOS[scenario]
+    return entry.part("predictor").from_checkpoint(entry.checkpoint)

@@ -30,6 +30,7 @@ from mbm.limits import (
     MAX_VISITOR_COLLECTIONS_BYTES,
 )
 from mbm.paths import ASSETS, RETRIEVAL_ASSETS, RETRIEVAL_DEMO_INDEX, ROOT
+from mbm.ui import models
 from mbm.ui.common import NEWEST, REQUEST_ID_JS, answer_html, echo_markdown, example_cards, plain, show_answer
 from mbm.ui.params import file_value, guarded, number_value, text_value
 
@@ -40,11 +41,9 @@ MAX_WEIGHT = 5.0
 LABELS = {"speech": "spoken", "photo": "photo", "text": "text", "negative": "not"}
 
 
-@lru_cache(maxsize=1)
 def space():
-    from mbm.scenarios.retrieval.model import load_space
-
-    return load_space()
+    """The search space of the registry's predictor (``mbm.ui.models``: loaded once)."""
+    return models.predictor("retrieval").space
 
 
 # The demo collections (a second one of everyday things): name -> (label, index file)
@@ -357,10 +356,8 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
     [[caption, weight]], "concepts": [[ImageNet concept, share]], "off_topic": the nearest known thing when the
     text is far from everything the search knows, else null, "nearest_cos"}}}.
     """
-    from mbm.scenarios.retrieval.search import encode_query, search
-
-    sp = space()
-    d = sp.weights
+    predictor = models.predictor("retrieval")
+    d = predictor.weights
     weights = {"speech": d["speech"] if w_speech is None else number_value(w_speech, "w_speech", 0, MAX_WEIGHT),
                "photo": d["photo"] if w_photo is None else number_value(w_photo, "w_photo", 0, MAX_WEIGHT),
                "text": d["text"] if w_text is None else number_value(w_text, "w_text", 0, MAX_WEIGHT),
@@ -372,10 +369,10 @@ def search_collection(speech=None, photo=None, text=None, negative=None, w_speec
         index, skipped = uploaded_index(files, visitor_of(request), wait=False)
     else:
         index = demo_index(text_value(collection_name, "collection_name", 40) or "devices")
-    query = encode_query(sp, index, speech=file_value(speech, "speech"), photo=file_value(photo, "photo"),
-                         text=text_value(text, "text", 500), negative=text_value(negative, "negative", 500),
-                         speech_apart=True)
-    results = search(sp, index, query, weights, k=k)
+    answer = predictor.predict(index, speech=file_value(speech, "speech"), photo=file_value(photo, "photo"),
+                               text=text_value(text, "text", 500), negative=text_value(negative, "negative", 500),
+                               weights=weights, k=k, speech_apart=True)
+    query, results = answer.query, answer.results
     gallery, rows = [], []
     for r in results:
         it = index.items[r.index]

@@ -188,14 +188,17 @@ def text_match_scores(minilm: np.ndarray, vectors: np.ndarray, mask: np.ndarray,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mbm.scenarios.retrieval.concepts",
-                                 description="Add the open-vocabulary section to a trained retrieval checkpoint.")
+                                 description="Add the open-vocabulary section to a trained retrieval checkpoint "
+                                             "(of the older layout: first python -m mbm.scenarios.retrieval.convert).")
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="constants (else the defaults)")
     args = ap.parse_args(argv)
-    from mbm.scenarios.retrieval.model import FORMAT
+    from mbm.checkpoint import load_checkpoint, save_checkpoint
+    from mbm.scenarios.retrieval.model import FORMAT, build_heads
 
     torch.set_num_threads(1)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(args.checkpoint, "retrieval", build=build_heads)
+    state = ckpt.extra
     old = dict(state.get("concepts", {}).get("constants", {}))
     for kv in args.set:
         k, v = kv.split("=", 1)
@@ -209,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     concepts.constants = dict(DEFAULTS) | old
     state["concepts"] = concepts.state()
     state["format"] = FORMAT
-    tmp = args.checkpoint.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(args.checkpoint)
+    save_checkpoint(ckpt, args.checkpoint)
     print(f"wrote {args.checkpoint} ({args.checkpoint.stat().st_size / 1e6:.2f} MB): {len(concepts.texts)} concept "
           f"texts; constants {concepts.constants}")
     return 0

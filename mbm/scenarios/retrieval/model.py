@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mbm.checkpoint import Checkpoint, load_checkpoint
 from mbm.scenarios.retrieval.concepts import Concepts
 from mbm.scenarios.retrieval.encoders import IMAGE_DIM, N_CLASSES, TEXT_DIM
 
@@ -202,12 +203,24 @@ class Space:
                 "other_names": list(self.other_names), "off_topic_margin": float(self.off_topic_margin),
                 "format": FORMAT} | ({"concepts": self.concepts.state()} if self.concepts is not None else {})
 
+    def checkpoint(self, metrics: dict | None = None) -> Checkpoint:
+        """This space in the common checkpoint format: the heads as the weights, the rest as extras."""
+        state = self.state()
+        return Checkpoint(scenario="retrieval", config=None, labels={}, vocab=[], metrics=metrics or {},
+                          state_dict=state.pop("heads"), extra=state)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint) -> Space:
+        """The space a checkpoint of :meth:`checkpoint` holds."""
+        return cls.from_state({**ckpt.extra, "heads": ckpt.state_dict})
+
     @classmethod
     def from_state(cls, state: dict) -> Space:
         if state.get("format") != FORMAT or "concepts" not in state:
             raise ValueError(f"not a retrieval checkpoint of this version (format {FORMAT}); retrain it with "
                              "python -m mbm.train --scenario retrieval (or add the open vocabulary to a "
-                             "mbm-retrieval-4 one: python -m mbm.scenarios.retrieval.concepts CHECKPOINT)")
+                             "mbm-retrieval-4 one: python -m mbm.scenarios.retrieval.concepts CHECKPOINT, "
+                             "after python -m mbm.scenarios.retrieval.convert CHECKPOINT)")
         heads = Heads()
         heads.load_state_dict(state["heads"])
         heads.eval()
@@ -218,10 +231,16 @@ class Space:
                    float(state["dup_threshold"]), Concepts.from_state(state["concepts"]))
 
 
+def build_heads(config=None) -> Heads:
+    """The network a retrieval checkpoint's weights belong to (its config is None: the shapes are fixed)."""
+    return Heads()
+
+
 def load_space(path=None) -> Space:
+    """The search space of a retrieval checkpoint (default: the shipped one), loaded by :mod:`mbm.checkpoint`."""
     from mbm.paths import RETRIEVAL_CHECKPOINT
 
-    return Space.from_state(torch.load(path or RETRIEVAL_CHECKPOINT, map_location="cpu", weights_only=True))
+    return Space.from_checkpoint(load_checkpoint(path or RETRIEVAL_CHECKPOINT, "retrieval", build=build_heads))
 
 
 def score_terms(vectors: np.ndarray, queries: dict[str, np.ndarray], weights: dict[str, float],

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbm.checkpoint import save_checkpoint
 from mbm.cli import read_recipe
 from mbm.paths import RETRIEVAL_CHECKPOINT, ROOT
 from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, MIXED_TEXTS, TRAIN_CAPTIONS, VALIDATION_PARAPHRASES
@@ -233,14 +234,10 @@ def main(argv: list[str] | None = None) -> int:
 
     space.concepts = Concepts.build()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = space.state()
-    state["trained_on"] = {"photos": int((~val).sum()), "constants_chosen_on_photos": int(val.sum()),
-                           "texts": len(texts), "steps": args.steps, "seed": args.seed,
-                           "anchor_temperature": args.anchor_temperature,
-                           "held_out": "sha1(file name) % 10 < 3"}
-    tmp = args.out.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(args.out)
+    trained_on = {"photos": int((~val).sum()), "constants_chosen_on_photos": int(val.sum()),
+                  "texts": len(texts), "steps": args.steps, "seed": args.seed,
+                  "anchor_temperature": args.anchor_temperature, "held_out": "sha1(file name) % 10 < 3"}
+    save_checkpoint(space.checkpoint({"trained_on": trained_on}), args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) in {time.time() - t0:.0f} s")
     return 0
 

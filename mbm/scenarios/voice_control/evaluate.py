@@ -283,7 +283,7 @@ def write_results(result: dict, path: Path, argv: list[str]) -> None:
     path.write_text(json.dumps(out, indent=1) + "\n")
 
 
-def evaluate_voice_control_main(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:
     """``python -m mbm.evaluate --scenario voice_control --data DIR [--json] ...``."""
     parser = argparse.ArgumentParser(description="Evaluate an mbm checkpoint on a data folder.")
     parser.add_argument("--scenario", required=True, choices=sorted(DEFAULT_CHECKPOINTS))

@@ -26,6 +26,7 @@ from mbm.preprocess import (
     read_audio,
     read_image,
 )
+from mbm.scenarios.voice_control.model import build_model
 from mbm.scenarios.voice_control.spec import action_probs
 
 
@@ -120,7 +121,7 @@ class Predictor:
     def __init__(self, ckpt: Checkpoint):
         self.ckpt = ckpt
         self.cfg = ckpt.config
-        self.model = ckpt.build_model()
+        self.model = ckpt.build_model(build_model)
         self.labels = ckpt.labels
 
     @classmethod

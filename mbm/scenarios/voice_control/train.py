@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.config import EncoderConfig, FusionConfig, ModelConfig, TrainConfig
+from mbm.config import FusionConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import (
     list_device_photos,
@@ -49,6 +49,7 @@ from mbm.scenarios.voice_control.data import (
     load_photo_pool,
 )
 from mbm.scenarios.voice_control.evaluate import evaluate_voice_control
+from mbm.scenarios.voice_control.model import build_model, model_config
 from mbm.scenarios.voice_control.removal_loss import removal_effect_loss
 from mbm.scenarios.voice_control.spec import (
     ACTIONS,
@@ -100,12 +101,8 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
 
-    cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
     vocab = build_vocab(training_vocabulary())
-    cfg.encoder = EncoderConfig(vocab_size=len(vocab), audio_band_norm=True)
-    cfg.fusion = fusion_cfg
-    cfg.encoder.image_backbone = train.image_backbone
-    cfg.image = replace(cfg.image, size=train.image_size)
+    cfg = model_config(len(vocab), fusion_cfg, train.image_backbone, train.image_size)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     # Each rank samples its own batches: the generated data's equivalent of a DistributedSampler shard.
@@ -113,7 +110,7 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
                                   replace(train, seed=train.seed + 1000 * rank))
 
     # channels_last: the convolutions run ~30% faster on CPU (same numbers, another memory layout).
-    model = MultimodalModel(cfg).to(memory_format=torch.channels_last)
+    model = build_model(cfg).to(memory_format=torch.channels_last)
     # bf16: the encoders' convolutions and GRUs run ~1.8x faster on a CPU with AVX512-BF16; the rest stays float32.
     model.encoder_autocast = torch.bfloat16 if train.precision == "bf16" else None
     if train.init_from:  # warm start: every weight of the same name and shape (e.g. audio, text, fusion, heads)
@@ -287,7 +284,7 @@ def load_recipe(path: Path) -> tuple[TrainConfig, FusionConfig]:
     return configs[0], configs[1]
 
 
-def train_voice_control_main(argv: list[str]) -> Checkpoint:
+def main(argv: list[str]) -> Checkpoint:
     """``python -m mbm.train --scenario voice_control --data DIR [overrides]``; under torchrun, DDP.
 
     Returns the trained checkpoint (every rank holds the same weights).
