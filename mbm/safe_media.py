@@ -115,6 +115,31 @@ def pcm_to_float(data: np.ndarray) -> np.ndarray:
     return data.astype(np.float32, copy=False)
 
 
+def mono_at(samples: np.ndarray, sample_rate: int, rate: int, what: str = "the audio") -> np.ndarray:
+    """Decoded samples -> the mono float32 signal at ``rate`` that every model here reads: the one path from a
+    file's samples to a model's (the word model, the speaker encoder, PocketSphinx, the evaluations).
+
+    ``samples`` are (frames[, channels]) float or integer PCM at ``sample_rate``; channels are averaged and
+    the rate converted by soxr (its default, very high quality).
+
+    Raises:
+        InputError: no samples, NaN/inf samples, or a rate outside 4–384 kHz, each naming ``what``.
+    """
+    samples = pcm_to_float(np.asarray(samples))
+    if samples.size == 0:
+        raise InputError(f"{what} is empty (zero length); record or upload it again")
+    if not np.all(np.isfinite(samples)):
+        raise InputError(f"{what} holds invalid (NaN/inf) samples")
+    if not 4000 <= sample_rate <= 384000:
+        raise InputError(f"unsupported sample rate {sample_rate} Hz")
+    mono = samples.mean(axis=1)
+    if sample_rate != rate:
+        import soxr
+
+        mono = soxr.resample(mono, sample_rate, rate)
+    return mono.astype(np.float32, copy=False)
+
+
 def decode_audio(source, max_seconds: float = MAX_AUDIO_DECODE_SECONDS) -> tuple[np.ndarray, int]:
     """A path / bytes clip -> ``(samples float32 (frames, channels), sample_rate)``, safely.
 

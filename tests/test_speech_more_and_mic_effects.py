@@ -165,3 +165,20 @@ def test_recipe_accepts_mic_effects(tmp_path):
     path.write_text(json.dumps(recipe))
     train, _ = load_recipe(path)
     assert train.mic_effects == {"babble": 0.3} and train.more_speech
+
+
+def test_spec_augment_zeroes_one_band_and_one_span_per_clip_decided_by_the_generator():
+    mel = torch.rand(64, 40, 101) + 0.5  # no zeros of its own
+    out = augment.spec_augment(mel, torch.Generator().manual_seed(3))
+    assert torch.equal(out, augment.spec_augment(mel, torch.Generator().manual_seed(3)))
+    assert not torch.equal(out, augment.spec_augment(mel, torch.Generator().manual_seed(4)))
+    zero = out == 0
+    bands = zero.all(dim=2).sum(dim=1)  # mels zeroed over the whole clip
+    spans = zero.all(dim=1).sum(dim=1)  # frames zeroed over every mel
+    assert bands.max() <= 5 and spans.max() <= 11 and bands.float().mean() > 1 and spans.float().mean() > 3
+    assert torch.equal(out[~zero], mel[~zero])  # nothing else changes
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    torch.manual_seed(0)
+    augment.spec_augment(mel, torch.Generator().manual_seed(3))
+    assert torch.equal(torch.rand(1), before)  # the global generator is left as it was

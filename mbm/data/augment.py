@@ -179,17 +179,18 @@ def mic_effects(wave: torch.Tensor, chances: dict[str, float], g: torch.Generato
 
 
 def spec_augment(mel: torch.Tensor, g: torch.Generator, freq_mask: int = 6, time_mask: int = 12) -> torch.Tensor:
-    """(B, n_mels, F) -> same with one random frequency band and one time span zeroed."""
-    b, nm, nf = mel.shape
-    out = mel.clone()
-    for i in range(b):
-        f = int(_rand(g, 1).item() * freq_mask)
-        f0 = int(_rand(g, 1).item() * (nm - f))
-        out[i, f0:f0 + f] = 0
-        t = int(_rand(g, 1).item() * time_mask)
-        t0 = int(_rand(g, 1).item() * (nf - t))
-        out[i, :, t0:t0 + t] = 0
-    return out
+    """(B, n_mels, F) -> same with one frequency band (0..freq_mask-1 mels) and one time span
+    (0..time_mask-1 frames) zeroed per clip, at uniform places: torchaudio's per-example masks.
+
+    torchaudio draws from the global generator; it is forked and seeded from ``g`` so the sampler's own
+    generator alone decides the masks (checkpoints before this change drew the same sizes and places
+    from ``g`` in a Python loop).
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = AF.mask_along_axis_iid(mel, freq_mask, 0.0, axis=1)
+        return AF.mask_along_axis_iid(out, time_mask, 0.0, axis=2)
 
 
 def augment_images(images: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:

@@ -75,15 +75,29 @@ def render(u: Utterance, out_dir: Path) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.wav")
-    if u.engine == "espeak":
-        cmd = ["espeak-ng", "-v", u.voice, "-s", str(int(175 / u.speed * 1.0)), "-p", str(u.pitch),
-               "-w", str(tmp), u.word]
-    else:
-        cmd = ["flite", "-voice", u.voice, "--setf", f"duration_stretch={u.speed}",
-               "--setf", f"int_f0_target_mean={u.pitch}", "-t", u.word, "-o", str(tmp)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    speak(u.word, u.engine, u.voice, tmp, u.speed, u.pitch)
     tmp.rename(path)
     return path
+
+
+def speak(text: str, engine: str, voice: str, out: Path, speed: float | None = None, pitch: int | None = None) -> Path:
+    """The project's one text-to-speech call: ``text`` spoken into the WAV file ``out`` by espeak-ng
+    (``engine`` ``"espeak"`` or ``"espeak-ng"``) or flite, at the engine's own rate and pitch unless given
+    (``speed`` 1.0 = the engine's rate; ``pitch`` espeak 0..99 or flite's mean f0 in Hz)."""
+    if engine in ("espeak", "espeak-ng"):
+        cmd = ["espeak-ng", "-v", voice]
+        cmd += [] if speed is None else ["-s", str(int(175 / speed * 1.0))]
+        cmd += [] if pitch is None else ["-p", str(pitch)]
+        cmd += ["-w", str(out), text]
+    elif engine == "flite":
+        cmd = ["flite", "-voice", voice]
+        cmd += [] if speed is None else ["--setf", f"duration_stretch={speed}"]
+        cmd += [] if pitch is None else ["--setf", f"int_f0_target_mean={pitch}"]
+        cmd += ["-t", text, "-o", str(out)]
+    else:
+        raise ValueError(f"unknown text-to-speech engine {engine!r} (espeak-ng or flite)")
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    return out
 
 
 def generate(words: list[str], out_dir: Path, per_word: int, seed: int = 0,

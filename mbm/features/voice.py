@@ -14,7 +14,8 @@ from torch import nn
 
 from mbm.features.face import package_file
 from mbm.paths import CHECKPOINTS
-from mbm.preprocess import InputError, read_audio
+from mbm.preprocess import InputError, mel_transform, read_audio
+from mbm.safe_media import mono_at
 
 VOICE_DIM = 256
 VOICE_RATE = 16000
@@ -60,22 +61,7 @@ def voice_waveform(source) -> np.ndarray:
     Raises:
         InputError: empty, silent or undecodable audio.
     """
-    samples, rate = read_audio(source)
-    samples = np.asarray(samples, np.float32)
-    if samples.ndim == 1:
-        samples = samples[:, None]
-    if samples.size == 0:
-        raise InputError("the voice clip is empty; record or upload a few words")
-    if not np.all(np.isfinite(samples)):
-        raise InputError("the voice clip holds invalid (NaN/inf) samples")
-    mono = samples.mean(1)
-    if rate < 4000 or rate > 384000:
-        raise InputError(f"unsupported sample rate {rate} Hz")
-    if rate != VOICE_RATE:
-        import soxr
-
-        mono = soxr.resample(mono, rate, VOICE_RATE).astype(np.float32)
-    mono = mono[: int(MAX_VOICE_SECONDS * VOICE_RATE)]
+    mono = mono_at(*read_audio(source), VOICE_RATE, what="the voice clip")[: int(MAX_VOICE_SECONDS * VOICE_RATE)]
     frame = 320  # 20 ms
     n = len(mono) // frame
     if n == 0:
@@ -90,10 +76,9 @@ def voice_waveform(source) -> np.ndarray:
 
 
 def _mel(wave: np.ndarray) -> np.ndarray:
-    import librosa
-
-    m = librosa.feature.melspectrogram(y=wave, sr=VOICE_RATE, n_fft=400, hop_length=160, n_mels=40)
-    return m.astype(np.float32).T  # (frames, 40), power mel (not log), as the encoder expects
+    mel = mel_transform(VOICE_RATE, n_fft=400, win=None, hop=160, n_mels=40, librosa_filters=True)
+    with torch.no_grad():
+        return mel(torch.from_numpy(wave)).numpy().T  # (frames, 40), power mel (not log), as the encoder expects
 
 
 def embed_voices(waves: list[np.ndarray]) -> np.ndarray:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from mbm.data import tts
 from mbm.paths import CACHE
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
@@ -101,22 +101,15 @@ QUERY_VOICES = (("flite", "awb"), ("flite", "rms"), ("espeak-ng", "en-gb"), ("es
 def synthesize(text: str, voice: tuple[str, str]) -> np.ndarray:
     """Text -> 16 kHz mono float32 with flite or espeak-ng (cached under cache/retrieval/tts)."""
     import soundfile as sf
-    import soxr
+
+    from mbm.safe_media import mono_at
 
     d = FEATURE_CACHE / "tts"
     d.mkdir(parents=True, exist_ok=True)
     f = d / (re.sub(r"[^a-z0-9]+", "_", f"{voice[0]}_{voice[1]}_{text}".lower())[:120] + ".wav")
     if not f.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "a.wav"
-            cmd = (["flite", "-voice", voice[1], "-t", text, "-o", str(out)] if voice[0] == "flite"
-                   else ["espeak-ng", "-v", voice[1], "-w", str(out), text])
-            subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-            x, sr = sf.read(out, dtype="float32")
-            if x.ndim == 2:
-                x = x.mean(1)
-            if sr != 16000:
-                x = soxr.resample(x, sr, 16000).astype(np.float32)
-            sf.write(f, x, 16000)
+            out = tts.speak(text, voice[0], voice[1], Path(tmp) / "a.wav")
+            sf.write(f, mono_at(*sf.read(out, dtype="float32"), 16000, what="the synthetic speech"), 16000)
     x, _ = sf.read(f, dtype="float32")
     return x

@@ -137,19 +137,11 @@ class SpeechRecognizer:
 
 def speech_wave(source) -> tuple[np.ndarray, list[str]]:
     """A path / bytes / (rate, array) -> 16 kHz mono float32 peak-normalised, and notes (cut, ...)."""
-    import soxr
-
-    from mbm.safe_media import read_audio  # the same bounds and refusals as everywhere, no torch
+    from mbm.safe_media import mono_at, read_audio  # the same bounds and refusals as everywhere, no torch
 
     samples, rate = read_audio(source)
-    samples = np.asarray(samples, np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(1)
-    if samples.size == 0 or not np.all(np.isfinite(samples)):
-        raise InputError("the voice clip is empty or invalid; record or upload a few words")
+    samples = mono_at(samples, rate, 16000, what="the voice clip")
     notes = []
-    if rate != 16000:
-        samples = soxr.resample(samples, rate, 16000).astype(np.float32)
     cap = min(MAX_SPEECH_SECONDS, limits.MAX_AUDIO_DECODE_SECONDS)  # decoding itself stops at the latter
     if len(samples) >= (cap - 0.05) * 16000:
         length = "longer than that"

@@ -37,7 +37,7 @@ from mbm.config import AudioConfig
 from mbm.data.readers import SpeechClip, list_more_speech_clips, list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import InputError, fit_window, log_mel, loudest_window_start, read_audio
-from mbm.safe_media import pcm_to_float
+from mbm.safe_media import mono_at
 from mbm.scenarios.voice_control.evaluate import accuracy_by_group, run_model
 from mbm.scenarios.voice_control.spec import WORDS
 
@@ -107,17 +107,13 @@ def through_8khz(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 def read_windows(clips: list[SpeechClip], cfg: AudioConfig):
     """Clips -> (waves (N, samples) at the model's rate, kept clips, file rates, window-covers-word flags)."""
-    import soxr
-
     waves, kept, rates, covers = [], [], [], []
     for clip in clips:
         try:
             samples, sr = read_audio(str(clip.path))
         except InputError:
             continue
-        mono = pcm_to_float(np.asarray(samples)).mean(axis=1)
-        if sr != cfg.sample_rate:
-            mono = soxr.resample(mono, sr, cfg.sample_rate).astype(np.float32)
+        mono = mono_at(samples, sr, cfg.sample_rate)
         window = fit_window(mono, cfg.sample_rate, cfg)[0]  # the window the model hears (as the app cuts it)
         span = speech_span(mono, cfg.sample_rate)
         long = len(mono) > cfg.num_samples  # a shorter clip is heard whole
