@@ -106,4 +106,4 @@ def test_the_evaluation_tab_says_where_the_image_map_falls():
     assert "3.1×" in text and "63%" in text and "28%" in text
     assert _maps(r) in evaluation_summary(r)
     assert _maps({}) == "not in this results file."
-    assert "map_mass.py" in _maps(r | {"map_mass_command": "python docs/real_photos_scripts/map_mass.py"})
+    assert "map_mass.py" in _maps(r | {"map_mass_command": "python tools/experiments/real_photos_scripts/map_mass.py"})

@@ -73,7 +73,7 @@ def test_off_topic_means_off_everything_and_names_the_nearest(neutral, space):
         ["the meaning of life", "a red sports car", "a pouched animal that hops"]))
     assert life.off_topic is not None and life.nearest_cos < space.concepts.off_topic_floor
     assert car.off_topic is None and kangaroo.off_topic is None  # ImageNet concepts are known now
-    lists = json.loads((ROOT / "docs" / "retrieval_scripts" / "topic_texts.json").read_text())
+    lists = json.loads((ROOT / "tools" / "experiments" / "retrieval_scripts" / "topic_texts.json").read_text())
     un = space.off_topic_open(text_vectors(lists["unrelated"]))
     fair = space.off_topic_open(text_vectors(lists["fair"]))
     assert un.mean() >= 0.8 and fair.mean() <= 0.05, (un.mean(), fair.mean())  # shipped: 0.90 / 0.0

@@ -136,14 +136,14 @@ def mixed_r1(space, vectors, sem, app, labels, sources, mixed_sem, weights, limi
     return out
 
 
-TOPIC_TEXTS = Path(__file__).resolve().parents[3] / "docs" / "retrieval_scripts" / "topic_texts.json"
+TOPIC_TEXTS = Path(__file__).resolve().parents[3] / "tools" / "experiments" / "retrieval_scripts" / "topic_texts.json"
 EVERYDAY_QUERIES = TOPIC_TEXTS.with_name("everyday_queries.json")
 
 
 def topic_flags(space, index, fair_extra: list[str] = ()) -> dict:
     """Share of plainly unrelated texts flagged off topic, and of fair queries (the device evaluation
     paraphrases, the everyday queries, the list's own fair texts and ``fair_extra``) flagged: texts
-    written before any scoring (docs/retrieval_scripts/topic_texts.json)."""
+    written before any scoring (tools/experiments/retrieval_scripts/topic_texts.json)."""
     from mbm.scenarios.retrieval.encoders import text_vectors
 
     if not TOPIC_TEXTS.is_file():

@@ -1,6 +1,6 @@
 """How a text reaches the semantic space: the text head directly, or through the caption anchors.
 
-    PYTHONPATH=. python docs/retrieval_scripts/text_anchors.py [DATA] [CHECKPOINT]
+    PYTHONPATH=. python tools/experiments/retrieval_scripts/text_anchors.py [DATA] [CHECKPOINT]
 
 Scores text -> image mAP over the retrieval held-out photos of DATA/devices (default ../shared/data)
 for the validation paraphrases (what the anchor temperature was chosen on) and, for reference, the

@@ -1,6 +1,6 @@
 """The image map's deletion ratio by unit grid and fill (issue #17 round 3, docs/real_photos.md).
 
-    PYTHONPATH=. python docs/real_photos_scripts/map_units.py CHECKPOINT [DATA]
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/map_units.py CHECKPOINT [DATA]
 
 For the 60 held-out input sets of the evaluation (``mbm.scenarios.voice_control.maps.held_out_samples``; DATA defaults to
 ../shared/data), the occlusion map of the image on a g x g grid (g = 7, 5, 4, 3), each region

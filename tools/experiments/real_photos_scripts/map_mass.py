@@ -1,6 +1,6 @@
 """Image map mass on the device (issue 30, item 5; docs/explanations.md "Where the image map falls").
 
-    PYTHONPATH=. python docs/real_photos_scripts/map_mass.py --data ../shared/data --split heldout \\
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data ../shared/data --split heldout \\
         --results assets/voice_control/eval_results.json
 
 Computes, for the shipped voice-control checkpoint, only the keys the image map change touches, the
@@ -79,7 +79,7 @@ def main() -> None:
     if args.results:
         results = json.loads(args.results.read_text())
         results.update({k: out[k] for k in KEYS if k in out})
-        results["map_mass_command"] = ("PYTHONPATH=. python docs/real_photos_scripts/map_mass.py --data "
+        results["map_mass_command"] = ("PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data "
                                        f"{args.data} --split {args.split} --results {args.results}")
         args.results.write_text(json.dumps(results, indent=1) + "\n")
 

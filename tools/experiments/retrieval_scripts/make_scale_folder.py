@@ -1,6 +1,6 @@
 """A folder of N photos for the scale measurements of ``python -m mbm.scenarios.retrieval.index build`` (issue 29, item 6).
 
-    PYTHONPATH=. python docs/retrieval_scripts/make_scale_folder.py [--data ../shared/data] [--out /tmp/mbm_scale_10k] [--n 10000]
+    PYTHONPATH=. python tools/experiments/retrieval_scripts/make_scale_folder.py [--data ../shared/data] [--out /tmp/mbm_scale_10k] [--n 10000]
 
 Copies the photos of DATA (devices, not_devices, collections, devices_sample, faces: 4,856 photos, most
 <= 256 px) round-robin until there are N, each copy lightly altered so no two files are the same

@@ -1,6 +1,6 @@
 """Choose the "no device" detector on a validation split (never the held-out split, never collections/).
 
-    PYTHONPATH=. python docs/real_photos_scripts/presence_choice.py DATA
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/presence_choice.py DATA
 
 As lite0_choice.py: a fifth of the voice-control training photos (by file-name hash) is the
 validation split, the top is fine-tuned on the rest (two cached views, 192 px). The training part of

@@ -1,6 +1,6 @@
 """Issue 27's probes of the Search tab's own collection, against a fresh ``python app.py`` on 127.0.0.1.
 
-    python docs/reliability_scripts/own_collection_probe.py            # all three; JSON on stdout
+    python tools/experiments/reliability_scripts/own_collection_probe.py            # all three; JSON on stdout
 
 1. bomb: one photo and a ``.index.npz`` (1 MB deflating to 1 GiB) uploaded as a collection: the server's
    peak memory during the request over its memory before (sampled every 50 ms, the app and its children);
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from tools.bench import tree_memory_mb

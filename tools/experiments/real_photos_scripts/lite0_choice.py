@@ -1,6 +1,6 @@
 """Choose the EfficientNet-Lite0 input size and whether to fine-tune its top, on a validation split.
 
-    PYTHONPATH=. python docs/real_photos_scripts/lite0_choice.py DATA SIZE [SIZE ...]
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/lite0_choice.py DATA SIZE [SIZE ...]
 
 The voice-control training photos (the held-out fifth and the kept-apart sources never enter) are
 split again by file-name hash: a fifth is the validation split, the rest trains. For each size:

@@ -1,6 +1,6 @@
 """Experiment (issue 31): which microphone effects help the word model hear new voices? A cheap proxy.
 
-    PYTHONPATH=. python docs/speech_scripts/mic_ablation.py ../shared/data [STEPS] [CONFIG ...]
+    PYTHONPATH=. python tools/experiments/speech_scripts/mic_ablation.py ../shared/data [STEPS] [CONFIG ...]
 
 A full retrain (both stages) costs about 25 minutes here, one per switch is out of reach; this proxy
 fine-tunes only the speech encoder of the shipped ``checkpoints/voice_control.pt`` (audio alone through the

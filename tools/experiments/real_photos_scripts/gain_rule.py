@@ -1,7 +1,7 @@
 """The evidence gain by its rule (the largest weight_effect_spearman on the TRAINING split; docs/explanations.md),
 for the shipped checkpoint, on a quarter of the training clips and half of the training photos (issue #17 log, stop 25).
 
-    PYTHONPATH=. python docs/real_photos_scripts/gain_rule.py ../shared/data 0,1,2,3,4
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/gain_rule.py ../shared/data 0,1,2,3,4
 
 The same faithfulness metrics as ``python -m mbm.evaluate --split train --evidence-gain G``, ~25 s a gain.
 """

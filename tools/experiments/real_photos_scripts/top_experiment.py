@@ -1,6 +1,6 @@
 """Fine-tune the image top alone and score it on the held-out photos, by source (issue #17 log).
 
-    PYTHONPATH=. python docs/real_photos_scripts/top_experiment.py DATA SIZE STEPS LR DISTILL
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/top_experiment.py DATA SIZE STEPS LR DISTILL
 
 Uses the same cached trunk views as ``python -m mbm.train`` (cache/efficientnet_trunk_*.pt, made on
 first use; the training photos without the kept-apart sources, as the recipe) and

@@ -1,6 +1,6 @@
 """Experiment (issue 31): does more real speech + babble make the word model hear new voices?
 
-    PYTHONPATH=. python docs/speech_scripts/word_finetune.py ../shared/data [STEPS] [--heldout]
+    PYTHONPATH=. python tools/experiments/speech_scripts/word_finetune.py ../shared/data [STEPS] [--heldout]
 
 Starts from the shipped ``checkpoints/voice_control.pt`` and fine-tunes only its speech encoder, audio
 alone through the fusion to the word head, on the real clips of the training speakers: FSDD,

@@ -1,7 +1,7 @@
 """Where the shipped top misses held-out photos: accuracy by source, Tiny ImageNet's confusions, and
 what a flipped second view would add (issue #17 log, stop 25).
 
-    PYTHONPATH=. python docs/real_photos_scripts/heldout_by_source.py ../shared/data
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/heldout_by_source.py ../shared/data
 
 The device top of ``checkpoints/voice_control.pt`` alone (the photo's device, as the fusion reads it)
 on the held-out photos of DATA, one plain view each, and the same with its horizontal mirror averaged in.

@@ -1,6 +1,6 @@
 """Experiment (issue 31): the word model trained from scratch on audio alone, with or without the new speech.
 
-    PYTHONPATH=. python docs/speech_scripts/word_scratch.py ../shared/data STEPS CONFIG [CONFIG ...]
+    PYTHONPATH=. python tools/experiments/speech_scripts/word_scratch.py ../shared/data STEPS CONFIG [CONFIG ...]
 
 CONFIG is one of ``shipped`` (speech_commands/ + FSDD training speakers + synthesis, the shipped
 recipe's speech), ``more`` (plus the fit speakers of speech_commands_more/), ``more+babble`` (and
