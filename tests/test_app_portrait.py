@@ -2,7 +2,7 @@
 
 The server comes from the ``app_url`` fixture (tests/conftest.py) with ``MBM_GALLERY_DIR`` set to a
 temporary folder, so enrolment never touches the user's gallery. The inputs are the committed
-examples in ``assets/portrait`` (see docs/portrait.md, "Demo examples") and the shipped checkpoint.
+examples in ``assets/portrait`` (see docs/portrait.md, "Measured") and the shipped checkpoint.
 """
 
 from __future__ import annotations

@@ -23,3 +23,24 @@ def test_the_readme_is_a_front_page():
     assert len(lines) <= 200, len(lines)
     for heading in ("## Run it", "## Headline numbers", "## Limits, honestly", "## Credits and licences"):
         assert heading in lines
+
+
+def test_every_relative_link_in_the_docs_points_to_a_file():
+    """README.md and docs/*.md: every relative Markdown link (outside code) names a file or folder that exists."""
+    import re
+
+    link = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        fenced = False
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
+            if fenced or line.startswith("    "):
+                continue
+            for target in link.findall(re.sub(r"`[^`]*`", "", line)):
+                if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                    continue  # a web address, mailto:, or a heading on the same page
+                if not (page.parent / target.split("#")[0]).exists():
+                    broken.append(f"{page.relative_to(ROOT)}:{number}: {target}")
+    assert broken == []

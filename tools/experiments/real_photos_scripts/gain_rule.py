@@ -1,4 +1,5 @@
-"""The evidence gain by its rule (the largest weight_effect_spearman on the TRAINING split; docs/explanations.md),
+"""The evidence gain by its rule (the largest weight_effect_spearman on the TRAINING split; docs/voice_control.md,
+"Measured faithfulness"; the rounds: docs/history.md),
 for the shipped checkpoint, on a quarter of the training clips and half of the training photos (issue #17 log, stop 25).
 
     PYTHONPATH=. python tools/experiments/real_photos_scripts/gain_rule.py ../shared/data 0,1,2,3,4

@@ -1,4 +1,4 @@
-"""Image map mass on the device (issue 30, item 5; docs/explanations.md "Where the image map falls").
+"""Image map mass on the device (issue 30, item 5; docs/voice_control.md "Where the image map falls").
 
     PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data ../shared/data --split heldout \\
         --results assets/voice_control/eval_results.json

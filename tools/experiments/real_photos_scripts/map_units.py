@@ -1,4 +1,4 @@
-"""The image map's deletion ratio by unit grid and fill (issue #17 round 3, docs/real_photos.md).
+"""The image map's deletion ratio by unit grid and fill (issue #17 round 3, docs/history.md "Round 3 (stop 23)").
 
     PYTHONPATH=. python tools/experiments/real_photos_scripts/map_units.py CHECKPOINT [DATA]
 
