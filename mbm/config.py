@@ -157,8 +157,3 @@ class TrainConfig:
     image_views: int = 4  # efficientnet_lite0: cached versions of each training photo (1 plain + augmented)
     init_from: str = ""  # a checkpoint whose weights of the same name and shape start the training (warm start)
     word_distill: float = 0.0  # weight of a KL term keeping init_from's word answer to speech alone
-    # speech_commands_more/ in training too (its held-out fifth stays out, and a fifth of the rest, the
-    # validation speakers of mbm.data.readers.split_validation)
-    more_speech: bool = False
-    # microphone and room effects on training clips (mbm.data.augment.MIC_EFFECTS): name -> chance 0..1
-    mic_effects: dict[str, float] = field(default_factory=dict)

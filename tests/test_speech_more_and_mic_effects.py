@@ -3,12 +3,9 @@ validation / held-out sides, and the microphone effects of mbm.data.augment."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from mbm.config import TrainConfig
 from mbm.data import augment
 from mbm.data.readers import (
     VALIDATION_SOURCES,
@@ -42,7 +39,7 @@ def data_with_more(tmp_path_factory):
 
 def test_more_clips_are_listed_with_the_speaker_of_their_file_name(data_with_more):
     root, n = data_with_more
-    more = [c for c in list_speech_clips(root) if c.source == "speech_commands_more"]
+    more = [c for c in list_speech_clips(root, more=True) if c.source == "speech_commands_more"]
     assert len(more) == n == len(list_more_speech_clips(root))
     assert {c.speaker for c in more} == set(MORE_SPEAKERS)
     for c in more:
@@ -52,7 +49,7 @@ def test_more_clips_are_listed_with_the_speaker_of_their_file_name(data_with_mor
 
 def test_train_validation_and_heldout_share_no_speaker(data_with_more):
     root, _ = data_with_more
-    clips = list_speech_clips(root)
+    clips = list_speech_clips(root, more=True)
     train, held = split_speech(clips)
     fit, val = split_validation(train)
     sides = [{c.speaker for c in side} for side in (fit, val, held)]
@@ -68,7 +65,7 @@ def test_adding_more_speech_leaves_the_old_heldout_speakers_held_out(data_with_m
     """Held-out speakers of speech_commands/ and FSDD stay held out (the split hashes per source)."""
     root, _ = data_with_more
     old_held = split_speech(list_speech_clips(root, more=False))[1]
-    new_held = split_speech(list_speech_clips(root))[1]
+    new_held = split_speech(list_speech_clips(root, more=True))[1]
     assert sorted(str(c.path) for c in old_held) == sorted(
         str(c.path) for c in new_held if c.source != "speech_commands_more")
     # and the held-out fifth of speech_commands_more is the one speech_eval scores
@@ -82,7 +79,7 @@ def test_speech_eval_splits(data_with_more):
     root, _ = data_with_more
     held, val = clips_of_split(root, "heldout"), clips_of_split(root, "validation")
     assert held and val and not {c.speaker for c in held} & {c.speaker for c in val}
-    assert len(clips_of_split(root, "all")) == len(list_speech_clips(root))
+    assert len(clips_of_split(root, "all")) == len(list_speech_clips(root, more=True))
 
 
 # --- microphone effects -----------------------------------------------------------------------------
@@ -141,30 +138,6 @@ def test_mic_effects_applies_the_chances():
     assert (y != x).any(1).all()
     with pytest.raises(ValueError, match="unknown microphone effects"):
         augment.mic_effects(x, {"telephone": 0.5}, torch.Generator())
-
-
-def test_sampler_applies_the_recipe_mic_effects(tiny_config):
-    from tests.test_data import _sampler
-
-    plain, _ = _sampler(tiny_config)
-    mic, _ = _sampler(tiny_config)
-    mic.train = TrainConfig(mic_effects={"clipping": 1.0, "babble": 1.0})
-    ids = [0, 1, 2, 3]
-    torch.manual_seed(0)
-    assert not torch.equal(plain._augment_audio(ids), mic._augment_audio(ids))
-    assert mic._babble_pool is not None and len(mic._babble_pool) == len(mic.audio.waves)  # no real clips: all
-
-
-def test_recipe_accepts_mic_effects(tmp_path):
-    from mbm.scenarios.voice_control.train import RECIPE, load_recipe
-
-    recipe = json.loads(RECIPE.read_text())
-    recipe["train"]["mic_effects"] = {"babble": 0.3}
-    recipe["train"]["more_speech"] = True
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(recipe))
-    train, _ = load_recipe(path)
-    assert train.mic_effects == {"babble": 0.3} and train.more_speech
 
 
 def test_spec_augment_zeroes_one_band_and_one_span_per_clip_decided_by_the_generator():

@@ -36,15 +36,15 @@ def _hash(key: str) -> int:
     return int(hashlib.md5(key.encode()).hexdigest(), 16)
 
 
-def list_speech_clips(data_dir: Path, more: bool = True) -> list[SpeechClip]:
+def list_speech_clips(data_dir: Path, more: bool = False) -> list[SpeechClip]:
     """Real recordings of the command words: Speech Commands (20 of its words), FSDD digits and,
     with ``more``, ``speech_commands_more/<word>/<source>_<speaker>_nohash_<n>.wav`` (source
     ``speech_commands_more``: other speakers of Speech Commands; the speaker is the second part).
 
     Every source's speaker id comes from the file name, so :func:`split_speech` keeps each speaker
     on one side, and adding ``more`` leaves the other sources' held-out speakers as they were (the
-    split hashes per source). ``more=False`` lists the clips the evaluation's held-out numbers have
-    always used; ``mbm.scenarios.voice_control.speech_eval`` scores the speakers ``more`` adds.
+    split hashes per source). The shipped recipe trains without ``more`` (measured with it:
+    docs/history.md, "Real voices"); ``mbm.scenarios.voice_control.speech_eval`` scores its speakers.
     """
     data_dir = Path(data_dir)
     clips = []

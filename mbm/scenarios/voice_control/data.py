@@ -94,7 +94,6 @@ class VoiceControlSampler:
         self.index = {w: i for i, w in enumerate(vocab)}
         self.rng = random.Random(train.seed)
         self.g = torch.Generator().manual_seed(train.seed)
-        self._babble_pool: torch.Tensor | None = None
         missing = [WORDS[w] for w, ids in enumerate(self.clips_by_word) if not ids]
         assert not missing, f"no training clips for words {missing}"
 
@@ -153,15 +152,8 @@ class VoiceControlSampler:
         return normalise_pixels(images)
 
     def _augment_audio(self, clip_ids: list[int]) -> torch.Tensor:
-        """Clip ids -> (B, N) augmented waveforms; then the recipe's microphone effects, if any (babble from
-        the real training clips)."""
-        waves = augment.augment_audio(self.audio.waves[clip_ids], self.g)
-        if not self.train.mic_effects:
-            return waves
-        if self._babble_pool is None:
-            real = [i for i, s in enumerate(self.audio.sources) if s != "tts"]
-            self._babble_pool = self.audio.waves[real] if real else self.audio.waves
-        return augment.mic_effects(waves, self.train.mic_effects, self.g, pool=self._babble_pool)
+        """Clip ids -> (B, N) augmented waveforms."""
+        return augment.augment_audio(self.audio.waves[clip_ids], self.g)
 
     def _mel(self, waves: torch.Tensor) -> torch.Tensor:
         """(B, N) augmented waveforms -> (B, n_mels, F) log-mels, SpecAugmented."""

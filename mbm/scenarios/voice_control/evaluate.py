@@ -243,12 +243,8 @@ def accuracy_by_group(correct: np.ndarray, groups: list[str]) -> dict:
 
 
 def voice_control_data(data_dir: Path, split: str) -> tuple[list[SpeechClip], list[DevicePhoto]]:
-    """The clips and photos of ``data_dir`` to score: all, or the held-out side of our split.
-
-    Without ``speech_commands_more/`` (``list_speech_clips(more=False)``): these numbers stay comparable
-    with every earlier checkpoint's; ``mbm.scenarios.voice_control.speech_eval`` scores those speakers.
-    """
-    clips, photos = list_speech_clips(data_dir, more=False), list_device_photos(data_dir)
+    """The clips and photos of ``data_dir`` to score: all, or the held-out side of our split."""
+    clips, photos = list_speech_clips(data_dir), list_device_photos(data_dir)
     if split == "heldout":
         clips, photos = split_speech(clips)[1], split_photos(photos)[1]
     elif split == "train":

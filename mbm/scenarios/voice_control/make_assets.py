@@ -45,7 +45,7 @@ def pick_examples(data: Path, checkpoint: Path | None) -> tuple[dict[str, Path],
     from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 
     predictor = VoiceControlPredictor.from_checkpoint(checkpoint)
-    held_clips = split_speech(list_speech_clips(data, more=False))[1]
+    held_clips = split_speech(list_speech_clips(data))[1]
     every = list_device_photos(data)
     held_photos, unseen_source = split_photos(every)[1], kept_apart(every)[1]
     clips, photos = {}, {}

@@ -173,7 +173,7 @@ def heldout_items(data_dir: Path, split: str = "heldout", size: int = 192, n: in
     from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech
     from mbm.scenarios.voice_control.image_cache import split_not_devices
 
-    photos, clips = list_device_photos(data_dir), list_speech_clips(data_dir, more=False)
+    photos, clips = list_device_photos(data_dir), list_speech_clips(data_dir)
     things = split_not_devices(data_dir)
     if split in ("heldout", "train"):
         side = 1 if split == "heldout" else 0

@@ -56,9 +56,10 @@ def clips_of_split(data_dir: Path, split: str) -> list[SpeechClip]:
     """The real clips ``split`` scores: ``heldout`` (the evaluation's clips and the held-out speakers of
     ``speech_commands_more/``), ``validation`` (the speakers :func:`split_validation` keeps from training,
     where choices are made) or ``all``."""
+    clips = list_speech_clips(data_dir, more=True)
     if split == "all":
-        return list_speech_clips(data_dir)
-    train, held = split_speech(list_speech_clips(data_dir))
+        return clips
+    train, held = split_speech(clips)
     return split_validation(train)[1] if split == "validation" else held
 
 

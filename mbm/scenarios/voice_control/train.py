@@ -30,14 +30,7 @@ from tqdm import tqdm
 from mbm.checkpoint import Checkpoint, save_checkpoint
 from mbm.config import FusionConfig, TrainConfig
 from mbm.data import tts
-from mbm.data.readers import (
-    list_device_photos,
-    list_speech_clips,
-    split_photos,
-    split_speech,
-    split_validation,
-    tts_clips,
-)
+from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.model import MultimodalModel
 from mbm.paths import CACHE, CHECKPOINTS
 from mbm.preprocess import build_vocab
@@ -77,16 +70,12 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     """
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     seed_everything(train.seed + 1000 * rank)
-    clips = list_speech_clips(data_dir, more=train.more_speech)
+    clips = list_speech_clips(data_dir)
     photos = list_device_photos(data_dir)
     if not clips or not photos:
         raise SystemExit(f"{data_dir} holds no speech clips or device photos (expected speech_commands/, fsdd/, "
                          "devices/)")
     train_clips, held_clips = split_speech(clips)
-    # The checkpoint's held-out numbers are the evaluation's clips (mbm.evaluate: without speech_commands_more/,
-    # comparable with earlier checkpoints; speech_eval scores those speakers); its validation speakers never train.
-    held_clips = [c for c in held_clips if c.source != "speech_commands_more"]
-    train_clips = split_validation(train_clips)[0]
     train_photos, held_photos = split_photos(photos)
     if train.image_backbone != "cnn":  # the pretrained image side never sees the kept-apart sources
         train_photos = kept_apart(train_photos)[0]

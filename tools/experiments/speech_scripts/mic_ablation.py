@@ -52,7 +52,7 @@ def main() -> None:
     if CACHE.exists():
         sets = torch.load(CACHE)
     else:
-        fit, val = split_validation(split_speech(list_speech_clips(data))[0])
+        fit, val = split_validation(split_speech(list_speech_clips(data, more=True))[0])
         sets = {}
         for name, clips in (("fit", fit), ("val", val)):
             waves, kept, _, _ = read_windows(clips, cfg)

@@ -4,7 +4,8 @@
 
 CONFIG is one of ``shipped`` (speech_commands/ + FSDD training speakers + synthesis, the shipped
 recipe's speech), ``more`` (plus the fit speakers of speech_commands_more/), ``more+babble`` (and
-babble, ``mic_effects={"babble": 0.3}``), ``more+babble-tts`` (no synthesis). A cheap stand-in for the
+babble on 30 % of the clips after the training augmentation, ``mbm.data.augment.babble``: 1-3 real fit
+clips at 0-20 dB SNR), ``more+babble-tts`` (no synthesis). A cheap stand-in for the
 full two-stage retrain (25 min on idle cores; it did not fit on the busy shared cores): the voice-control
 model of ``recipe_cnn.json`` (same encoders, fusion and word head), trained STEPS steps on the stage-1
 warm-up's audio batches alone (``VoiceControlSampler.sample_unimodal("audio")``, batch 128, the training
@@ -17,14 +18,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from mbm.config import EncoderConfig, ModelConfig
-from mbm.data import tts
+from mbm.data import augment, tts
 from mbm.data.readers import list_speech_clips, split_speech, split_validation, tts_clips
 from mbm.model import MultimodalModel
 from mbm.paths import CACHE
@@ -38,11 +38,22 @@ from mbm.scenarios.voice_control.train import load_recipe
 RECIPE = Path("mbm/scenarios/voice_control/recipe_cnn.json")
 
 
+class BabbleSampler(VoiceControlSampler):
+    """The training sampler plus babble from the real clips of the pool on a share of the clips."""
+
+    share = 0.3
+
+    def _augment_audio(self, clip_ids: list[int]) -> torch.Tensor:
+        waves = super()._augment_audio(clip_ids)
+        pool = self.audio.waves[[i for i, s in enumerate(self.audio.sources) if s != "tts"]]
+        return augment.mic_effects(waves, {"babble": self.share}, self.g, pool=pool)
+
+
 def main() -> None:
     data, steps, names = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
     torch.set_num_threads(2)
     train_cfg, fusion_cfg = load_recipe(RECIPE)
-    fit, val = split_validation(split_speech(list_speech_clips(data))[0])
+    fit, val = split_validation(split_speech(list_speech_clips(data, more=True))[0])
     synthetic = tts_clips(tts.generate(list(WORDS), CACHE / "tts", per_word=train_cfg.tts_per_word,
                                        seed=train_cfg.tts_seed))
     cfg = ModelConfig(heads={"device": len(DEVICES), "word": len(WORDS)})
@@ -59,9 +70,9 @@ def main() -> None:
         t0 = time.time()
         real = [c for c in fit if c.source != "speech_commands_more" or name.startswith("more")]
         clips = real + ([] if name.endswith("-tts") else synthetic)
-        train = replace(train_cfg, mic_effects={"babble": 0.3} if "babble" in name else {})
+        train = train_cfg
         torch.manual_seed(train.seed)
-        sampler = VoiceControlSampler(load_audio_pool(clips, cfg.audio), photos, vocab, cfg.audio, cfg.image,
+        sampler = (BabbleSampler if "babble" in name else VoiceControlSampler)(load_audio_pool(clips, cfg.audio), photos, vocab, cfg.audio, cfg.image,
                                       cfg.text.max_tokens, train)
         model = MultimodalModel(cfg)
         model.encoder_autocast = torch.bfloat16
