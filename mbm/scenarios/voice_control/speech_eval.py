@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         from mbm.storage import add_to_results
 
         command = "python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json"
-        add_to_results(args.results, {"real_speech": report, "real_speech_command": command + " --results FILE"})
+        add_to_results(args.results, {"real_speech": report, "real_speech_command": f"{command} --results {args.results}"})
 
 
 if __name__ == "__main__":
