@@ -42,7 +42,7 @@ from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import ANSWER_CSS, remove_stale_outputs
 from mbm.ui.params import check_arguments
-from mbm.ui.retrieval import clear_collections
+from mbm.ui.retrieval_collections import clear_collections
 
 # Uploads above this are refused by Gradio before they reach the model; any other request body (an API
 # call's JSON, where a file can be inlined as a data URL) above MBM_MAX_REQUEST_MB is refused with 413
