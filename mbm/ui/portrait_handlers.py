@@ -9,10 +9,11 @@ import gradio as gr
 
 from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE
 from mbm.preprocess import MAX_TEXT_CHARS
+from mbm.scenarios.portrait.access import ADMIN_TOKEN_ENV
 from mbm.scenarios.portrait.gallery import DEFAULT_DIR as GALLERY_DEFAULT_DIR
 from mbm.scenarios.portrait.gallery import ENV_VAR as GALLERY_ENV_VAR
 from mbm.scenarios.portrait.gallery import Gallery
-from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS, PortraitResult
+from mbm.scenarios.portrait.predictor import MAX_ENROL_PHOTOS, PortraitResult
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
 from mbm.ui.common import (

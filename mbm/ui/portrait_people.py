@@ -13,8 +13,9 @@ from PIL import Image
 
 from mbm.limits import MAX_PROFILE_CHARS
 from mbm.paths import PORTRAIT_ASSETS
+from mbm.scenarios.portrait.access import ADMIN_TOKEN_ENV
 from mbm.scenarios.portrait.gallery import MAX_NAME, face_thumbnail, thumbnail_uri
-from mbm.scenarios.portrait.predictor import ADMIN_TOKEN_ENV, MAX_ENROL_PHOTOS
+from mbm.scenarios.portrait.predictor import MAX_ENROL_PHOTOS
 from mbm.scenarios.portrait.spec import readable_name
 from mbm.ui import models
 from mbm.ui.common import echo_markdown, plain
