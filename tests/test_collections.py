@@ -59,7 +59,7 @@ def index_file(path: Path, items, arrays: dict | None = None, manifest_text: str
 
 def bomb_index(path: Path, rows: int, cols: int = 192) -> Path:
     """An index whose vectors.npy declares rows x cols float32 zeros: deflates ~1000:1 (1 MB per GiB)."""
-    from numpy.lib import format as npy_format
+    from tools.loadtest_attacks import write_zeros_npy
 
     index_file(path, [{"path": "a.jpg"}])
     tmp = path.with_suffix(".tmp")
@@ -67,12 +67,7 @@ def bomb_index(path: Path, rows: int, cols: int = 192) -> Path:
         for name in src.namelist():
             if name != "vectors.npy":
                 z.writestr(name, src.read(name))
-        with z.open("vectors.npy", "w", force_zip64=True) as f:
-            npy_format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
-            left, chunk = rows * cols * 4, b"\0" * (1 << 20)
-            while left > 0:
-                f.write(chunk[:left])
-                left -= len(chunk)
+        write_zeros_npy(z, "vectors", rows, cols)
     tmp.replace(path)
     return path
 
