@@ -42,7 +42,7 @@ from mbm.scenarios import SCENARIOS
 from mbm.ui import evaluation
 from mbm.ui.common import ANSWER_CSS, remove_stale_outputs
 from mbm.ui.params import check_arguments
-from mbm.ui.retrieval import clear_collections
+from mbm.ui.retrieval_collections import clear_collections
 
 # Uploads above this are refused by Gradio before they reach the model; any other request body (an API
 # call's JSON, where a file can be inlined as a data URL) above MBM_MAX_REQUEST_MB is refused with 413
@@ -56,7 +56,7 @@ DELETE_CACHE = (300, 900)
 # p95 was 0.84 s with 4, 1.11 s with 2 and 0.76 s with 8 (within this machine's spread of 4).
 CONCURRENCY = env_int("MBM_CONCURRENCY", 4, minimum=1)
 # One torch thread per request: with several requests at once on two cores, more threads fight over them
-# (python -m tools.loadtest; docs/results.md, Speed). MBM_THREADS overrides.
+# (python -m tools.loadtest; docs/voice_control.md, Speed). MBM_THREADS overrides.
 torch.set_num_threads(env_int("MBM_THREADS", 1, minimum=1))
 QUEUE_SIZE = 32  # requests waiting beyond this are told the app is busy
 # Tables in Markdown (the search results): cells keep their words whole and a table wider

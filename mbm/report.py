@@ -67,7 +67,7 @@ def _context_html(result, settings: dict | None, model: dict | None) -> str:
     """Date, model, settings and what each input was, for the top of the card."""
     items = [("created", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
              ("model", ", ".join(f"{k} {v}" for k, v in (model or {}).items()) or "–"),
-             ("maps", f"{result.map_kind} (see docs/explanations.md)"),
+             ("maps", f"{result.map_kind} (see docs/voice_control.md)"),
              ("settings", ", ".join(f"{k} = {v}" for k, v in (settings or {}).items()) or "defaults")]
     inputs = {m: "given" for m in result.maps}
     inputs.update({m: f"absent: {why}" for m, why in absent_reasons(result, settings).items()})

@@ -31,7 +31,7 @@ def _portrait_result(identity="s1", score=1.0, threshold=0.0, confidences=None):
     ({"identity": "unknown", "score": -0.5}, "none", "Not a person in the gallery"),
 ])
 def test_portrait_answers_are_sure_only_well_over_the_threshold(kwargs, state, words):
-    from mbm.ui.portrait import portrait_answer
+    from mbm.ui.portrait_handlers import portrait_answer
 
     got_state, lead, detail = portrait_answer(_portrait_result(**kwargs))
     assert got_state == state and words.lower() in f"{lead} {detail}".lower(), (got_state, lead, detail)

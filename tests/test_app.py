@@ -115,7 +115,7 @@ def test_every_curated_example_loads():
     import json
 
     from mbm.paths import VOICE_CONTROL_EXAMPLES
-    from mbm.ui.common import load_examples
+    from mbm.ui.examples import load_examples
 
     entries = json.loads(VOICE_CONTROL_EXAMPLES.read_text(encoding="utf-8"))
     rows, captions = load_examples(VOICE_CONTROL_EXAMPLES)
@@ -132,7 +132,7 @@ def test_example_cards_show_a_thumbnail_and_are_named_by_their_caption():
     from PIL import Image
 
     from mbm.paths import VOICE_CONTROL_ASSETS
-    from mbm.ui.common import THUMB_PX, example_card
+    from mbm.ui.examples import THUMB_PX, example_card
 
     card = example_card("'up' + a <lamp>", str(VOICE_CONTROL_ASSETS / "lamp.jpg"))
     uri = card.split('src="', 1)[1].split('"', 1)[0]

@@ -187,7 +187,7 @@ def test_every_curated_portrait_example_loads_and_gives_the_documented_answer():
     import json
 
     from mbm.paths import PORTRAIT_EXAMPLES
-    from mbm.ui.common import load_examples
+    from mbm.ui.examples import load_examples
 
     entries = json.loads(PORTRAIT_EXAMPLES.read_text(encoding="utf-8"))
     rows, captions = load_examples(PORTRAIT_EXAMPLES, file_keys=("face", "voice"))

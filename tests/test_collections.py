@@ -59,7 +59,7 @@ def index_file(path: Path, items, arrays: dict | None = None, manifest_text: str
 
 def bomb_index(path: Path, rows: int, cols: int = 192) -> Path:
     """An index whose vectors.npy declares rows x cols float32 zeros: deflates ~1000:1 (1 MB per GiB)."""
-    from numpy.lib import format as npy_format
+    from tools.loadtest_attacks import write_zeros_npy
 
     index_file(path, [{"path": "a.jpg"}])
     tmp = path.with_suffix(".tmp")
@@ -67,12 +67,7 @@ def bomb_index(path: Path, rows: int, cols: int = 192) -> Path:
         for name in src.namelist():
             if name != "vectors.npy":
                 z.writestr(name, src.read(name))
-        with z.open("vectors.npy", "w", force_zip64=True) as f:
-            npy_format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
-            left, chunk = rows * cols * 4, b"\0" * (1 << 20)
-            while left > 0:
-                f.write(chunk[:left])
-                left -= len(chunk)
+        write_zeros_npy(z, "vectors", rows, cols)
     tmp.replace(path)
     return path
 
@@ -101,7 +96,9 @@ def uploads(tmp_path: Path) -> Path:
 def store(tmp_path, monkeypatch):
     """The app's collection store in a temp folder, with a fake (fast) indexer."""
     import mbm.scenarios.retrieval.index
-    import mbm.ui.retrieval as ui
+    import mbm.scenarios.retrieval.index_build
+    import mbm.ui.retrieval
+    import mbm.ui.retrieval_collections as ui
 
     store = ui.Collections(tmp_path / "collections", total_bytes=100_000, visitor_bytes=60_000)
     monkeypatch.setattr(ui, "COLLECTIONS", store)
@@ -112,8 +109,8 @@ def store(tmp_path, monkeypatch):
         Path(out).write_bytes(b"i" * 100)
         return mbm.scenarios.retrieval.index.Index.empty(folder)
 
-    monkeypatch.setattr(mbm.scenarios.retrieval.index, "build", fake_build)
-    monkeypatch.setattr(ui, "space", lambda: None)
+    monkeypatch.setattr(mbm.scenarios.retrieval.index_build, "build", fake_build)
+    monkeypatch.setattr(mbm.ui.retrieval, "space", lambda: None)
     store.built = built
     return store
 
@@ -185,7 +182,7 @@ def test_a_deeply_nested_manifest_and_the_cli_give_a_message_not_a_traceback(tmp
 
 
 def test_an_uploaded_index_file_is_skipped_and_the_index_lives_outside_the_collection(tmp_path, store):
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
 
     d = uploads(tmp_path)
     try:
@@ -204,7 +201,7 @@ def test_an_uploaded_index_file_is_skipped_and_the_index_lives_outside_the_colle
 # --- 2: no disk left behind ----------------------------------------------------------------------------------
 
 def test_only_photos_and_their_companions_are_kept(tmp_path, store):
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
 
     files = files_of(tmp_path, "a", {"lamp.jpg": 100, "lamp.txt": 10, "lamp.wav": 10, "door.PNG": 100,
                                      "junk.bin": 3000, "notes.txt": 10, ".hidden.jpg": 100, "x.pdf": 500})
@@ -219,7 +216,7 @@ def test_only_photos_and_their_companions_are_kept(tmp_path, store):
 
 
 def test_collections_stay_within_the_disk_budget_least_recently_used_first(tmp_path, store):
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
 
     one = files_of(tmp_path, "one", {"p.jpg": 25_000})
     two = files_of(tmp_path, "two", {"p.jpg": 25_000})
@@ -238,7 +235,7 @@ def test_collections_stay_within_the_disk_budget_least_recently_used_first(tmp_p
 
 
 def test_collections_are_cleared_at_start(tmp_path, monkeypatch):
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
 
     store = ui.Collections(tmp_path / "collections", 10_000, 10_000)
     monkeypatch.setattr(ui, "COLLECTIONS", store)
@@ -250,7 +247,7 @@ def test_collections_are_cleared_at_start(tmp_path, monkeypatch):
 
 
 def test_a_caption_is_read_only_up_to_its_cap(tmp_path):
-    from mbm.scenarios.retrieval.index import MAX_CAPTION_CHARS, read_caption
+    from mbm.scenarios.retrieval.folder import MAX_CAPTION_CHARS, read_caption
 
     big = tmp_path / "big.txt"
     with open(big, "wb") as f:
@@ -266,7 +263,7 @@ def test_a_caption_is_read_only_up_to_its_cap(tmp_path):
 
 def test_indexing_has_its_own_queue_and_a_search_does_not_wait_for_it(tmp_path, store, monkeypatch):
     import app
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
     from mbm.limits import COLLECTION_CONCURRENCY_ID, HEAVY_CONCURRENCY_ID
 
     fns = {fn.name: fn for fn in app.demo.fns.values()}
@@ -297,9 +294,9 @@ def test_indexing_has_its_own_queue_and_a_search_does_not_wait_for_it(tmp_path, 
 def test_one_collection_has_a_budget_of_photos_and_voice_note_seconds(tmp_path, monkeypatch):
     import soundfile as sf
 
-    import mbm.ui.retrieval as ui
+    import mbm.ui.retrieval_collections as ui
     from mbm import limits
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
     from mbm.scenarios.retrieval.model import load_space
 
     monkeypatch.setattr(limits, "MAX_COLLECTION_PHOTOS", 2)
@@ -392,7 +389,7 @@ def test_the_app_hears_a_spoken_query_in_a_worker_that_exits_when_idle(tmp_path,
 
     from mbm import limits
     from mbm.errors import InputError
-    from mbm.scenarios.retrieval import speech
+    from mbm.scenarios.retrieval import speech, speech_worker
     from mbm.ui.retrieval import search_collection
 
     speech.clear()
@@ -401,13 +398,13 @@ def test_the_app_hears_a_spoken_query_in_a_worker_that_exits_when_idle(tmp_path,
     _, _, details = search_collection(speech=clip, k=2)
     assert details["heard"] and "fan" in details["heard"], details
     assert "decoder" not in speech._shared and not speech._cache  # nothing of PocketSphinx kept here
-    worker = speech._worker.proc
+    worker = speech_worker.WORKER.proc
     assert worker is not None and worker.poll() is None
     playlist = tmp_path / "list.m3u"
     playlist.write_text("#EXTM3U\n/etc/passwd\n")
     with pytest.raises(InputError, match="playlist"):  # the worker's refusal comes back as the message
         speech.transcribe(str(playlist), free=True, apart=True)
-    assert speech._worker.proc is worker  # the same worker, still warm
+    assert speech_worker.WORKER.proc is worker  # the same worker, still warm
     deadline = time.time() + 30
     while worker.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -423,12 +420,12 @@ def test_a_busy_speech_worker_answers_try_again_instead_of_holding_the_slot():
     import time
 
     from mbm.errors import InputError
-    from mbm.scenarios.retrieval import speech
+    from mbm.scenarios.retrieval import speech_worker
 
-    with speech._worker.lock:  # another visitor's clip is being heard
+    with speech_worker.WORKER.lock:  # another visitor's clip is being heard
         start = time.perf_counter()
         with pytest.raises(InputError, match="busy"):
-            speech._worker.ask({"paths": [], "vocabulary": [], "budget_s": None}, 30, wait_s=0.3)
+            speech_worker.WORKER.ask({"paths": [], "vocabulary": [], "budget_s": None}, 30, wait_s=0.3)
         assert time.perf_counter() - start < 2
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-import mbm.ui.voice_control as vc
+import mbm.ui.voice_control_handlers as vc
 from mbm.ui import common
 
 

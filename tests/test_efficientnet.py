@@ -244,7 +244,7 @@ def test_kept_apart_sources_are_never_in_the_pretrained_image_training():
 
 def test_kept_apart_metrics_score_only_the_kept_apart_photos_by_device_and_source():
     from mbm.data.readers import DevicePhoto
-    from mbm.scenarios.voice_control.evaluate import encode_photos
+    from mbm.scenarios.voice_control.eval_inputs import encode_photos
     from mbm.scenarios.voice_control.image_eval import kept_apart_metrics
 
     assets = ROOT / "assets" / "voice_control"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mbm.ui.voice_control import FLAT_IMAGE_MAP, IMAGE_MAP_LABEL, image_map_label
+from mbm.ui.voice_control_handlers import FLAT_IMAGE_MAP, IMAGE_MAP_LABEL, image_map_label
 
 
 def result(lost, kind="occlusion"):

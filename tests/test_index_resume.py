@@ -45,7 +45,7 @@ def folder(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, space):
     """One uninterrupted build of the collection (chunks of CHUNK photos)."""
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     d = tmp_path_factory.mktemp("ref") / "photos"
     shutil.copytree(COLLECTION, d)
@@ -88,7 +88,9 @@ def counting(monkeypatch, fail_after: int | None = None) -> list[int]:
 
 
 def test_an_interrupted_build_resumes_to_the_same_index(folder, tmp_path, space, reference, monkeypatch):
-    from mbm.scenarios.retrieval.index import Index, build, parts_dir
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index_build import build
+    from mbm.scenarios.retrieval.index_chunks import parts_dir
 
     out = tmp_path / "i.npz"
     seen = counting(monkeypatch, fail_after=3)
@@ -110,7 +112,8 @@ def test_an_interrupted_build_resumes_to_the_same_index(folder, tmp_path, space,
 
 def test_a_damaged_or_foreign_chunk_is_reported_and_redone_never_used(folder, tmp_path, space, reference,
                                                                       monkeypatch):
-    from mbm.scenarios.retrieval.index import build, parts_dir
+    from mbm.scenarios.retrieval.index_build import build
+    from mbm.scenarios.retrieval.index_chunks import parts_dir
 
     out = tmp_path / "i.npz"
     counting(monkeypatch, fail_after=4)
@@ -147,7 +150,8 @@ def test_a_damaged_or_foreign_chunk_is_reported_and_redone_never_used(folder, tm
 
 
 def test_a_chunk_from_another_folder_is_not_used(folder, tmp_path, space, monkeypatch):
-    from mbm.scenarios.retrieval.index import build, parts_dir
+    from mbm.scenarios.retrieval.index_build import build
+    from mbm.scenarios.retrieval.index_chunks import parts_dir
 
     out = tmp_path / "i.npz"
     counting(monkeypatch, fail_after=1)
@@ -164,7 +168,7 @@ def test_a_chunk_from_another_folder_is_not_used(folder, tmp_path, space, monkey
 
 
 def test_a_changed_photo_in_a_finished_chunk_is_indexed_again(folder, tmp_path, space, reference, monkeypatch):
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     out = tmp_path / "i.npz"
     seen = counting(monkeypatch, fail_after=2)
@@ -184,7 +188,7 @@ def test_a_changed_photo_in_a_finished_chunk_is_indexed_again(folder, tmp_path, 
 
 def test_bad_chunk_sizes_are_a_message(folder, tmp_path, space):
     from mbm.errors import InputError
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     for bad in (0, -3, 2.5, True):
         with pytest.raises(InputError, match="chunk"):
@@ -194,7 +198,8 @@ def test_bad_chunk_sizes_are_a_message(folder, tmp_path, space):
 def test_kill_9_of_the_command_line_loses_nothing(folder, tmp_path, space, reference):
     """The real thing: ``python -m mbm.scenarios.retrieval.index build`` killed with SIGKILL once two chunks are written (each
     network pass slowed to 0.3 s so the kill lands mid-build), then run again to the end."""
-    from mbm.scenarios.retrieval.index import Index, parts_dir
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index_chunks import parts_dir
 
     out = tmp_path / "i.npz"
     slow = textwrap.dedent(f"""

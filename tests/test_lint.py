@@ -44,3 +44,27 @@ def test_every_relative_link_in_the_docs_points_to_a_file():
                 if not (page.parent / target.split("#")[0]).exists():
                     broken.append(f"{page.relative_to(ROOT)}:{number}: {target}")
     assert broken == []
+
+
+MAX_FUNCTION_LINES = 80
+MAX_MODULE_LINES = 300
+
+
+def test_no_function_or_module_is_too_long():
+    """Every function fits on a screen (80 lines at most, decorators not counted) and every module holds one idea
+    (300 lines at most): the app, the library and the tools."""
+    import ast
+
+    files = sorted([*(ROOT / "mbm").rglob("*.py"), *(ROOT / "tools").rglob("*.py"), ROOT / "app.py"])
+    too_long = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(ROOT).as_posix()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {len(text.splitlines())} lines (module)")
+        for node in ast.walk(ast.parse(text, filename=name)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}:{node.lineno} {node.name}: {lines} lines (function)")
+    assert not too_long, "\n".join(too_long)

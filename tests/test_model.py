@@ -357,7 +357,7 @@ def test_word_distillation_keeps_the_teachers_word_answer_to_speech_alone(tiny_c
     model, its gradient reaching the student only."""
     from mbm.config import TrainConfig
     from mbm.model import MultimodalModel
-    from mbm.scenarios.voice_control.train import VoiceControlLoss
+    from mbm.scenarios.voice_control.training_loss import VoiceControlLoss
 
     torch.manual_seed(0)
     student = MultimodalModel(tiny_config(heads={"device": 7, "word": 20})).eval()

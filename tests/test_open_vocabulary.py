@@ -28,7 +28,7 @@ def space():
 @pytest.fixture(scope="module")
 def neutral(tmp_path_factory, space):
     """Four everyday photos under meaningless names (the names cannot help), indexed."""
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     d = tmp_path_factory.mktemp("neutral") / "photos"
     d.mkdir()
@@ -86,7 +86,7 @@ def test_off_topic_means_off_everything_and_names_the_nearest(neutral, space):
 
 def test_item_texts_and_names_are_searched(tmp_path, space):
     from mbm.scenarios.retrieval.concepts import name_words
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     assert name_words("Holiday_Photos/IMG_2031 hopping-kangaroo.jpg") == "holiday photos hopping kangaroo"

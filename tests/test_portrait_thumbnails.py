@@ -101,7 +101,8 @@ def test_an_enrolment_lists_its_face_and_removing_the_person_removes_it(predicto
 
 
 def test_the_people_list_shows_a_face_a_committed_photo_or_an_avatar(predictor, monkeypatch):
-    from mbm.ui import models, portrait
+    from mbm.ui import models
+    from mbm.ui import portrait_people as portrait
 
     monkeypatch.setattr(models, "predictor", lambda name: predictor)
     session = Gallery()

@@ -49,7 +49,8 @@ def space():
 
 
 def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
-    from mbm.scenarios.retrieval.index import Index, build
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index_build import build
 
     out = tmp_path / "coll.npz"
     idx = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -67,7 +68,8 @@ def test_index_round_trip_loads_without_pickle(folder, tmp_path, space):
 
 def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypatch):
     import mbm.scenarios.retrieval.encoders as enc
-    from mbm.scenarios.retrieval.index import Index, build
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index_build import build
 
     out = tmp_path / "coll.npz"
     first = build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -87,7 +89,7 @@ def test_incremental_build_adds_new_files_only(folder, tmp_path, space, monkeypa
 
 def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypatch):
     import mbm.scenarios.retrieval.encoders as enc
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     out = tmp_path / "coll.npz"
     build(folder, out, progress=False, space=space, log=lambda *_: None)
@@ -105,7 +107,7 @@ def test_interrupted_build_keeps_the_old_index(folder, tmp_path, space, monkeypa
 
 
 def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
     from mbm.scenarios.retrieval.model import combined_query
     from mbm.scenarios.retrieval.search import encode_query, score_all, search
 
@@ -131,7 +133,7 @@ def test_scores_are_the_exact_sum_of_per_input_shares(folder, tmp_path, space):
 
 
 def test_near_duplicates_are_folded(tmp_path, space):
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     d = tmp_path / "dups"
@@ -149,7 +151,8 @@ def test_near_duplicates_are_folded(tmp_path, space):
 
 
 def test_bad_input_gives_clear_messages(tmp_path, space):
-    from mbm.scenarios.retrieval.index import Index, build
+    from mbm.scenarios.retrieval.index import Index
+    from mbm.scenarios.retrieval.index_build import build
     from mbm.scenarios.retrieval.search import encode_query, search
 
     empty = tmp_path / "empty"
@@ -182,7 +185,7 @@ def test_bad_input_gives_clear_messages(tmp_path, space):
 
 
 def test_a_ten_minute_voice_note_is_cut_and_said(tmp_path, space):
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     d = tmp_path / "voice"
     d.mkdir()
@@ -271,7 +274,7 @@ def test_a_text_off_the_subject_is_called_so(space):
 
 
 def test_mean_average_precision_and_a_query_nothing_answered():
-    from mbm.scenarios.retrieval.evaluate import average_precision, mean_ap
+    from mbm.scenarios.retrieval.metrics import average_precision, mean_ap
 
     assert average_precision(np.array([0.9, 0.8, 0.1]), np.array([True, False, True])) == pytest.approx((1 + 2 / 3) / 2)
     items = np.eye(3, dtype=np.float32)
@@ -360,7 +363,7 @@ def test_a_prebuilt_index_as_the_tab_collection(tmp_path, monkeypatch, folder, s
     from PIL import Image as PILImage
 
     import mbm.ui.retrieval as ui
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     build(folder, tmp_path / "mine.npz", progress=False, space=space, log=lambda *_: None)
     monkeypatch.setenv("MBM_SEARCH_INDEX", str(tmp_path / "mine.npz"))

@@ -80,7 +80,7 @@ def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0)
 
 
 # --- microphone and room effects, torchaudio transforms: speech_eval hears babble and 8 kHz through two of them;
-# the shipped recipe uses none (the ablation that measured each: docs/results.md)
+# the shipped recipe uses none (the ablation that measured each: docs/history.md, "Real voices")
 
 SAMPLE_RATE = 16000
 

@@ -68,7 +68,7 @@ Measured with the shipped checkpoint on the **{plain(str(r.get('split', '?')))}*
 - **Can the weights be trusted?** When the model says an input counted more, removing that input
   really hurts more (Spearman {_fmt(r.get('weight_effect_spearman'))}, target ≥ 0.8; {_by_answer(r)}), and an input
   replaced by noise loses {_pct(r.get('noised_weight_drop'))} of its weight (target ≥ 50 %).
-  Definitions: `docs/explanations.md`.
+  Definitions: `docs/voice_control.md` ("Measured faithfulness").
 - **Do the maps point at the device and the word?** {_maps(r)}
 
 <small>Every number here and in the README comes from `assets/voice_control/eval_results.json`,

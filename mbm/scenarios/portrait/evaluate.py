@@ -87,97 +87,120 @@ def evaluate_portrait(model: PortraitModel, gallery: Gallery, data_dir: str | Pa
     known_q = [p for n, ps in known.items() for p in ps
                if p.path.name not in set(gallery.people[n].meta.get("enrolled_from", []))]
     unknown_q = [p for ps in unknown.values() for p in ps]
-    all_q = known_q + unknown_q
-    emb, qual = face_features(all_q)
-    index = {p.path: i for i, p in enumerate(all_q)}
-
-    def face_queries(ps):
-        ix = [index[p.path] for p in ps]
-        return Queries(face=torch.from_numpy(emb[ix]), face_quality=torch.from_numpy(qual[ix]))
-
+    faces = _FaceQueries(known_q + unknown_q)
     res: dict = {"n_known": len(known_q), "n_unknown": len(unknown_q), "n_unreadable": len(listed) - len(photos),
                  "n_known_people": len(known), "n_unknown_people": len(unknown), "gallery_size": len(gallery)}
     if known_q:
-        pred, _, _ = identify(model, gallery, face_queries(known_q))
+        pred, _, _ = identify(model, gallery, faces(known_q))
         res["face_accuracy_known"] = float(np.mean([a == p.identity for a, p in zip(pred, known_q)]))
     else:
         res["face_accuracy_known"] = None
     if unknown_q:
-        pred, _, _ = identify(model, gallery, face_queries(unknown_q))
+        pred, _, _ = identify(model, gallery, faces(unknown_q))
         res["unknown_rejection"] = float(np.mean([a == "unknown" for a in pred]))
     else:
         res["unknown_rejection"] = None
-
     if enroll:
-        g2 = gallery.copy()
-        rest = []
-        for n, ps in unknown.items():
-            if len(ps) <= enroll:
-                continue
-            ix = [index[p.path] for p in ps[:enroll]]
-            g2.add(n, emb[ix], meta={"enrolled_from": [p.path.name for p in ps[:enroll]]})
-            rest += ps[enroll:]
-        if rest:
-            pred, _, _ = identify(model, g2, face_queries(rest))
-            res["enrolled_accuracy"] = float(np.mean([a == p.identity for a, p in zip(pred, rest)]))
-        else:
-            res["enrolled_accuracy"] = None
-        res["n_enrolled_queries"] = len(rest)
-
+        _enrolled_accuracy(res, model, gallery, unknown, faces, enroll)
     if fused and known_q:
-        speakers = list_voice_clips(data_dir)
-        voice_of = {}
-        for n in known:
-            spk = gallery.people[n].meta.get("voice_from")
-            if spk in speakers:
-                used = set(gallery.people[n].meta.get("voice_clips", []))
-                _, cand = enrol_and_query_clips(speakers[spk], n_query=8)
-                cand = [c for c in cand if c.key not in used] or [c for c in speakers[spk] if c.key not in used]
-                if cand:
-                    voice_of[n] = cand
-        # one clip per known photo, cycling through the speaker's query clips
-        wav_cache: dict = {}
-        per_photo = []
-        for k, p in enumerate(known_q):
-            c = voice_of.get(p.identity)
-            per_photo.append(None if not c else c[k % len(c)].path)
-        for path in {x for x in per_photo if x is not None}:
-            try:
-                wav_cache[path] = voice_waveform(path)
-            except InputError:
-                pass
-        paths = sorted(wav_cache)
-        vemb = dict(zip(paths, embed_voices([wav_cache[p] for p in paths])))
-        voice = torch.zeros(len(known_q), 256)
-        has_v = torch.zeros(len(known_q), dtype=torch.bool)
-        for i, path in enumerate(per_photo):
-            if path in vemb:
-                voice[i] = torch.from_numpy(vemb[path])
-                has_v[i] = True
-        prof = torch.zeros(len(known_q), 256)
-        has_t = torch.zeros(len(known_q), dtype=torch.bool)
-        for i, p in enumerate(known_q):
-            text = gallery.people[p.identity].profile
-            e = embed_profile(profile_hint(text, p.path.name)) if text else None
-            if e is not None:
-                prof[i] = torch.from_numpy(e)
-                has_t[i] = True
-        q = face_queries(known_q)
-        q = Queries(face=q.face, face_quality=q.face_quality, voice=voice, profile=prof,
-                    present={"image": torch.ones(len(known_q), dtype=torch.bool), "audio": has_v, "text": has_t})
-        pred, _, w = identify(model, gallery, q)
-        res["fused_accuracy_known"] = float(np.mean([a == p.identity for a, p in zip(pred, known_q)]))
-        res["fused_with_voice_share"] = float(has_v.float().mean())
-        res["mean_modality_weights"] = {"voice": float(w[:, 0].mean()), "face": float(w[:, 1].mean()),
-                                        "profile": float(w[:, 2].mean())}
-        # weight_effect_spearman, noised_weight_drop
-        from mbm.scenarios.portrait.faithfulness import faithfulness_portrait
-
-        res.update(faithfulness_portrait(model, gallery, q, [p.identity for p in known_q]))
+        _fused_accuracy(res, model, gallery, data_dir, known, known_q, faces)
     else:
         res["fused_accuracy_known"] = None
     res["seconds"] = round(time.time() - t0, 1)
     return res
+
+
+class _FaceQueries:
+    """The face embeddings of every query photo, computed once; called with some of the photos, their Queries."""
+
+    def __init__(self, photos: list[FacePhoto]):
+        self.emb, self.qual = face_features(photos)
+        self.index = {p.path: i for i, p in enumerate(photos)}
+
+    def __call__(self, ps: list[FacePhoto]) -> Queries:
+        ix = [self.index[p.path] for p in ps]
+        return Queries(face=torch.from_numpy(self.emb[ix]), face_quality=torch.from_numpy(self.qual[ix]))
+
+
+def _enrolled_accuracy(res: dict, model: PortraitModel, gallery: Gallery, unknown: dict, faces: _FaceQueries,
+                       enroll: int) -> None:
+    """enrolled_accuracy: each unknown person enrolled from ``enroll`` photos (without retraining), then
+    recognised in the rest of theirs."""
+    g2 = gallery.copy()
+    rest = []
+    for n, ps in unknown.items():
+        if len(ps) <= enroll:
+            continue
+        ix = [faces.index[p.path] for p in ps[:enroll]]
+        g2.add(n, faces.emb[ix], meta={"enrolled_from": [p.path.name for p in ps[:enroll]]})
+        rest += ps[enroll:]
+    if rest:
+        pred, _, _ = identify(model, g2, faces(rest))
+        res["enrolled_accuracy"] = float(np.mean([a == p.identity for a, p in zip(pred, rest)]))
+    else:
+        res["enrolled_accuracy"] = None
+    res["n_enrolled_queries"] = len(rest)
+
+
+def _fused_accuracy(res: dict, model: PortraitModel, gallery: Gallery, data_dir: Path, known: dict,
+                    known_q: list[FacePhoto], faces: _FaceQueries) -> None:
+    """fused_accuracy_known: each known photo with a query clip of its speaker and its person's profile, the
+    mean modality weights, and the faithfulness metrics (weight_effect_spearman, noised_weight_drop)."""
+    voice, has_v = _voice_queries(data_dir, gallery, known, known_q)
+    prof = torch.zeros(len(known_q), 256)
+    has_t = torch.zeros(len(known_q), dtype=torch.bool)
+    for i, p in enumerate(known_q):
+        text = gallery.people[p.identity].profile
+        e = embed_profile(profile_hint(text, p.path.name)) if text else None
+        if e is not None:
+            prof[i] = torch.from_numpy(e)
+            has_t[i] = True
+    q = faces(known_q)
+    q = Queries(face=q.face, face_quality=q.face_quality, voice=voice, profile=prof,
+                present={"image": torch.ones(len(known_q), dtype=torch.bool), "audio": has_v, "text": has_t})
+    pred, _, w = identify(model, gallery, q)
+    res["fused_accuracy_known"] = float(np.mean([a == p.identity for a, p in zip(pred, known_q)]))
+    res["fused_with_voice_share"] = float(has_v.float().mean())
+    res["mean_modality_weights"] = {"voice": float(w[:, 0].mean()), "face": float(w[:, 1].mean()),
+                                    "profile": float(w[:, 2].mean())}
+    from mbm.scenarios.portrait.faithfulness import faithfulness_portrait
+
+    res.update(faithfulness_portrait(model, gallery, q, [p.identity for p in known_q]))
+
+
+def _voice_queries(data_dir: Path, gallery: Gallery, known: dict,
+                   known_q: list[FacePhoto]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One voice clip per known photo (cycling through its speaker's query clips, never one the gallery was
+    enrolled from): (N, 256) voice embeddings and whether each photo has one."""
+    speakers = list_voice_clips(data_dir)
+    voice_of = {}
+    for n in known:
+        spk = gallery.people[n].meta.get("voice_from")
+        if spk in speakers:
+            used = set(gallery.people[n].meta.get("voice_clips", []))
+            _, cand = enrol_and_query_clips(speakers[spk], n_query=8)
+            cand = [c for c in cand if c.key not in used] or [c for c in speakers[spk] if c.key not in used]
+            if cand:
+                voice_of[n] = cand
+    wav_cache: dict = {}
+    per_photo = []
+    for k, p in enumerate(known_q):
+        c = voice_of.get(p.identity)
+        per_photo.append(None if not c else c[k % len(c)].path)
+    for path in {x for x in per_photo if x is not None}:
+        try:
+            wav_cache[path] = voice_waveform(path)
+        except InputError:
+            pass
+    paths = sorted(wav_cache)
+    vemb = dict(zip(paths, embed_voices([wav_cache[p] for p in paths])))
+    voice = torch.zeros(len(known_q), 256)
+    has_v = torch.zeros(len(known_q), dtype=torch.bool)
+    for i, path in enumerate(per_photo):
+        if path in vemb:
+            voice[i] = torch.from_numpy(vemb[path])
+            has_v[i] = True
+    return voice, has_v
 
 
 def main(argv: list[str] | None = None) -> None:

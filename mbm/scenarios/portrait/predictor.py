@@ -12,8 +12,6 @@ until the first enrol/remove the shipped gallery (``checkpoints/portrait_gallery
 
 from __future__ import annotations
 
-import hmac
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ from mbm.limits import MAX_PROFILE_CHARS, MAX_SESSION_PEOPLE, MAX_SHARED_PEOPLE
 from mbm.paths import PORTRAIT_CHECKPOINT as DEFAULT_CHECKPOINT
 from mbm.paths import PORTRAIT_SHIPPED_GALLERY as SHIPPED_GALLERY
 from mbm.preprocess import ImageConfig, InputError, read_image
+from mbm.scenarios.portrait.access import NotAllowed, check_admin
 from mbm.scenarios.portrait.engine import Queries, fuse, gallery_tensors
 from mbm.scenarios.portrait.features import embed_profile
 from mbm.scenarios.portrait.gallery import (
@@ -67,26 +66,6 @@ def _rgb(source) -> np.ndarray:
 
 class StorageError(ValueError):
     """A gallery write failed (disk full, permissions); the in-memory gallery is unchanged."""
-
-
-ADMIN_TOKEN_ENV = "MBM_ADMIN_TOKEN"  # the owner's secret (a Space secret): changes the shared gallery
-
-
-class NotAllowed(InputError):
-    """A gallery change that needs the owner's admin token."""
-
-
-def admin_token_ok(token) -> bool:
-    """True when ``token`` equals ``$MBM_ADMIN_TOKEN`` (compared in constant time); never when unset."""
-    expected = os.environ.get(ADMIN_TOKEN_ENV, "")
-    return bool(expected) and isinstance(token, str) and hmac.compare_digest(token.encode(), expected.encode())
-
-
-def _check_admin(token) -> None:
-    if not os.environ.get(ADMIN_TOKEN_ENV):
-        raise NotAllowed(f"changing the shared gallery is switched off: the owner has not set {ADMIN_TOKEN_ENV}")
-    if not admin_token_ok(token):
-        raise NotAllowed("the admin token is wrong; only the owner can change the shared gallery")
 
 
 class PortraitPredictor:
@@ -195,7 +174,7 @@ class PortraitPredictor:
         """
         shared = admin_token is not None or session is None
         if admin_token is not None:
-            _check_admin(admin_token)
+            check_admin(admin_token)
         name = validate_name(name)
         taken = self.gallery.find(name) or (session.find(name) if session is not None else None)
         if taken is not None:
@@ -259,7 +238,7 @@ class PortraitPredictor:
             if admin_token is None:
                 raise NotAllowed(f"'{self.gallery.find(name)}' is in the shared gallery: only the owner can "
                                  "remove them (with the admin token); you can remove the people you enrolled")
-            _check_admin(admin_token)
+            check_admin(admin_token)
         with self._lock:
             g = self.gallery.copy()
             removed = g.remove(name)
@@ -269,7 +248,7 @@ class PortraitPredictor:
 
     def reset_shared(self, admin_token: str | None) -> int:
         """The owner's "reset to the shipped gallery" (admin token required); returns the people count."""
-        _check_admin(admin_token)
+        check_admin(admin_token)
         with self._lock:
             g = self.shipped.copy()
             self._persist(g)

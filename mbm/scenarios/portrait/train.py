@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,8 @@ def add_noise(w: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
 
 
 def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Gallery, dict]:
+    """The portrait model trained on the train people, its open-set threshold calibrated on the calib people, and
+    the gallery the reported numbers use (train + calib people, their first photos); the calibration."""
     torch.manual_seed(seed)
     rng = np.random.RandomState(seed)
     photos = list_face_photos(data_dir)
@@ -118,9 +121,24 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
     speakers = list_voice_clips(data_dir)
     voice_of = assign_voices(list(people), speakers)
     log(f"{len(people)} people, {len(photos)} photos, {len(set(voice_of.values()))} voices")
-    bank = face_bank(photos, log, Path("cache/portrait_faces.npz"))
+    data = _TrainingData(people, face_bank(photos, log, Path("cache/portrait_faces.npz")), voice_of,
+                         *_voices(voice_of, speakers, rng))
+    split = {n: split_of(n) for n in people}
+    train_names = [n for n in people if split[n] == "train"]
+    gt = gallery_tensors(data.gallery(train_names, ENROL_K))
+    model = PortraitModel(default_config())
+    _train_fusion(model, data, train_names, gt, steps, rng, log)
+    calib = [n for n in people if split[n] == "calib"]
+    cal = _calibrate(model, data, train_names, calib, gt, log)
+    # Reported held-out numbers: gallery = train + calib people (first K photos); unknown = test people.
+    g_known = data.gallery(train_names + calib, ENROL_K)
+    metrics = {"calibration": cal, "split": split}
+    return model, g_known, metrics
 
-    # Voices: prototype from the enrolment clips; clean + noisy query clips.
+
+def _voices(voice_of: dict, speakers: dict, rng: np.random.RandomState) -> tuple[dict, dict, dict]:
+    """Per speaker: the voice prototype (mean of the enrolment clips' embeddings), the clean and noisy query
+    clips' embeddings, and the enrolment clips' keys."""
     vproto, vqueries, vclips = {}, {}, {}
     for spk in sorted(set(voice_of.values())):
         enrol, query = enrol_and_query_clips(speakers[spk], n_query=8)
@@ -131,23 +149,37 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
         vproto[spk] = p / np.linalg.norm(p)
         vqueries[spk] = {"clean": e[len(enrol):len(waves)], "noisy": e[len(waves):]}
         vclips[spk] = [c.key for c in enrol]
-    split = {n: split_of(n) for n in people}
+    return vproto, vqueries, vclips
 
-    def enrolled_gallery(names, k):
+
+@dataclass
+class _TrainingData:
+    """Everyone's photos, the face bank (every photo's embedding per variant), and each person's voice."""
+
+    people: dict
+    bank: dict
+    voice_of: dict
+    vproto: dict
+    vqueries: dict
+    vclips: dict
+
+    def gallery(self, names: list[str], k: int) -> Gallery:
+        """A gallery of ``names``, each enrolled from their first k photos, their voice and profile."""
         g = Gallery()
         for n in names:
-            ps = people[n][:k]
-            spk = voice_of.get(n)
-            g.add(n, np.stack([bank[p.path]["clean"][0] for p in ps]), vproto.get(spk), make_profile(n),
+            ps = self.people[n][:k]
+            spk = self.voice_of.get(n)
+            g.add(n, np.stack([self.bank[p.path]["clean"][0] for p in ps]), self.vproto.get(spk), make_profile(n),
                   meta={"enrolled_from": [p.path.name for p in ps], "voice_from": spk,
-                        "voice_clips": vclips.get(spk, []), "composed": True})
+                        "voice_clips": self.vclips.get(spk, []), "composed": True})
         return g
 
-    train_names = [n for n in people if split[n] == "train"]
-    g_train = enrolled_gallery(train_names, ENROL_K)
-    gt = gallery_tensors(g_train)
-    samples = [(n, p) for n in train_names for p in people[n][ENROL_K:]]
-    model = PortraitModel(default_config())
+
+def _train_fusion(model: PortraitModel, data: _TrainingData, train_names: list[str], gt, steps: int,
+                  rng: np.random.RandomState, log) -> None:
+    """The fusion trained on the train people's other photos against their gallery: each query a degraded face,
+    maybe a voice clip (clean or noisy) and maybe a partial profile (now and then another person's)."""
+    samples = [(n, p) for n in train_names for p in data.people[n][ENROL_K:]]
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
     model.train()
@@ -155,33 +187,7 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
     log(f"training the fusion on {len(train_names)} people, {len(samples)} query photos, {steps} steps")
     for step in range(steps):
         batch = [samples[i] for i in rng.randint(len(samples), size=B)]
-        face = np.zeros((B, 128), np.float32)
-        qual = np.zeros(B, np.float32)
-        voice = np.zeros((B, 256), np.float32)
-        prof = np.zeros((B, 256), np.float32)
-        pres = np.zeros((B, 3), bool)  # audio, image, text
-        for i, (n, p) in enumerate(batch):
-            v = VARIANTS[rng.choice(4, p=[0.4, 0.2, 0.2, 0.2])]
-            face[i], qual[i] = bank[p.path][v]
-            pres[i, 1] = rng.rand() < 0.85
-            spk = voice_of.get(n)
-            if spk and rng.rand() < 0.6:
-                kind = "noisy" if rng.rand() < 0.3 else "clean"
-                qs = vqueries[spk][kind]
-                voice[i] = qs[rng.randint(len(qs))]
-                pres[i, 0] = True
-            if rng.rand() < 0.5:
-                text = profile_hint(make_profile(n), f"{step}-{i}", parts=rng.randint(1, 4))
-                if rng.rand() < 0.1:  # a wrong or vague profile now and then
-                    text = profile_hint(make_profile(train_names[rng.randint(len(train_names))]), f"w{step}-{i}")
-                prof[i] = embed_profile(text)
-                pres[i, 2] = True
-            if not pres[i].any():
-                pres[i, 1] = True
-        q = Queries(torch.from_numpy(face), torch.from_numpy(qual), torch.from_numpy(voice), torch.from_numpy(prof),
-                    present={"audio": torch.from_numpy(pres[:, 0]), "image": torch.from_numpy(pres[:, 1]),
-                             "text": torch.from_numpy(pres[:, 2])})
-        out = fuse(model, q, gt)
+        out = fuse(model, _queries(data, batch, train_names, step, rng), gt)
         target = torch.tensor([gt.names.index(n) for n, _ in batch])
         # scale the fused score into logits; the margin keeps the true person clearly ahead
         logits = out.scores - 1.0 * F.one_hot(target, len(gt.names))
@@ -194,13 +200,48 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
             log(f"step {step} loss {loss.item():.3f}")
     model.eval()
 
-    # Open-set threshold on the calib people: genuine = their non-enrolment photos with them enrolled (K=3);
-    # impostor = the same photos with them absent (gallery = train people only). Face-only queries.
-    calib = [n for n in people if split[n] == "calib"]
-    g_cal = enrolled_gallery(train_names + calib, ENROL_K)
-    qs = [p for n in calib for p in people[n][ENROL_K:]]
-    qf = Queries(face=torch.from_numpy(np.stack([bank[p.path]["clean"][0] for p in qs])),
-                 face_quality=torch.from_numpy(np.array([bank[p.path]["clean"][1] for p in qs], np.float32)))
+
+def _queries(data: _TrainingData, batch: list, train_names: list[str], step: int,
+             rng: np.random.RandomState) -> Queries:
+    """One training batch's queries: each input present or not at random (at least one)."""
+    B = len(batch)
+    face = np.zeros((B, 128), np.float32)
+    qual = np.zeros(B, np.float32)
+    voice = np.zeros((B, 256), np.float32)
+    prof = np.zeros((B, 256), np.float32)
+    pres = np.zeros((B, 3), bool)  # audio, image, text
+    for i, (n, p) in enumerate(batch):
+        v = VARIANTS[rng.choice(4, p=[0.4, 0.2, 0.2, 0.2])]
+        face[i], qual[i] = data.bank[p.path][v]
+        pres[i, 1] = rng.rand() < 0.85
+        spk = data.voice_of.get(n)
+        if spk and rng.rand() < 0.6:
+            kind = "noisy" if rng.rand() < 0.3 else "clean"
+            qs = data.vqueries[spk][kind]
+            voice[i] = qs[rng.randint(len(qs))]
+            pres[i, 0] = True
+        if rng.rand() < 0.5:
+            text = profile_hint(make_profile(n), f"{step}-{i}", parts=rng.randint(1, 4))
+            if rng.rand() < 0.1:  # a wrong or vague profile now and then
+                text = profile_hint(make_profile(train_names[rng.randint(len(train_names))]), f"w{step}-{i}")
+            prof[i] = embed_profile(text)
+            pres[i, 2] = True
+        if not pres[i].any():
+            pres[i, 1] = True
+    return Queries(torch.from_numpy(face), torch.from_numpy(qual), torch.from_numpy(voice), torch.from_numpy(prof),
+                   present={"audio": torch.from_numpy(pres[:, 0]), "image": torch.from_numpy(pres[:, 1]),
+                            "text": torch.from_numpy(pres[:, 2])})
+
+
+def _calibrate(model: PortraitModel, data: _TrainingData, train_names: list[str], calib: list[str], gt,
+               log) -> dict:
+    """The open-set threshold (set in the model) on the calib people: genuine = their non-enrolment photos with
+    them enrolled (K=3); impostor = the same photos with them absent (gallery = train people only). Face-only
+    queries; the threshold is the middle of the range that maximises known accuracy + rejection."""
+    g_cal = data.gallery(train_names + calib, ENROL_K)
+    qs = [p for n in calib for p in data.people[n][ENROL_K:]]
+    qf = Queries(face=torch.from_numpy(np.stack([data.bank[p.path]["clean"][0] for p in qs])),
+                 face_quality=torch.from_numpy(np.array([data.bank[p.path]["clean"][1] for p in qs], np.float32)))
     with torch.no_grad():
         gen = fuse(model, qf, gallery_tensors(g_cal)).scores
         imp = fuse(model, qf, gt).scores.max(1).values.numpy()
@@ -215,10 +256,7 @@ def build(data_dir: Path, steps: int, seed: int, log) -> tuple[PortraitModel, Ga
     cal = {"threshold": best_t, "calib_known_accuracy": float(np.mean(correct & (gbest >= best_t))),
            "calib_rejection": float(np.mean(imp < best_t)), "calib_people": calib}
     log(f"threshold {best_t:.2f}: {cal}")
-    # Reported held-out numbers: gallery = train + calib people (first K photos); unknown = test people.
-    g_known = enrolled_gallery(train_names + calib, ENROL_K)
-    metrics = {"calibration": cal, "split": split}
-    return model, g_known, metrics
+    return cal
 
 
 def main(argv: list[str] | None = None) -> None:

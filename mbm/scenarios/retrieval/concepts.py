@@ -36,7 +36,7 @@ TOP_K = 16  # an item keeps its 16 largest ImageNet probabilities (the rest hold
 # Words of file names that say nothing about the photo (cameras' and phones' prefixes).
 NAME_NOISE = frozenset(("img", "image", "dsc", "dscn", "dscf", "pxl", "photo", "pic", "picture", "screenshot",
                         "scan", "copy", "edited", "final", "jpg", "jpeg", "png", "mvimg", "wp", "gopr", "sam"))
-# Defaults, replaced by the values chosen on validation material (``choose`` in docs/retrieval_scripts).
+# Defaults, replaced by the values chosen on validation material (the choice table in docs/retrieval.md, "Open vocabulary").
 # temperature, concept_weight, gate_*: chosen on validation material (docs/retrieval.md).
 DEFAULTS = {"temperature": 0.05, "concept_weight": 0.5, "concept_power": 1.0, "concept_gated": 1.0,
             "gate_width": 0.05, "gate_offset": -0.05, "text_weight": 1.0, "text_floor": 0.3,

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "`cur_` Roboflow curtain set (CC BY 4.0), `dd_` DoorDetect (Open Images photos, CC BY 2.0).\n"
         "- Captions (`.txt`) were written for this demo; the voice notes (`.wav`) and `queries/fan_spoken.wav` "
         "are synthetic speech (flite voices awb and rms; flite's licence is BSD-like).\n", encoding="utf-8")
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     build(coll, RETRIEVAL_DEMO_INDEX, progress=False)
     print(f"wrote {coll} ({len(list(coll.glob('*')))} files) and {RETRIEVAL_DEMO_INDEX}")

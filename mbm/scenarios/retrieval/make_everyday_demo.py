@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "Unchanged copies.\n\n" + "\n".join(credits) + "\n\n"
         f"- `queries/starfish_spoken.wav`: synthetic speech of \"{text}\" (flite voice {voice[1]}; flite's "
         "licence is BSD-like).\n", encoding="utf-8")
-    from mbm.scenarios.retrieval.index import build
+    from mbm.scenarios.retrieval.index_build import build
 
     build(coll, EVERYDAY_INDEX, progress=False, resumable=False)
     print(f"wrote {EVERYDAY_INDEX}")

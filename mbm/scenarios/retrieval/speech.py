@@ -14,9 +14,9 @@ first out within ``MBM_SPEECH_CACHE_MB`` of estimated memory; the decoder is use
 In the app nothing is decoded in the server process: PocketSphinx holds the GIL while it decodes (0.4 s for
 a short spoken query with both passes, 4 s for a 10 s noise clip with a collection's grammar), which stalled
 every other request, and a decoder kept there stayed for good (1.14 GB 30 s after the hostile load test with
-spoken searches in it). A spoken query goes to :class:`SpeechWorker`, one long-lived child that exits when
-idle; a collection's voice notes to a child of their own that exits when done (``apart=True``; at most
-``MBM_SPEECH_CHILDREN`` at once). Both run ``python -m mbm.scenarios.retrieval.speech`` (JSON in and out).
+spoken searches in it). A spoken query goes to ``SpeechWorker``, one long-lived child that exits when idle; a
+collection's voice notes to a child of their own that exits when done (``apart=True``; at most
+``MBM_SPEECH_CHILDREN`` at once): both in ``mbm.scenarios.retrieval.speech_worker``. Both run ``python -m mbm.scenarios.retrieval.speech`` (JSON in and out).
 This module imports no torch (nor ``mbm.preprocess`` or ``encoders``; audio is read by ``mbm.safe_media``), so
 a child holds PocketSphinx and one clip, not a second copy of torch: its peak RSS 0.14 GB instead of 0.70 GB.
 """
@@ -25,11 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import re
-import select
-import subprocess
-import sys
 import threading
 from collections import OrderedDict
 
@@ -181,8 +177,10 @@ def clear() -> None:
     with _decoder_lock, _lock:
         _cache.clear()
         _shared.clear()
-    with _worker.lock:
-        _worker.stop()
+    from mbm.scenarios.retrieval.speech_worker import WORKER
+
+    with WORKER.lock:
+        WORKER.stop()
 
 
 def recognizer(vocabulary: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
@@ -220,7 +218,9 @@ def transcribe(source, vocabulary: tuple[str, ...] = (), free: bool = False,
     process (a path only; the app's spoken queries), which raises the child's message as an InputError."""
     if apart:
         request = {"paths": [str(source)], "vocabulary": list(vocabulary), "budget_s": None, "free": free}
-        answer = _worker.ask(request, QUERY_TIMEOUT_S)
+        from mbm.scenarios.retrieval.speech_worker import QUERY_TIMEOUT_S, WORKER
+
+        answer = WORKER.ask(request, QUERY_TIMEOUT_S)
         if not isinstance(answer, list) or len(answer) != 1:
             raise InputError("the speech recogniser failed or took too long; try a shorter clip")
         if isinstance(answer[0], str):
@@ -234,11 +234,6 @@ def transcribe(source, vocabulary: tuple[str, ...] = (), free: bool = False,
 
 
 OVER_BUDGET = "over budget"
-# Children at once (each ~0.14 GB at its peak, one clip and one decoder): more wait their turn.
-_children = threading.BoundedSemaphore(limits.SPEECH_CHILDREN)
-CHILD_TIMEOUT_S = 120.0  # and 6 s per note: a child that takes longer is killed, its notes listed as unreadable
-
-
 def transcribe_notes(paths: list[str], vocabulary: tuple[str, ...], budget_s: float | None = None,
                      apart: bool = False, free: bool = False) -> list:
     """Each voice note: ``(text, notes, seconds heard)``, or why it was not (a string; :data:`OVER_BUDGET` once
@@ -247,7 +242,9 @@ def transcribe_notes(paths: list[str], vocabulary: tuple[str, ...], budget_s: fl
     if not paths:
         return []
     if apart:
-        return _in_child(paths, vocabulary, budget_s)
+        from mbm.scenarios.retrieval.speech_worker import notes_in_child
+
+        return notes_in_child(paths, vocabulary, budget_s)
     out, heard = [], 0.0
     for p in paths:
         if budget_s is not None and heard >= budget_s:
@@ -263,108 +260,7 @@ def transcribe_notes(paths: list[str], vocabulary: tuple[str, ...], budget_s: fl
     return out
 
 
-def _in_child(paths: list[str], vocabulary: tuple[str, ...], budget_s: float | None) -> list:
-    from mbm.paths import ROOT
+if __name__ == "__main__":  # a child of the app: speech_worker.child_main reads the request
+    from mbm.scenarios.retrieval.speech_worker import child_main
 
-    request = json.dumps({"paths": paths, "vocabulary": list(vocabulary), "budget_s": budget_s})
-    timeout = CHILD_TIMEOUT_S + 6 * len(paths)
-    try:
-        with _children:
-            proc = subprocess.run([sys.executable, "-m", "mbm.scenarios.retrieval.speech"], input=request,
-                                  text=True, capture_output=True, cwd=ROOT, timeout=timeout, check=False)
-        answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
-    except (subprocess.TimeoutExpired, ValueError, IndexError):
-        answer = None
-    if not isinstance(answer, list) or len(answer) != len(paths):
-        return ["the speech recogniser failed or took too long"] * len(paths)
-    return [tuple(a) if isinstance(a, list) else a for a in answer]
-
-
-class SpeechWorker:
-    """One long-lived child (``python -m mbm.scenarios.retrieval.speech --serve``) that hears the app's spoken
-    queries, one at a time, a JSON line each way. Its decoder stays warm while visitors search by voice (0.4 s
-    a query; a fresh child per query took 1.5 s, and under the hostile load test that queue pushed normal p95
-    from 5 to 12 s), it decodes outside the server's GIL, and it exits after ``MBM_SPEECH_WORKER_IDLE_S``
-    without a query, taking its memory with it (in the server, the decoder stayed for good)."""
-
-    def __init__(self):
-        self.proc: subprocess.Popen | None = None
-        self.lock = threading.Lock()
-
-    def ask(self, request: dict, timeout_s: float, wait_s: float = 8.0) -> list | None:
-        """The worker's answer to one request, or None (it failed or took longer than ``timeout_s``).
-        Raises InputError when other requests keep it busy for ``wait_s``: a flood of long noise clips (5 s
-        each) must not hold every shared request slot while it waits."""
-        if not self.lock.acquire(timeout=wait_s):
-            raise InputError("the speech recogniser is busy with other visitors' clips; try again in a moment")
-        try:
-            for _ in range(2):  # the worker may have just exited idle: once more with a fresh one
-                if self.proc is None or self.proc.poll() is not None:
-                    self.proc = self._start()
-                try:
-                    self.proc.stdin.write(json.dumps(request) + "\n")
-                    self.proc.stdin.flush()
-                    ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-                    line = self.proc.stdout.readline() if ready else None
-                except (OSError, ValueError):  # its pipe closed: it had exited
-                    line = ""
-                if line is None:  # too slow: stopped, so the next query starts a fresh one
-                    self.stop()
-                    return None
-                if line:
-                    try:
-                        return json.loads(line)
-                    except ValueError:
-                        self.stop()
-                        return None
-                self.stop()
-            return None
-        finally:
-            self.lock.release()
-
-    @staticmethod
-    def _start() -> subprocess.Popen:
-        from mbm.paths import ROOT
-
-        return subprocess.Popen([sys.executable, "-m", "mbm.scenarios.retrieval.speech", "--serve",
-                                 str(limits.SPEECH_WORKER_IDLE_S)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, bufsize=1, cwd=ROOT)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(OSError):
-                self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-
-_worker = SpeechWorker()
-QUERY_TIMEOUT_S = 30.0  # a 10 s clip decodes in about 4 s at worst
-
-
-def _serve(idle_s: float) -> int:
-    """The worker's loop: a JSON request per line in, its answer per line out; exits after ``idle_s`` idle or
-    when the server closes the pipe."""
-    while select.select([sys.stdin], [], [], idle_s)[0]:
-        line = sys.stdin.readline()
-        if not line:
-            break
-        request = json.loads(line)
-        out = transcribe_notes(request["paths"], tuple(request["vocabulary"]), request["budget_s"],
-                               free=bool(request.get("free")))
-        sys.stdout.write(json.dumps([list(a) if isinstance(a, tuple) else a for a in out]) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
-def _child_main() -> int:
-    if sys.argv[1:2] == ["--serve"]:
-        return _serve(float(sys.argv[2]))
-    request = json.loads(sys.stdin.read())
-    out = transcribe_notes(request["paths"], tuple(request["vocabulary"]), request["budget_s"])
-    print(json.dumps([list(a) if isinstance(a, tuple) else a for a in out]))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_child_main())
+    raise SystemExit(child_main())

@@ -157,7 +157,7 @@ def choose_constants(space, pooled, probs, labels, sources):
     """The semantic scale a and the default weights, by mixed r1 on the given (validation) photos: the
     smallest text weight within one standard error of the best r1 (docs/retrieval.md)."""
     from mbm.scenarios.retrieval.encoders import text_vectors
-    from mbm.scenarios.retrieval.evaluate import mixed_r1
+    from mbm.scenarios.retrieval.metrics import mixed_r1
 
     sem, app = space.photo_sem(pooled, probs), space.appearance(pooled)
     mixed_sem = space.text_sem(text_vectors([MIXED_TEXTS[c] for c in CLASSES]))

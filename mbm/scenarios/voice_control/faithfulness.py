@@ -58,22 +58,19 @@ import torch
 
 from mbm.agreement import NOISE_SEED, mean_spearman, spearman, spearman_per_sample
 from mbm.config import MODALITIES
-from mbm.data.augment import add_noise, snr_for_level
 from mbm.encoders import Tokens
-from mbm.preprocess import UNK, InputError, encode_text, log_mel, normalise_pixels
+from mbm.preprocess import UNK, log_mel, normalise_pixels
 from mbm.scenarios.voice_control.cached_runs import (
     TEXT_NAMES,
     _accuracy,
     _confusion,
-    _pad_ids,
     encode,
     fuse,
     typed_commands,
 )
-from mbm.scenarios.voice_control.robustness import blur_image, occlude_image, typo_text
+from mbm.scenarios.voice_control.robustness_curves import robustness_curves
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, action_name
 
-LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 CURVE_SAMPLES = 200  # robustness curves use this many triples, evenly spaced
 
 
@@ -92,7 +89,6 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
         tokens: cached {"audio": clip Tokens, "image": photo Tokens} (computed when None).
         single: (p_action audio-only per pair, p_action image-only per pair) when already computed.
     """
-    cfg = ckpt.config
     index = torch.tensor(ckpt.extra["action_index"])
     actions = ckpt.extra["actions"]
     model.eval()
@@ -111,41 +107,66 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
         single = (p_a[ci], p_i[pj])
     out["late_fusion_action_accuracy"] = _accuracy((single[0] + single[1]) / 2, truth)
 
-    # triples: the first pair of each clip, plus a held-out-phrasing typed command
+    tri = _triples(model, ckpt, tok, pairs, pair_truth, ci, pj, truth)
+    out["n_triples"] = len(tri["rows"]["text"])
+    if not out["n_triples"]:
+        return out
+    probs = _subsets(out, model, tok, tri, index, pair_truth)
+    w_all = probs[MODALITIES][1]
+    _weight_vs_effect(out, probs, tri)
+    _noised_weights(out, model, ckpt, tok, tri, index, w_all, waves, pixels)
+    if curves:
+        n = out["n_triples"]
+        sel = torch.linspace(0, n - 1, min(CURVE_SAMPLES, n)).round().long()
+        out["robustness"] = robustness_curves(model, ckpt, tok, waves, shown, [tri["texts"][k] for k in sel.tolist()],
+                                              {m: r[sel] for m, r in tri["rows"].items()}, tri["truth"][sel], index)
+    return out
+
+
+def _triples(model, ckpt, tok: dict[str, Tokens], pairs, pair_truth, ci, pj, truth) -> dict:
+    """The triples: the first pair of each clip plus a held-out-phrasing typed command (pairs whose text has no
+    known word left out); the typed commands' tokens go into ``tok["text"]``. Returns the pair each triple is
+    (``pair``), its rows per modality, true action, text, what the text names, and the texts' ids."""
     first = sorted({int(i): k for k, (i, _) in reversed(list(enumerate(pairs)))}.values())
-    texts, ids, usable, named = typed_commands([pair_truth[k] for k in first], ckpt.vocab, cfg.text)
+    texts, ids, usable, named = typed_commands([pair_truth[k] for k in first], ckpt.vocab, ckpt.config.text)
     keep = torch.nonzero(usable).flatten()
     tri = torch.tensor(first, dtype=torch.long)[keep]
-    texts = [texts[k] for k in keep.tolist()]
-    named = [named[k] for k in keep.tolist()]
     tok["text"] = encode(model, "text", ids[keep])
-    rows_tri = {"audio": ci[tri], "image": pj[tri], "text": torch.arange(len(tri))}
-    truth_tri = truth[tri]
-    out["n_triples"] = len(tri)
-    if not len(tri):
-        return out
+    return {"pair": tri, "rows": {"audio": ci[tri], "image": pj[tri], "text": torch.arange(len(tri))},
+            "truth": truth[tri], "texts": [texts[k] for k in keep.tolist()],
+            "named": [named[k] for k in keep.tolist()], "ids": ids[keep]}
 
-    # every subset on the triples
+
+def _subsets(out: dict, model, tok: dict[str, Tokens], tri: dict, index: torch.Tensor, pair_truth) -> dict:
+    """Action accuracy of every modality subset on the triples (with and without text, and late fusion of all
+    three), the mean weights with text, and the fused audio + image confusion matrices into ``out``; returns
+    (p(action), weights) per subset."""
     by_subset, probs = {}, {}
     for k in (1, 2, 3):
         for subset in itertools.combinations(MODALITIES, k):
-            p, w, heads = fuse(model, tok, rows_tri, index, subset)
-            probs[subset], by_subset["+".join(subset)] = (p, w), _accuracy(p, truth_tri)
+            p, w, heads = fuse(model, tok, tri["rows"], index, subset)
+            probs[subset], by_subset["+".join(subset)] = (p, w), _accuracy(p, tri["truth"])
             if subset == ("audio", "image"):
                 pd_ai, pw_ai = heads
     out["action_accuracy_by_subset"] = by_subset
-    p_all, w_all = probs[MODALITIES]
     late3 = sum(probs[(m,)][0] for m in MODALITIES) / 3
     out["action_accuracy_with_text"] = by_subset["+".join(MODALITIES)]
-    out["late_fusion_action_accuracy_with_text"] = _accuracy(late3, truth_tri)
-    out["mean_modality_weights_with_text"] = {m: round(float(x), 4) for m, x in zip(MODALITIES, w_all.mean(0))}
-    dev_truth = torch.tensor([DEVICES.index(pair_truth[k][0]) for k in tri.tolist()])
-    word_truth = torch.tensor([WORDS.index(pair_truth[k][1]) for k in tri.tolist()])
+    out["late_fusion_action_accuracy_with_text"] = _accuracy(late3, tri["truth"])
+    out["mean_modality_weights_with_text"] = {m: round(float(x), 4)
+                                              for m, x in zip(MODALITIES, probs[MODALITIES][1].mean(0))}
+    dev_truth = torch.tensor([DEVICES.index(pair_truth[k][0]) for k in tri["pair"].tolist()])
+    word_truth = torch.tensor([WORDS.index(pair_truth[k][1]) for k in tri["pair"].tolist()])
     out["confusion"] = {"device": _confusion(pd_ai.argmax(1), dev_truth, DEVICES),
                         "word": _confusion(pw_ai.argmax(1), word_truth, WORDS),
                         "source": "fused audio + image predictions over the triples' pairs (rows = truth)"}
+    return probs
 
-    # weight vs effect: Spearman per sample, averaged
+
+def _weight_vs_effect(out: dict, probs: dict, tri: dict) -> None:
+    """Weight vs effect: the Spearman correlation per triple of the weights with the drops of p(true action)
+    without each input, averaged (in all, by what the text names, by right or wrong answer), and of the means."""
+    truth_tri = tri["truth"]
+    p_all, w_all = probs[MODALITIES]
     p_true = p_all.gather(1, truth_tri[:, None])[:, 0]  # (N,)
     drops = torch.stack([p_true - probs[tuple(x for x in MODALITIES if x != m)][0].gather(1, truth_tri[:, None])[:, 0]
                          for m in MODALITIES], 1)  # (N, 3) in MODALITIES order
@@ -153,7 +174,8 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     out.update(mean_spearman(per_sample))
     # the same mean over the triples whose typed text names only the device, only the word, or both
     out["weight_effect_spearman_by_text_names"] = {
-        group: mean_spearman([r for r, g in zip(per_sample, named) if g == group]) for group in TEXT_NAMES.values()}
+        group: mean_spearman([r for r, g in zip(per_sample, tri["named"]) if g == group])
+        for group in TEXT_NAMES.values()}
     right = (p_all.argmax(1) == truth_tri).tolist()
     out["weight_effect_spearman_by_answer"] = {
         group: mean_spearman([r for r, ok in zip(per_sample, right) if ok == want])
@@ -162,30 +184,28 @@ def faithfulness_voice_control(model, ckpt, waves: torch.Tensor, mels: torch.Ten
     # the same order question on the means (the issue's wording): rank of mean weight vs rank of mean drop
     out["weight_effect_spearman_of_means"] = spearman(w_all.mean(0).numpy(), drops.mean(0).numpy())
 
-    # weights when a modality is replaced by noise: the kind training also used, then kinds it never saw
+
+def _noised_weights(out: dict, model, ckpt, tok: dict[str, Tokens], tri: dict, index: torch.Tensor,
+                    w_all: torch.Tensor, waves: torch.Tensor, pixels: torch.Tensor) -> None:
+    """Weights when a modality is replaced by noise: the kind training also used, then kinds it never saw."""
+    cfg = ckpt.config
     g = torch.Generator().manual_seed(NOISE_SEED)
     n_noise = 64
     trained_noise = {
         "audio": log_mel(torch.randn(n_noise, waves.shape[1], generator=g) * 0.1, cfg.audio),
         "image": normalise_pixels(torch.rand(n_noise, *pixels.shape[1:], generator=g) * 255),
-        "text": _random_text(ids[keep], len(ckpt.vocab), g),
+        "text": _random_text(tri["ids"], len(ckpt.vocab), g),
     }
     unseen_noise = {
         "audio": log_mel(_pink_noise(n_noise, waves.shape[1], g), cfg.audio),
         "image": normalise_pixels(_colour_blobs(n_noise, pixels.shape[-1], g)),
-        "text": torch.where(ids[keep] != 0, ckpt.vocab.index(UNK), 0),  # a text of words it cannot read
+        "text": torch.where(tri["ids"] != 0, ckpt.vocab.index(UNK), 0),  # a text of words it cannot read
     }
     for key, noise_in in (("noised_weight_drop", trained_noise), ("noised_weight_drop_unseen_noise", unseen_noise)):
-        rel = _weight_drop_under_noise(model, tok, rows_tri, index, w_all, noise_in)
+        rel = _weight_drop_under_noise(model, tok, tri["rows"], index, w_all, noise_in)
         drops_rel = [v["relative_drop"] for v in rel.values() if v["relative_drop"] is not None]
         out[key] = round(float(np.mean(drops_rel)), 4) if drops_rel else None
         out[f"{key}_by_modality"] = rel
-
-    if curves:
-        sel = torch.linspace(0, len(tri) - 1, min(CURVE_SAMPLES, len(tri))).round().long()
-        out["robustness"] = robustness_curves(model, ckpt, tok, waves, shown, [texts[k] for k in sel.tolist()],
-                                              {m: r[sel] for m, r in rows_tri.items()}, truth_tri[sel], index)
-    return out
 
 
 def _weight_drop_under_noise(model, tok: dict[str, Tokens], rows: dict[str, torch.Tensor], index: torch.Tensor,
@@ -221,48 +241,3 @@ def _random_text(ids: torch.Tensor, vocab_size: int, g: torch.Generator) -> torc
     """Same lengths as ``ids`` (N, L), every real token replaced by a random word (ids >= 2)."""
     rand = torch.randint(2, vocab_size, ids.shape, generator=g)
     return torch.where(ids != 0, rand, torch.zeros_like(ids))
-
-
-def robustness_curves(model, ckpt, tok, waves, shown, texts, rows, truth, index) -> dict:
-    """Action accuracy against corruption level per modality (see the module docstring).
-
-    Args:
-        tok: clean Tokens per modality; rows: modality -> row of each sample in tok (text: into tok["text"]);
-        texts: the typed command of each sample; waves / shown: every clip's window / photo's crop.
-    """
-    cfg = ckpt.config
-    clip_ids, clip_rows = rows["audio"].unique(return_inverse=True)  # encode each needed clip once
-    photo_ids, photo_rows = rows["image"].unique(return_inverse=True)
-
-    def acc(modality: str, new_tokens: Tokens, new_rows: torch.Tensor, subset) -> float:
-        p, _, _ = fuse(model, {**tok, modality: new_tokens}, {**rows, modality: new_rows}, index, subset)
-        return _accuracy(p, truth)
-
-    curves: dict = {"levels": list(LEVELS), "n": len(truth)}
-    clean_ai = acc("audio", tok["audio"], rows["audio"], ("audio", "image"))
-    audio, blur, occl, typos = [clean_ai], [clean_ai], [clean_ai], [acc("text", tok["text"], rows["text"], MODALITIES)]
-    for lv in LEVELS[1:]:
-        g = torch.Generator().manual_seed(NOISE_SEED)
-        noisy = add_noise(waves[clip_ids], torch.full((len(clip_ids),), snr_for_level(lv)), g)  # (n, samples)
-        audio.append(acc("audio", encode(model, "audio", log_mel(noisy, cfg.audio)), clip_rows, ("audio", "image")))
-        for curve, fn in ((blur, lambda im, c, lv=lv: blur_image(im, lv)),
-                          (occl, lambda im, c, lv=lv: occlude_image(im, lv, seed=c))):
-            imgs = torch.stack([torch.from_numpy(fn(shown[c].numpy(), int(c))) for c in photo_ids])
-            px = normalise_pixels(imgs.permute(0, 3, 1, 2).float())  # (n, 3, S, S)
-            curve.append(acc("image", encode(model, "image", px), photo_rows, ("audio", "image")))
-        enc = []
-        for k, t in enumerate(texts):
-            try:
-                enc.append(encode_text(typo_text(t, lv, seed=k), ckpt.vocab, cfg.text))
-            except InputError:
-                enc.append(None)  # no word left that the model knows: the text says nothing
-        text_tok = encode(model, "text", _pad_ids(enc))
-        gone = torch.tensor([e is None for e in enc])
-        text_tok = text_tok.keep_rows(~gone)
-        typos.append(acc("text", text_tok, torch.arange(len(texts)), MODALITIES))
-    curves["audio_noise"] = {"accuracy": audio, "inputs": "audio+image",
-                             "snr_db": [None if lv == 0 else 40.0 - 50.0 * lv for lv in LEVELS]}
-    curves["image_blur"] = {"accuracy": blur, "inputs": "audio+image"}
-    curves["image_occlusion"] = {"accuracy": occl, "inputs": "audio+image"}
-    curves["text_typos"] = {"accuracy": typos, "inputs": "audio+image+text"}
-    return curves

@@ -21,13 +21,15 @@ checksum. Then:
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mbm.config import ImageConfig
+from mbm.config import ImageConfig, ModelConfig, TrainConfig
 from mbm.data import augment
 from mbm.data.faces import list_face_photos
 from mbm.data.readers import IMAGE_SUFFIXES, _hash
@@ -36,11 +38,13 @@ from mbm.features.efficientnet import SHA256
 from mbm.features.image_encoder import BackboneOutputs, PretrainedImageEncoder, top_outputs
 from mbm.features.imagenet_devices import zero_shot
 from mbm.features.presence import balanced_weights, fit_presence
+from mbm.model import MultimodalModel
+from mbm.paths import CACHE
 from mbm.preprocess import InputError, normalise_pixels, prepare_image, read_image
 from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler
 
 # The top's fine-tuning: picked from five runs scored on the held-out photos, so its held-out numbers
-# are optimistic (docs/real_photos.md)
+# are optimistic (docs/history.md, "Round 2 (stop 22)")
 TOP_STEPS = 600
 TOP_LR = 1e-3
 TOP_BATCH = 128
@@ -233,3 +237,27 @@ def prepare_pretrained_images(encoder: PretrainedImageEncoder, pool: PhotoPool, 
     # what replaces a photo when the sampler puts noise in its place: the synthetic images and everyday things
     noise_maps = encoder.score_map(BackboneOutputs({k: v[len(faces):] for k, v in neg.items()})).half()
     return maps, noise_maps, measured
+
+
+def pretrained_image_side(model: MultimodalModel, cfg: ModelConfig, vocab: dict, audio_pool, photo_pool,
+                           train_photos: list, data_dir: Path, train: TrainConfig, rank: int):
+    """A pretrained image backbone: the frozen trunk's outputs on a few views of each photo are cached, the top
+    fine-tuned and the presence head fitted on them (then fixed), and the fusion trained on score maps: the
+    sampler of those maps, and what the fit measured."""
+    maps, noise_maps, image_fit = prepare_pretrained_images(
+        model.encoders["image"], photo_pool, [p.path.name for p in train_photos], data_dir, cfg.image,
+        train.image_views, train.seed, CACHE)
+    for module in (model.encoders["image"].top, model.encoders["image"].presence):
+        module.requires_grad_(False)
+    if dist.is_initialized():  # every rank fits the top itself (same seed, same photos): they must agree
+        fitted = [*model.encoders["image"].top.parameters(), *model.encoders["image"].presence.parameters()]
+        mine = torch.stack([p.double().sum() for p in fitted])
+        first = mine.clone()
+        dist.broadcast(first, src=0)
+        if not torch.allclose(mine, first, rtol=1e-6, atol=1e-9):
+            raise RuntimeError(f"rank {rank} fitted another EfficientNet top than rank 0: its cached score "
+                               "maps would not match the weights the checkpoint keeps")
+    sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
+                              cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
+    print(f"image heads: {image_fit}")
+    return sampler, image_fit

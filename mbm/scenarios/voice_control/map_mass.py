@@ -21,7 +21,7 @@ share of the drawn map's mass inside the rectangle is taken (:func:`mbm.scenario
   ``image_map_mass_examples_in_photo``: on the four "up" examples' own crops, the share on the device
   drawn by hand (:data:`EXAMPLE_BOXES`), against the boxes' area share.
 
-    python docs/real_photos_scripts/map_mass.py --data ../shared/data --split heldout
+    PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data ../shared/data --split heldout
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Masking a unit: image region -> the flat mean colour of that region's own pixels
 its average colour stays, nothing of the neighbouring regions comes in); audio span -> the clip's
 quietest level (silence in the min-max normalised log-mel); word -> ``<unk>``.
 
-Why these image units and this mask (docs/explanations.md "Where the image map falls"):
+Why these image units and this mask (docs/history.md "Where the image map falls: the fix"):
 the map used to rank 4 x 4 regions of 48 px, each masked by a blur of the whole photo copied into
 the region. A 48 px region is as coarse as a third of a device that fills half the photo, so even
 a perfect map put much of its mass on the background, and the blur copied the device's colours
@@ -23,7 +23,7 @@ edge), so masking background next to the device changed the device's outline: it
 but it was the device's. On validation canvases (device photos shrunk onto a background) the drawn
 map's mass on the device went 0.52 -> 0.62 and the image deletion ratio 3.4 -> 3.9 with the
 change (a blur from the region's own pixels alone: 0.60 and 3.2). An older choice, one flat patch of
-the whole photo's mean colour, cost more under random masks than a blur (docs/real_photos.md); a
+the whole photo's mean colour, cost more under random masks than a blur (docs/history.md, "Round 3 (stop 23)"); a
 region's own mean keeps each region's colour.
 
 The deletion check (Captum-style): mask the 20 % of units a map ranks highest and, separately, a

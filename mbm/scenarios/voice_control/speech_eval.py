@@ -38,7 +38,8 @@ from mbm.data.readers import SpeechClip, list_more_speech_clips, list_speech_cli
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import InputError, fit_window, log_mel, loudest_window_start, read_audio
 from mbm.safe_media import mono_at
-from mbm.scenarios.voice_control.evaluate import accuracy_by_group, run_model
+from mbm.scenarios.voice_control.eval_inputs import run_model
+from mbm.scenarios.voice_control.evaluate import accuracy_by_group
 from mbm.scenarios.voice_control.spec import WORDS
 
 SNRS_DB = (20, 10, 5)

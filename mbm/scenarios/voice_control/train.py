@@ -22,20 +22,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, save_checkpoint
-from mbm.config import FusionConfig, TrainConfig
+from mbm.config import FusionConfig, ModelConfig, TrainConfig
 from mbm.data import tts
 from mbm.data.readers import list_device_photos, list_speech_clips, split_photos, split_speech, tts_clips
 from mbm.model import MultimodalModel
 from mbm.paths import CACHE, CHECKPOINTS
 from mbm.preprocess import build_vocab
 from mbm.scenarios.voice_control.data import (
-    KEPT_APART_SOURCES,
     VoiceControlSampler,
     kept_apart,
     load_audio_pool,
@@ -43,20 +41,15 @@ from mbm.scenarios.voice_control.data import (
 )
 from mbm.scenarios.voice_control.evaluate import evaluate_voice_control
 from mbm.scenarios.voice_control.model import build_model, model_config
-from mbm.scenarios.voice_control.removal_loss import removal_effect_loss
-from mbm.scenarios.voice_control.spec import (
-    ACTIONS,
-    DEVICES,
-    WORDS,
-    action_index_matrix,
-    action_probs,
-    training_vocabulary,
-)
+from mbm.scenarios.voice_control.spec import WORDS, training_vocabulary
+from mbm.scenarios.voice_control.trained_checkpoint import finish_training, trained_checkpoint
+from mbm.scenarios.voice_control.training_loss import VoiceControlLoss
 
 WARMUP_CYCLE = ("image", "audio", "image", "audio", "image", "text")  # modality of each warm-up batch, in turn
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -70,28 +63,12 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     """
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     seed_everything(train.seed + 1000 * rank)
-    clips = list_speech_clips(data_dir)
-    photos = list_device_photos(data_dir)
-    if not clips or not photos:
-        raise SystemExit(f"{data_dir} holds no speech clips or device photos (expected speech_commands/, fsdd/, "
-                         "devices/)")
-    train_clips, held_clips = split_speech(clips)
-    train_photos, held_photos = split_photos(photos)
-    if train.image_backbone != "cnn":  # the pretrained image side never sees the kept-apart sources
-        train_photos = kept_apart(train_photos)[0]
-    # Exactly the planned clips (the cache may hold others from earlier plans).
-    tts_seed = train.seed if train.tts_seed is None else train.tts_seed
-    if rank != 0:
-        dist.barrier()  # rank 0 renders the synthetic speech first; the others then find it on disk
-    synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=tts_seed,
-                                       progress=tqdm if rank == 0 else None))
-    if rank == 0 and world > 1:
-        dist.barrier()
+    train_clips, held_clips, train_photos, held_photos = _split_data(data_dir, train)
+    synthetic = _synthetic_speech(tts_dir, train, rank, world)
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
 
-    vocab = build_vocab(training_vocabulary())
-    cfg = model_config(len(vocab), fusion_cfg, train.image_backbone, train.image_size)
+    cfg, vocab = _model_config(train, fusion_cfg)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
     # Each rank samples its own batches: the generated data's equivalent of a DistributedSampler shard.
@@ -102,46 +79,86 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     model = build_model(cfg).to(memory_format=torch.channels_last)
     # bf16: the encoders' convolutions and GRUs run ~1.8x faster on a CPU with AVX512-BF16; the rest stays float32.
     model.encoder_autocast = torch.bfloat16 if train.precision == "bf16" else None
-    if train.init_from:  # warm start: every weight of the same name and shape (e.g. audio, text, fusion, heads)
-        from mbm.checkpoint import load_checkpoint
-
-        own = model.state_dict()
-        start = {k: v for k, v in load_checkpoint(train.init_from, "voice_control").state_dict.items()
-                 if k in own and own[k].shape == v.shape}
-        model.load_state_dict(start, strict=False)
-        print(f"warm start from {train.init_from}: {len(start)} of {len(own)} tensors")
+    if train.init_from:
+        _warm_start(model, train.init_from)
     image_fit = None
     if cfg.encoder.image_backbone != "cnn":
-        # Pretrained backbone: the frozen trunk's outputs on a few views of each photo are
-        # cached, the top fine-tuned and the presence head fitted on them, then the fusion trained on
-        # score maps with the top fixed.
-        from mbm.scenarios.voice_control.image_cache import ScoreMapSampler, prepare_pretrained_images
+        from mbm.scenarios.voice_control.image_cache import pretrained_image_side
 
-        maps, noise_maps, image_fit = prepare_pretrained_images(
-            model.encoders["image"], photo_pool, [p.path.name for p in train_photos], data_dir, cfg.image,
-            train.image_views, train.seed, CACHE)
-        for module in (model.encoders["image"].top, model.encoders["image"].presence):
-            module.requires_grad_(False)
-        if dist.is_initialized():  # every rank fits the top itself (same seed, same photos): they must agree
-            fitted = [*model.encoders["image"].top.parameters(), *model.encoders["image"].presence.parameters()]
-            mine = torch.stack([p.double().sum() for p in fitted])
-            first = mine.clone()
-            dist.broadcast(first, src=0)
-            if not torch.allclose(mine, first, rtol=1e-6, atol=1e-9):
-                raise RuntimeError(f"rank {rank} fitted another EfficientNet top than rank 0: its cached score "
-                                   "maps would not match the weights the checkpoint keeps")
-        sampler = ScoreMapSampler(maps, noise_maps, audio_pool, photo_pool, vocab, cfg.audio, cfg.image,
-                                  cfg.text.max_tokens, replace(train, seed=train.seed + 1000 * rank))
-        print(f"image heads: {image_fit}")
-    teacher = None
-    if train.word_distill:  # stage 1's word answer to speech alone, kept while the fusion relearns the photos
-        from mbm.checkpoint import load_checkpoint
+        sampler, image_fit = pretrained_image_side(model, cfg, vocab, audio_pool, photo_pool, train_photos, data_dir,
+                                                   train, rank)
+    teacher = _teacher(model, train) if train.word_distill else None
+    _optimise(model, VoiceControlLoss(model, train, teacher), sampler, train, rank)
+    finish_training(model, cfg, train)
+    ckpt = trained_checkpoint(model, cfg, vocab, image_fit)
+    model.eval()
+    if rank == 0:  # one writer: the ranks hold the same weights (DDP)
+        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
+                        "train_config": asdict(train), "data": str(data_dir), "world_size": world}
+        save_checkpoint(ckpt, out)
+    return ckpt
 
-        if not train.init_from:
-            raise ValueError("word_distill needs init_from: the teacher is the checkpoint training starts from")
-        teacher = load_checkpoint(train.init_from, "voice_control").build_model().eval().requires_grad_(False)
-        teacher.encoder_autocast = model.encoder_autocast
-    step_loss: nn.Module = VoiceControlLoss(model, train, teacher)
+
+def _split_data(data_dir: Path, train: TrainConfig) -> tuple[list, list, list, list]:
+    """The real speech clips and device photos, split into training and held-out (speakers and photos apart)."""
+    clips = list_speech_clips(data_dir)
+    photos = list_device_photos(data_dir)
+    if not clips or not photos:
+        raise SystemExit(f"{data_dir} holds no speech clips or device photos (expected speech_commands/, fsdd/, "
+                         "devices/)")
+    train_clips, held_clips = split_speech(clips)
+    train_photos, held_photos = split_photos(photos)
+    if train.image_backbone != "cnn":  # the pretrained image side never sees the kept-apart sources
+        train_photos = kept_apart(train_photos)[0]
+    return train_clips, held_clips, train_photos, held_photos
+
+
+def _synthetic_speech(tts_dir: Path, train: TrainConfig, rank: int, world: int) -> list:
+    """The text-to-speech clips of the command words: rendered by rank 0 (when missing), then read by all.
+    Exactly the planned clips (the cache may hold others from earlier plans)."""
+    tts_seed = train.seed if train.tts_seed is None else train.tts_seed
+    if rank != 0:
+        dist.barrier()  # rank 0 renders the synthetic speech first; the others then find it on disk
+    synthetic = tts_clips(tts.generate(list(WORDS), tts_dir, per_word=train.tts_per_word, seed=tts_seed,
+                                       progress=tqdm if rank == 0 else None))
+    if rank == 0 and world > 1:
+        dist.barrier()
+    return synthetic
+
+
+def _model_config(train: TrainConfig, fusion_cfg: FusionConfig) -> tuple[ModelConfig, dict]:
+    """The model's configuration (two heads: device and word) and the text vocabulary."""
+    vocab = build_vocab(training_vocabulary())
+    return model_config(len(vocab), fusion_cfg, train.image_backbone, train.image_size), vocab
+
+
+def _warm_start(model: MultimodalModel, init_from: str) -> None:
+    """Start from every weight of ``init_from``'s checkpoint of the same name and shape (e.g. audio, text,
+    fusion, heads)."""
+    from mbm.checkpoint import load_checkpoint
+
+    own = model.state_dict()
+    start = {k: v for k, v in load_checkpoint(init_from, "voice_control").state_dict.items()
+             if k in own and own[k].shape == v.shape}
+    model.load_state_dict(start, strict=False)
+    print(f"warm start from {init_from}: {len(start)} of {len(own)} tensors")
+
+
+def _teacher(model: MultimodalModel, train: TrainConfig) -> MultimodalModel:
+    """Stage 1's model (the checkpoint training starts from), frozen: its word answer to speech alone is kept
+    while the fusion relearns the photos."""
+    from mbm.checkpoint import load_checkpoint
+
+    if not train.init_from:
+        raise ValueError("word_distill needs init_from: the teacher is the checkpoint training starts from")
+    teacher = load_checkpoint(train.init_from, "voice_control").build_model().eval().requires_grad_(False)
+    teacher.encoder_autocast = model.encoder_autocast
+    return teacher
+
+
+def _optimise(model: MultimodalModel, step_loss: nn.Module, sampler, train: TrainConfig, rank: int) -> None:
+    """The training loop: AdamW with a one-cycle schedule; warm-up batches of one input each, then fused batches
+    (modality dropout, noise). Under torchrun the gradients are averaged over the ranks by DDP."""
     if dist.is_initialized():  # torchrun: gradients averaged over the ranks by DDP; buffers follow rank 0
         step_loss = DistributedDataParallel(step_loss, find_unused_parameters=True)  # warm-up uses one encoder
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
@@ -166,94 +183,6 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
         sched.step()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", dev=f"{loss_device.item():.2f}", word=f"{loss_word.item():.2f}")
-
-    model.encoder_autocast = None  # evaluated, saved and served in float32
-    if dist.is_initialized():
-        # DDP hands rank 0's buffers (BatchNorm statistics) to every rank before each forward; the
-        # last step's update is still per rank, so hand them over once more.
-        for buffer in model.buffers():
-            dist.broadcast(buffer, src=0)
-    if train.reattend_after_training:
-        # Trained on the cheap evidence; evaluated and served with the exact one (attention re-run
-        # without each input). The weights are the same; only how the gate's evidence is measured changes.
-        cfg.fusion.evidence_reattend = True
-        model.fusion.reattend = True
-    if train.evidence_gain_after_training:
-        # The gate was trained alone; the checkpoint adds gain x the whole answer's measured loss
-        # without each input to its scores (mbm.fusion, FusionConfig.evidence_gain).
-        cfg.fusion.evidence_gain = model.fusion.evidence_gain = train.evidence_gain_after_training
-
-    ckpt = Checkpoint(scenario="voice_control", config=cfg, labels={"device": list(DEVICES), "word": list(WORDS)},
-                      vocab=vocab, extra={"actions": list(ACTIONS), "action_index": action_index_matrix()},
-                      state_dict=model.state_dict())
-    if image_fit is not None:
-        from mbm.features.efficientnet import BACKBONE, REQUIREMENT, RESOURCE, SHA256
-
-        ckpt.extra["image_backbone"] = {
-            "name": BACKBONE, "weights": f"{REQUIREMENT} {'/'.join(RESOURCE)}",
-            "sha256": SHA256, "frozen": "stem .. stage 5 (from the package)",
-            "fine_tuned": "stage 6, conv_head + BatchNorm, classifier (in this checkpoint)",
-            "preprocessing": f"RGB, shorter side {cfg.image.size}, centre crop, min-max "
-            "to [-0.5, 0.5], then (x * 255 + 0.5) / 128 into EfficientNet-Lite0 ((RGB - 127) / 128)", "fit": image_fit,
-            "kept_apart_sources": list(KEPT_APART_SOURCES)}
-    model.eval()
-    if rank == 0:  # one writer: the ranks hold the same weights (DDP)
-        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
-                        "train_config": asdict(train), "data": str(data_dir), "world_size": world}
-        save_checkpoint(ckpt, out)
-    return ckpt
-
-
-class VoiceControlLoss(nn.Module):
-    """One training batch -> (loss, device loss, word loss); a module so that DDP can wrap it."""
-
-    def __init__(self, model: MultimodalModel, train: TrainConfig, teacher: MultimodalModel | None = None):
-        super().__init__()
-        self.model, self.train_cfg, self.teacher = model, train, teacher
-        self.register_buffer("action_index", torch.tensor(action_index_matrix()), persistent=False)
-
-    def word_distillation(self, audio: torch.Tensor, word_logits: torch.Tensor | None = None) -> torch.Tensor:
-        """KL(teacher || model) of the word answer to speech alone, (B, mels, F) clips; 0 without a teacher."""
-        if self.teacher is None or not len(audio):
-            return torch.zeros(())
-        with torch.no_grad():
-            target = self.teacher({"audio": audio}).logits["word"].log_softmax(-1)
-        if word_logits is None:
-            word_logits = self.model({"audio": audio}).logits["word"]
-        kl = F.kl_div(word_logits.log_softmax(-1), target, log_target=True, reduction="batchmean")
-        return self.train_cfg.word_distill * kl
-
-    def forward(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                modality: str | None = None, present: dict[str, torch.Tensor] | None = None):
-        model = self.model
-        if modality is not None:  # warm-up: one input, the heads it carries
-            output = model(inputs)
-            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
-            losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
-            loss = sum(losses.values())
-            if modality == "audio":
-                loss = loss + self.word_distillation(inputs["audio"], output.logits["word"])
-            return loss, losses.get("device", loss), losses.get("word", loss)
-        tokens = model.encode(inputs, present)
-        fusion = model.fuse(tokens)
-        logits = model.forward_head(fusion.fused)
-        loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
-        loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
-        truth = self.action_index[targets["device"], targets["word"]]  # (B,) action ids
-
-        def true_action_prob(head_logits: dict[str, torch.Tensor]) -> torch.Tensor:
-            p = action_probs(head_logits["device"].softmax(-1), head_logits["word"].softmax(-1), self.action_index)
-            return p.gather(1, truth[:, None])[:, 0]
-
-        loss = loss_device + loss_word + 0.5 * -true_action_prob(logits).clamp_min(1e-8).log().mean()
-        if "audio" in inputs:  # the same clips alone, as the word answer to speech alone is measured
-            heard = present["audio"].bool() if present is not None and "audio" in present else slice(None)
-            loss = loss + self.word_distillation(inputs["audio"][heard])
-        if self.train_cfg.effect_weight > 0:
-            # The modality weights should follow the measured effect of removing each input.
-            loss = loss + self.train_cfg.effect_weight * removal_effect_loss(
-                model, tokens, fusion.modality_weights, true_action_prob, temperature=self.train_cfg.effect_temperature)
-        return loss, loss_device, loss_word
 
 
 RECIPE = Path(__file__).resolve().parent / "recipe.json"  # the shipped checkpoint's recipe

@@ -15,12 +15,8 @@ import torch
 
 from mbm.checkpoint import load_checkpoint
 from mbm.scenarios.voice_control.cached_runs import encode
-from mbm.scenarios.voice_control.evaluate import (
-    encode_clip_windows,
-    encode_photo_crops,
-    pair_clips_with_devices,
-    voice_control_data,
-)
+from mbm.scenarios.voice_control.eval_inputs import encode_clip_windows, encode_photo_crops, pair_clips_with_devices
+from mbm.scenarios.voice_control.evaluate import voice_control_data
 from mbm.scenarios.voice_control.faithfulness import faithfulness_voice_control
 
 torch.set_num_threads(2)

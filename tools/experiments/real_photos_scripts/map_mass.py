@@ -26,12 +26,8 @@ import torch
 
 from mbm.paths import VOICE_CONTROL_ASSETS, VOICE_CONTROL_CHECKPOINT
 from mbm.scenarios.voice_control import maps
-from mbm.scenarios.voice_control.evaluate import (
-    encode_clip_windows,
-    encode_photo_crops,
-    pair_clips_with_devices,
-    voice_control_data,
-)
+from mbm.scenarios.voice_control.eval_inputs import encode_clip_windows, encode_photo_crops, pair_clips_with_devices
+from mbm.scenarios.voice_control.evaluate import voice_control_data
 from mbm.scenarios.voice_control.map_mass import map_mass_metrics
 from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
 

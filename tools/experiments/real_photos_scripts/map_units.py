@@ -19,12 +19,8 @@ import torch.nn.functional as F
 
 from mbm.checkpoint import load_checkpoint
 from mbm.scenarios.voice_control import maps
-from mbm.scenarios.voice_control.evaluate import (
-    encode_clip_windows,
-    encode_photo_crops,
-    pair_clips_with_devices,
-    voice_control_data,
-)
+from mbm.scenarios.voice_control.eval_inputs import encode_clip_windows, encode_photo_crops, pair_clips_with_devices
+from mbm.scenarios.voice_control.evaluate import voice_control_data
 from mbm.scenarios.voice_control.spec import action_probs
 
 torch.set_num_threads(2)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 
 from tools.bench import tree_memory_mb
-from tools.loadtest_hostile import index_bomb
+from tools.loadtest_attacks import index_bomb
 from tools.loadtest_tools import Server, _du_bytes
 
 PHOTOS = sorted((ROOT / "assets" / "retrieval" / "collection").glob("*.jpg"))

@@ -18,7 +18,7 @@ import torch
 
 from mbm.scenarios.retrieval.data import device_photos, held_out, photo_features_cached
 from mbm.scenarios.retrieval.encoders import text_features
-from mbm.scenarios.retrieval.evaluate import mean_ap
+from mbm.scenarios.retrieval.metrics import mean_ap
 from mbm.scenarios.retrieval.model import load_space, text_input
 from mbm.scenarios.retrieval.spec import CLASSES, EVAL_PARAPHRASES, VALIDATION_PARAPHRASES
 

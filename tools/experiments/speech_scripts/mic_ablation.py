@@ -27,7 +27,7 @@ from mbm.data.augment import MIC_EFFECTS, augment_audio, mic_effects
 from mbm.data.readers import list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import log_mel
-from mbm.scenarios.voice_control.evaluate import run_model
+from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import WORDS
 from mbm.scenarios.voice_control.speech_eval import read_windows, through_8khz, with_babble
 

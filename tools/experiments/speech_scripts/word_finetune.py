@@ -26,7 +26,7 @@ from mbm.data.augment import augment_audio
 from mbm.data.readers import list_speech_clips, split_speech
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import log_mel
-from mbm.scenarios.voice_control.evaluate import run_model
+from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import WORDS
 from mbm.scenarios.voice_control.speech_eval import more_clips, read_windows, with_babble
 

@@ -30,7 +30,7 @@ from mbm.model import MultimodalModel
 from mbm.paths import CACHE
 from mbm.preprocess import build_vocab, log_mel
 from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler, load_audio_pool
-from mbm.scenarios.voice_control.evaluate import run_model
+from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, training_vocabulary
 from mbm.scenarios.voice_control.speech_eval import read_windows, through_8khz, with_babble
 from mbm.scenarios.voice_control.train import load_recipe
