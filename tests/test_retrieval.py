@@ -449,8 +449,8 @@ def test_an_older_layout_checkpoint_converts_tensor_for_tensor(tmp_path):
 
     from mbm.checkpoint import load_checkpoint
     from mbm.paths import RETRIEVAL_CHECKPOINT
-    from mbm.scenarios.retrieval.convert import convert
     from mbm.scenarios.retrieval.model import build_heads, load_space
+    from tools.convert_retrieval_checkpoint import convert
 
     payload = torch.load(RETRIEVAL_CHECKPOINT, map_location="cpu", weights_only=True)
     flat = {**payload["extra"], "heads": payload["state_dict"], "trained_on": payload["metrics"]["trained_on"]}

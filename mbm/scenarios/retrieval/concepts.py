@@ -189,7 +189,7 @@ def text_match_scores(minilm: np.ndarray, vectors: np.ndarray, mask: np.ndarray,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mbm.scenarios.retrieval.concepts",
                                  description="Add the open-vocabulary section to a trained retrieval checkpoint "
-                                             "(of the older layout: first python -m mbm.scenarios.retrieval.convert).")
+                                             "(of the older layout: first python -m tools.convert_retrieval_checkpoint).")
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="constants (else the defaults)")
     args = ap.parse_args(argv)

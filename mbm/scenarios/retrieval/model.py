@@ -220,7 +220,7 @@ class Space:
             raise ValueError(f"not a retrieval checkpoint of this version (format {FORMAT}); retrain it with "
                              "python -m mbm.train --scenario retrieval (or add the open vocabulary to a "
                              "mbm-retrieval-4 one: python -m mbm.scenarios.retrieval.concepts CHECKPOINT, "
-                             "after python -m mbm.scenarios.retrieval.convert CHECKPOINT)")
+                             "after python -m tools.convert_retrieval_checkpoint CHECKPOINT)")
         heads = Heads()
         heads.load_state_dict(state["heads"])
         heads.eval()

@@ -3,5 +3,5 @@
 One module per part: ``spec`` (devices, words, the action table, typed commands), ``data`` (training
 batches), ``predictor``, ``train`` (with ``recipe.json``, the shipped recipe), ``evaluate``,
 ``removal_loss`` and ``faithfulness`` (weights that follow measured effects), ``robustness`` (live
-corruptions), ``make_assets`` (the demo examples).
+corruptions). The demo examples are chosen by ``python -m tools.make_voice_control_assets``.
 """

@@ -1,4 +1,4 @@
-"""Build the shipped demo collection: ``python -m mbm.scenarios.retrieval.make_demo [--data ../shared/data]``.
+"""Build the shipped demo collection: ``python -m tools.make_search_demo [--data ../shared/data]``.
 
 Held-out photos only (``mbm.scenarios.retrieval.data.held_out``), and only from sources that may be shipped
 (``cal_ tin_ off_ cur_ dd_``): five per class, first in sorted order; a few get typed captions, two
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     (RETRIEVAL_ASSETS / "CREDITS.md").write_text(
         "# Credits for the retrieval demo collection\n\n"
         "Held-out photos (never used to train `checkpoints/retrieval.pt`), chosen by "
-        "`python -m mbm.scenarios.retrieval.make_demo`: the first five per class in sorted order among the sources "
+        "`python -m tools.make_search_demo`: the first five per class in sorted order among the sources "
         "that may be shipped (Caltech-101 first for lamp and fan).\n\n" + "\n".join(credits) + "\n\n"
         "- Device photos by file-name prefix: `tin_` Tiny ImageNet and `off_` Office-Caltech (ImageNet / "
         "Caltech-256 derived, non-commercial research and education), `cal_` Caltech-101 (CC BY 4.0), "

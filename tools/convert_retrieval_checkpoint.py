@@ -4,7 +4,7 @@ The older layout was one flat dict (``{"format": "mbm-retrieval-5", "heads": ...
 the common format (:mod:`mbm.checkpoint`) keeps the heads as the weights, the training notes as the
 metrics and everything else, unchanged, as the extras. Both are read with ``weights_only=True``.
 
-    python -m mbm.scenarios.retrieval.convert OLD.pt [--out NEW.pt]   # default: OLD.pt in place
+    python -m tools.convert_retrieval_checkpoint OLD.pt [--out NEW.pt]   # default: OLD.pt in place
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def convert(old: Path, out: Path) -> Checkpoint:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mbm.scenarios.retrieval.convert OLD [--out NEW]``."""
-    ap = argparse.ArgumentParser(prog="python -m mbm.scenarios.retrieval.convert", description=__doc__.split("\n")[0])
+    """``python -m tools.convert_retrieval_checkpoint OLD [--out NEW]``."""
+    ap = argparse.ArgumentParser(prog="python -m tools.convert_retrieval_checkpoint", description=__doc__.split("\n")[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--out", type=Path, help="where to write (default: over CHECKPOINT)")
     args = ap.parse_args(argv)

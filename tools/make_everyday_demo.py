@@ -1,5 +1,5 @@
 """Build the second demo collection, everyday things:
-``python -m mbm.scenarios.retrieval.make_everyday_demo [--data ../shared/data]``.
+``python -m tools.make_everyday_demo [--data ../shared/data]``.
 
 Caltech-101 photos (CC BY 4.0) of ``collections/everyday``: the first ``PER_CLASS`` of each class folder in
 sorted order (no picking by eye), copied into ``assets/retrieval_everyday/collection/<class>/``; the spoken
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "Workshop on Generative-Model Based Vision; data set by the California Institute of Technology, "
         "licensed **CC BY 4.0**, https://data.caltech.edu/records/mzrjq-6wc02), as copied into "
         "`../shared/data/collections/everyday/`: the first "
-        f"{PER_CLASS} of each class in sorted order, chosen by `python -m mbm.scenarios.retrieval.make_everyday_demo`. "
+        f"{PER_CLASS} of each class in sorted order, chosen by `python -m tools.make_everyday_demo`. "
         "Unchanged copies.\n\n" + "\n".join(credits) + "\n\n"
         f"- `queries/starfish_spoken.wav`: synthetic speech of \"{text}\" (flite voice {voice[1]}; flite's "
         "licence is BSD-like).\n", encoding="utf-8")

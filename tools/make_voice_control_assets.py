@@ -1,6 +1,6 @@
 """Build the demo examples in ``assets/voice_control/`` from a data folder.
 
-    python -m mbm.scenarios.voice_control.make_assets --data ../shared/data
+    python -m tools.make_voice_control_assets --data ../shared/data
 
 Copies a few real recordings of held-out speakers and device photos (credited
 in ``assets/voice_control/CREDITS.md``), makes a noisy copy of one clip and a
@@ -99,7 +99,7 @@ CREDITS = """# Credits for the voice-control examples
 Real recordings from the HELD-OUT speakers of the project's split, and photos the image side never
 trained on: from a source kept out of its training altogether where the device has one whose
 licence lets us show it (`cal_` Caltech-101: fan, lamp; `imn_` Imagenette: music player), else
-from the held-out photos. Chosen by `python -m mbm.scenarios.voice_control.make_assets`: for each
+from the held-out photos. Chosen by `python -m tools.make_voice_control_assets`: for each
 word / device, the clearest recording / the first photo (sorted) that the shipped checkpoint reads
 correctly on its own. They show fusion at work; accuracy is measured by `python -m mbm.evaluate`,
 not by these (per kept-apart source: `device_accuracy_kept_apart_sources_by_source`).

@@ -1,6 +1,6 @@
 """Copy the few portrait demo/test examples from a data folder into assets/portrait/ (credited there).
 
-    python -m mbm.scenarios.portrait.make_assets --data ../shared/data
+    python -m tools.make_portrait_assets --data ../shared/data
 
 The layout mirrors the data folder, so ``assets/portrait`` is itself a tiny evaluation set:
 s1 and subject01 are in the shipped gallery (their photos here were not enrolled);
