@@ -23,15 +23,15 @@ from pathlib import Path
 import torch
 
 from mbm.checkpoint import load_checkpoint
-from mbm.data.augment import MIC_EFFECTS, augment_audio, mic_effects
+from mbm.data.augment import MIC_EFFECTS, mic_effects
 from mbm.data.readers import list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import log_mel
 from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import WORDS
 from mbm.scenarios.voice_control.speech_eval import read_windows, through_8khz, with_babble
+from tools.experiments.speech_scripts.word_finetune import finetune_audio_encoder
 
-BATCH, LR = 64, 1e-3
 CHANCE = 0.3  # each effect's chance when it is on
 CACHE = Path("/tmp/mic_ablation_waves.pt")
 
@@ -78,21 +78,8 @@ def main() -> None:
             torch.manual_seed(seed)
             g = torch.Generator().manual_seed(seed)
             model = ckpt.build_model()
-            audio = model.encoders["audio"]
-            opt = torch.optim.AdamW(audio.parameters(), lr=LR, weight_decay=0.01)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
-            for _ in range(steps):
-                model.eval()
-                audio.train()
-                idx = torch.randint(len(fit_words), (BATCH,), generator=g)
-                waves = mic_effects(augment_audio(fit_waves[idx], g), chances, g, pool=fit_waves)
-                logits = model({"audio": log_mel(waves, cfg)}).logits["word"]
-                loss = torch.nn.functional.cross_entropy(logits, fit_words[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-            model.eval()
+            finetune_audio_encoder(model, fit_waves, fit_words, cfg, steps, g,
+                                   lambda w, c=chances, g=g: mic_effects(w, c, g, pool=fit_waves))
             print(f"seed {seed} {name:12s} {score(model)}  ({time.time() - t0:.0f} s)", flush=True)
 
 

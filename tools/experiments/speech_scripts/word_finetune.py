@@ -56,6 +56,30 @@ def babble_batch(waves: torch.Tensor, pool: torch.Tensor, g: torch.Generator) ->
     return torch.where((torch.rand(b, 1, generator=g) < 0.5), mixed, waves)
 
 
+def finetune_audio_encoder(model, fit_waves: torch.Tensor, fit_words: torch.Tensor, cfg, steps: int,
+                           g: torch.Generator, effect, log_every: int = 0) -> None:
+    """Fine-tune ``model``'s audio encoder alone (the rest stays in eval mode) on the word labels: AdamW with
+    a one-cycle rate, BATCH clips a step, the training augmentation and then ``effect(waves)``."""
+    audio = model.encoders["audio"]
+    opt = torch.optim.AdamW(audio.parameters(), lr=LR, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
+    t0 = time.time()
+    for step in range(steps):
+        model.eval()
+        audio.train()
+        idx = torch.randint(len(fit_words), (BATCH,), generator=g)
+        waves = effect(augment_audio(fit_waves[idx], g))
+        logits = model({"audio": log_mel(waves, cfg)}).logits["word"]
+        loss = torch.nn.functional.cross_entropy(logits, fit_words[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log_every and (step + 1) % log_every == 0:
+            print(f"step {step + 1}: loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
+    model.eval()
+
+
 def main() -> None:
     data = Path(sys.argv[1])
     steps = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 400
@@ -77,24 +101,8 @@ def main() -> None:
           f"in {time.time() - t0:.0f} s", flush=True)
     report("before", model, sets, cfg)
 
-    audio = model.encoders["audio"]
-    opt = torch.optim.AdamW(audio.parameters(), lr=LR, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
-    t0 = time.time()
-    for step in range(steps):
-        model.eval()
-        audio.train()
-        idx = torch.randint(len(fit_words), (BATCH,), generator=g)
-        waves = babble_batch(augment_audio(fit_waves[idx], g), fit_waves, g)
-        logits = model({"audio": log_mel(waves, cfg)}).logits["word"]
-        loss = torch.nn.functional.cross_entropy(logits, fit_words[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % 100 == 0:
-            print(f"step {step + 1}: loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
-    model.eval()
+    finetune_audio_encoder(model, fit_waves, fit_words, cfg, steps, g, lambda w: babble_batch(w, fit_waves, g),
+                           log_every=100)
     report("after", model, sets, cfg)
     if "--heldout" in sys.argv:
         held_sets = {f"held-out {s}": tensors([c for c in held if c.source == s]) for s in sorted({c.source for c in held})}
