@@ -79,7 +79,7 @@ def augment_audio(wave: torch.Tensor, g: torch.Generator, strength: float = 1.0)
     return out * (0.3 + 1.4 * _rand(g, b, 1))
 
 
-# --- microphone and room effects, torchaudio transforms: speech_eval hears babble and 8 kHz through two of them;
+# --- microphone and room effects, torchaudio transforms: speech_eval hears 8 kHz through one of them;
 # the shipped recipe uses none (the ablation that measured each: docs/history.md, "Real voices")
 
 SAMPLE_RATE = 16000
@@ -95,8 +95,9 @@ def _fit_length(x: torch.Tensor, n: int) -> torch.Tensor:
     return F.pad(x, (s, n - m - s))
 
 
-def resample_8k(wave: torch.Tensor, g: torch.Generator, sr: int = SAMPLE_RATE) -> torch.Tensor:
-    """(B, N) through 8 kHz and back (``torchaudio.functional.resample``): an 8 kHz microphone or phone line."""
+def resample_8k(wave: torch.Tensor, g: torch.Generator | None = None, sr: int = SAMPLE_RATE) -> torch.Tensor:
+    """(B, N) through 8 kHz and back (``torchaudio.functional.resample``): an 8 kHz microphone or phone line.
+    Nothing is drawn (``g`` is unused: the effects' common signature)."""
     return AF.resample(AF.resample(wave, sr, 8000), 8000, sr)[:, :wave.shape[1]]
 
 

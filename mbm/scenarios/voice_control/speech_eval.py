@@ -14,8 +14,8 @@ which training leaves out). Prints one JSON object:
 - ``word_confusion_pairs``: the most frequent (said, heard) pairs among the errors;
 - ``word_accuracy_babble_snr``: accuracy with babble (the sum of three other held-out clips, other
   speakers) added to each clip's window at 20, 10 and 5 dB SNR (``torchaudio.functional.add_noise``);
-- ``word_accuracy_resampled_8khz``: accuracy with every window resampled to 8 kHz and back (a proxy for
-  8 kHz microphones on speakers recorded at 16 kHz);
+- ``word_accuracy_resampled_8khz``: accuracy with every window resampled to 8 kHz and back
+  (``mbm.data.augment.resample_8k``: a proxy for 8 kHz microphones on speakers recorded at 16 kHz);
 - ``word_window_miss_share``: the share of clips whose spoken word (``torchaudio.functional.vad`` from
   each end) the model's loudest-second window does not cover to at least ``COVERED``.
 """
@@ -34,6 +34,7 @@ import torchaudio.functional as AF
 from mbm.checkpoint import load_checkpoint
 from mbm.cli import print_result
 from mbm.config import AudioConfig
+from mbm.data.augment import resample_8k
 from mbm.data.readers import SpeechClip, list_more_speech_clips, list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import InputError, fit_window, log_mel, loudest_window_start, read_audio
@@ -102,11 +103,6 @@ def with_babble(waves: torch.Tensor, speakers: list[str], snr_db: float) -> torc
     return AF.add_noise(waves, noise, torch.full((len(waves),), float(snr_db)))
 
 
-def through_8khz(waves: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """(N, samples) windows resampled to 8 kHz and back, as a telephone-band microphone records them."""
-    return AF.resample(AF.resample(waves, sample_rate, 8000), 8000, sample_rate)[:, :waves.shape[1]]
-
-
 def read_windows(clips: list[SpeechClip], cfg: AudioConfig):
     """Clips -> (waves (N, samples) at the model's rate, kept clips, file rates, window-covers-word flags)."""
     waves, kept, rates, covers = [], [], [], []
@@ -149,7 +145,7 @@ def speech_report(ckpt_path: Path, clips: list[SpeechClip]) -> dict:
         "word_confusion_pairs": [{"said": s, "heard": h, "n": n} for (s, h), n in pairs.most_common(TOP_PAIRS)],
         "word_accuracy_babble_snr": {f"{snr} dB": round(float(accuracy(with_babble(waves, speakers, snr))[0].mean()), 4)
                                      for snr in SNRS_DB},
-        "word_accuracy_resampled_8khz": round(float(accuracy(through_8khz(waves, cfg.sample_rate))[0].mean()), 4),
+        "word_accuracy_resampled_8khz": round(float(accuracy(resample_8k(waves, sr=cfg.sample_rate))[0].mean()), 4),
         "word_window_miss_share": round(1 - float(np.mean(covers)), 4),
     }
 
@@ -175,8 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.results:
         from mbm.storage import add_to_results
 
-        command = "python -m mbm.scenarios.voice_control.speech_eval --data ../shared/data --split heldout --json"
-        add_to_results(args.results, {"real_speech": report, "real_speech_command": f"{command} --results {args.results}"})
+        command = (f"python -m mbm.scenarios.voice_control.speech_eval --data {args.data} --split heldout --json "
+                   f"--results {args.results}")
+        add_to_results(args.results, {"real_speech": report, "real_speech_command": command})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from mbm.scenarios.voice_control.eval_inputs import encode_clip_windows, encode_
 from mbm.scenarios.voice_control.evaluate import voice_control_data
 from mbm.scenarios.voice_control.map_mass import map_mass_metrics
 from mbm.scenarios.voice_control.predictor import VoiceControlPredictor
+from mbm.storage import add_to_results
 
 KEYS = ("image_map_mass_on_device", "image_map_mass_chance", "image_map_mass_n", "image_map_mass_rejected",
         "image_map_mass_by_background", "image_map_mass_examples", "image_map_mass_examples_in_photo",
@@ -73,11 +74,9 @@ def main() -> None:
     out["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(out, indent=1))
     if args.results:
-        results = json.loads(args.results.read_text())
-        results.update({k: out[k] for k in KEYS if k in out})
-        results["map_mass_command"] = ("PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data "
-                                       f"{args.data} --split {args.split} --results {args.results}")
-        args.results.write_text(json.dumps(results, indent=1) + "\n")
+        command = ("PYTHONPATH=. python tools/experiments/real_photos_scripts/map_mass.py --data "
+                   f"{args.data} --split {args.split} --results {args.results}")
+        add_to_results(args.results, {k: out[k] for k in KEYS if k in out} | {"map_mass_command": command})
 
 
 if __name__ == "__main__":

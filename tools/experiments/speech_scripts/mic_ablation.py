@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 
 from mbm.checkpoint import load_checkpoint
-from mbm.data.augment import MIC_EFFECTS, mic_effects
+from mbm.data.augment import MIC_EFFECTS, mic_effects, resample_8k
 from mbm.data.readers import list_speech_clips, split_speech, split_validation
 from mbm.paths import VOICE_CONTROL_CHECKPOINT
 from mbm.preprocess import log_mel
 from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import WORDS
-from mbm.scenarios.voice_control.speech_eval import read_windows, through_8khz, with_babble
+from mbm.scenarios.voice_control.speech_eval import read_windows, with_babble
 from tools.experiments.speech_scripts.word_finetune import finetune_audio_encoder
 
 CHANCE = 0.3  # each effect's chance when it is on
@@ -61,7 +61,7 @@ def main() -> None:
     fit_waves, fit_words, _ = sets["fit"]
     val_waves, val_words, val_speakers = sets["val"]
     val_inputs = {"clean": val_waves, "babble 10 dB": with_babble(val_waves, val_speakers, 10),
-                  "8 kHz": through_8khz(val_waves, cfg.sample_rate)}
+                  "8 kHz": resample_8k(val_waves, sr=cfg.sample_rate)}
 
     def score(model) -> str:
         out = []

@@ -32,7 +32,7 @@ from mbm.preprocess import build_vocab, log_mel
 from mbm.scenarios.voice_control.data import PhotoPool, VoiceControlSampler, load_audio_pool
 from mbm.scenarios.voice_control.eval_inputs import run_model
 from mbm.scenarios.voice_control.spec import DEVICES, WORDS, training_vocabulary
-from mbm.scenarios.voice_control.speech_eval import read_windows, through_8khz, with_babble
+from mbm.scenarios.voice_control.speech_eval import read_windows, with_babble
 from mbm.scenarios.voice_control.train import load_recipe
 
 RECIPE = Path("mbm/scenarios/voice_control/recipe_cnn.json")
@@ -63,7 +63,7 @@ def main() -> None:
     val_waves, kept, _, _ = read_windows(val, cfg.audio)
     val_words = torch.tensor([WORDS.index(c.word) for c in kept])
     val_inputs = {"clean": val_waves, "babble 10 dB": with_babble(val_waves, [c.speaker for c in kept], 10),
-                  "8 kHz": through_8khz(val_waves, cfg.audio.sample_rate)}
+                  "8 kHz": augment.resample_8k(val_waves, sr=cfg.audio.sample_rate)}
     photos = PhotoPool(torch.zeros(len(DEVICES), 3, 8, 8, dtype=torch.uint8), torch.arange(len(DEVICES)),
                        ["none"] * len(DEVICES))
     for name in names:
