@@ -40,8 +40,7 @@ NAME_NOISE = frozenset(("img", "image", "dsc", "dscn", "dscf", "pxl", "photo", "
 # temperature, concept_weight, gate_*: chosen on validation material (docs/retrieval.md).
 DEFAULTS = {"temperature": 0.05, "concept_weight": 0.5, "concept_power": 1.0, "concept_gated": 1.0,
             "gate_width": 0.05, "gate_offset": -0.05, "text_weight": 1.0, "text_floor": 0.3,
-            "photo_concept_weight": 0.25, "photo_gate_mass": 0.02, "off_topic_floor": 0.41,
-            "feedback_k": 0, "feedback_weight": 0.0}
+            "photo_concept_weight": 0.25, "photo_gate_mass": 0.02, "off_topic_floor": 0.41}
 
 
 def concept_texts() -> tuple[list[str], np.ndarray]:

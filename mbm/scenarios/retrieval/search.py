@@ -139,11 +139,9 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
 
 def open_terms(space, index, query: Query) -> dict[str, dict[str, np.ndarray]]:
     """Per input, the open-vocabulary parts of its similarity over all items (N,) each, unweighted by the
-    slider: "concept" (ConSE), "caption" and "name" (text matches) and "feedback" (the second pass,
-    ``mbm.scenarios.retrieval.feedback``) for words; "concept" (Bhattacharyya, times 1 - the photo's gate)
-    for a photo. Empty when the index has no open-vocabulary arrays."""
+    slider: "concept" (ConSE), "caption" and "name" (text matches) for words; "concept" (Bhattacharyya,
+    times 1 - the photo's gate) for a photo. Empty when the index has no open-vocabulary arrays."""
     from mbm.scenarios.retrieval.concepts import concept_scores, photo_concept_scores, text_match_scores
-    from mbm.scenarios.retrieval.feedback import feedback_scores
 
     if not index.open_vocabulary():
         return {}
@@ -156,9 +154,6 @@ def open_terms(space, index, query: Query) -> dict[str, dict[str, np.ndarray]]:
                                                                     co.text_floor),
                       "name": co.text_weight * text_match_scores(o["minilm"], index.name_vec, index.name_mask,
                                                                  co.text_floor)}
-            if m != "negative":  # the second pass: the photos these words found first pull up their look-alikes
-                first = index.vectors @ query.vectors[m] + sum(out[m].values())
-                out[m]["feedback"], query.open[m]["feedback_rows"] = feedback_scores(space, index, first)
         else:
             out[m] = {"concept": co.photo_concept_weight * (1 - o["gate"])
                       * photo_concept_scores(o["probs"], index.concept_ids, index.concept_p)}
@@ -190,8 +185,6 @@ def explain(space, index, query: Query, i: int, parts: dict) -> list[str]:
                     ("name", index.name_vec, index.items[i].get("path", ""))):
                 if parts[m][what][i] > 0:
                     why.append(f"{label}: {what} '{short_text(text, 60)}' {float(vec[i] @ o['minilm']):.2f}")
-            if parts[m]["feedback"][i] > 0 and i not in o.get("feedback_rows", ()):
-                why.append(f"{label}: looks like its first matches {parts[m]['feedback'][i]:.2f}")
         else:
             contrib = np.sqrt(np.clip(p, 0, None) * np.clip(o["probs"][ids], 0, None))
             k = int(np.argmax(contrib))
