@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mbm.scenarios.retrieval import text
-from mbm.scenarios.retrieval.text import TextEncoder, TextModelError, model_dir
+from mbm.features import minilm as text
+from mbm.features.minilm import TextEncoder, TextModelError, model_dir
 
 # Token ids and the first four vector values given by the hand-written WordPiece + safetensors reader that
 # this module replaced (and that built the shipped search indexes).

@@ -2,7 +2,7 @@
 
 - photo: EfficientNet-Lite0 (ImageNet, ``mbm.features.efficientnet``) at 224 px: the head's 1280-channel
   grid averaged (1280) and the ImageNet class probabilities (1000).
-- text: all-MiniLM-L6-v2 (``mbm.scenarios.retrieval.text``, 384). A query is searched with its MiniLM
+- text: all-MiniLM-L6-v2 (``mbm.features.minilm``, 384). A query is searched with its MiniLM
   vector alone (through the caption anchors, ``mbm.scenarios.retrieval.model.Space.text_sem``); in
   training the text head also gets a ConSE bridge: the text's similarity to the 1000 ImageNet class
   names (timm's ``ImageNetInfo``, the first synonym of each), softmax-sharpened (Norouzi et al. 2014).
@@ -77,14 +77,14 @@ def photo_features(photos: list[np.ndarray], batch: int = 32) -> tuple[np.ndarra
 @lru_cache(maxsize=1)
 def class_name_vectors() -> np.ndarray:
     """Unit MiniLM vectors (1000, 384) of "a photo of a <ImageNet class name>" (ConSE; the off-topic check)."""
-    from mbm.scenarios.retrieval.text import text_encoder
+    from mbm.features.minilm import text_encoder
 
     return text_encoder().encode([f"a photo of a {n}" for n in imagenet_names()])
 
 
 def text_vectors(texts: list[str]) -> np.ndarray:
     """Texts -> unit MiniLM vectors (N, 384): what a text query or caption is searched with."""
-    from mbm.scenarios.retrieval.text import text_encoder
+    from mbm.features.minilm import text_encoder
 
     return text_encoder().encode(list(texts)) if texts else np.zeros((0, TEXT_DIM), np.float32)
 
@@ -100,7 +100,7 @@ def text_features(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def text_language_note(text: str) -> str | None:
     """A note when a text is mostly outside the English model's reach (another script, unknown words)."""
-    from mbm.scenarios.retrieval.text import text_encoder
+    from mbm.features.minilm import text_encoder
 
     letters = [c for c in text if c.isalpha()]
     if letters and sum(ord(c) > 0x24F for c in letters) / len(letters) > 0.5:
