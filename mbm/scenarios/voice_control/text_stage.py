@@ -18,7 +18,6 @@ import random
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from mbm.checkpoint import Checkpoint, load_checkpoint
@@ -28,6 +27,7 @@ from mbm.features.text_encoder import FIRST_WORD_PIECE, MINILM_VOCAB
 from mbm.scenarios.voice_control.eval_inputs import encode_clips, encode_photos
 from mbm.scenarios.voice_control.model import build_model
 from mbm.scenarios.voice_control.spec import DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command
+from mbm.scenarios.voice_control.training_loss import VoiceControlLoss
 
 ENCODE_BATCH = 128
 
@@ -94,7 +94,8 @@ class TextStageSampler:
 
 def train_text_stage(train: TrainConfig, audio_clips: list, photos: list) -> Checkpoint:
     """The stage-2 checkpoint ``train.init_from`` with its text encoder replaced by MiniLM + a linear map
-    trained ``train.steps`` steps; every other weight unchanged."""
+    trained ``train.steps`` steps with stage 2's loss (``VoiceControlLoss``: both heads, the action, the weights
+    pulled towards each input's measured effect); every other weight unchanged."""
     start = load_checkpoint(train.init_from, "voice_control", build=build_model)
     cfg = start.config
     cfg.encoder = replace(cfg.encoder, text_backbone="minilm")
@@ -105,7 +106,9 @@ def train_text_stage(train: TrainConfig, audio_clips: list, photos: list) -> Che
     assert not unexpected and all(k.startswith("encoders.text.") for k in missing), (missing, unexpected)
     model.eval().requires_grad_(False)
     text = model.encoders["text"]
-    text.requires_grad_(True)
+    trained = [text, model.fusion.modality_gate]  # the text map, and the gate that weighs the inputs
+    for module in trained:
+        module.requires_grad_(True)
     mels, clips = encode_clips(audio_clips, cfg.audio)
     pixels, kept_photos = encode_photos(photos, cfg.image)
     audio = frozen_tokens(model.encoders["audio"], mels)  # (Nc, Ta, D)
@@ -114,20 +117,21 @@ def train_text_stage(train: TrainConfig, audio_clips: list, photos: list) -> Che
     sampler = TextStageSampler(torch.tensor([WORDS.index(c.word) for c in clips]),
                                torch.tensor([c.source != "tts" for c in clips]),
                                torch.tensor([DEVICES.index(p.device) for p in kept_photos]), train, cfg.text.max_tokens)
-    n_trained = sum(w.numel() for w in text.parameters())
-    print(f"text stage: {len(clips)} clips, {len(kept_photos)} photos; training {n_trained} weights of the text map, "
-          f"{len(own) - len(text.state_dict())} tensors frozen")
-    opt = torch.optim.AdamW(text.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    params = [w for module in trained for w in module.parameters()]
+    print(f"text stage: {len(clips)} clips, {len(kept_photos)} photos; training {sum(w.numel() for w in params)} "
+          f"weights (the text map and the gate), {len(own) - len(params)} tensors frozen")
+    opt = torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=train.lr, total_steps=train.steps, pct_start=0.15)
-    text.train()
     bar = tqdm(range(train.steps), desc="text stage")
     warmup_steps = int(train.warmup_share * train.steps)
+    step_loss = VoiceControlLoss(model, train)  # stage 2's loss: both heads, the action, weights vs effects
     for step in bar:  # warm-up: typed text alone; then with the clips and photos, each present or not
         c, p, ids, present, targets = sampler.sample(train.batch_size, text_alone=step < warmup_steps)
+        for module in trained:  # dropout where trained (the removal loss leaves the whole model in eval mode)
+            module.train()
         tokens = {"audio": audio.rows(c).keep_rows(present["audio"]), "image": image.rows(p).keep_rows(present["image"]),
                   "text": text(ids).keep_rows(present["text"])}
-        logits = model.forward_head(model.fuse(tokens).fused)
-        loss = F.cross_entropy(logits["device"], targets["device"]) + F.cross_entropy(logits["word"], targets["word"])
+        loss = step_loss.from_tokens(tokens, targets, "text" if step < warmup_steps else None)[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
