@@ -68,14 +68,6 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     print(f"real clips: {len(train_clips)} train / {len(held_clips)} held out; synthetic: {len(synthetic)}; "
           f"photos: {len(train_photos)} train / {len(held_photos)} held out")
 
-    if train.train_only == "text":  # stage 3: only the typed text's map into the fusion is trained
-        if world > 1:
-            raise SystemExit("the text stage (train_only: text) runs in one process; start it without torchrun")
-        from mbm.scenarios.voice_control.text_stage import train_text_stage
-
-        ckpt = train_text_stage(train, train_clips + synthetic, train_photos)
-        _evaluate_and_save(ckpt, train, held_clips, held_photos, data_dir, out, world)
-        return ckpt
     cfg, vocab = _model_config(train, fusion_cfg)
     audio_pool = load_audio_pool(train_clips + synthetic, cfg.audio)
     photo_pool = load_photo_pool(train_photos, cfg.image)
@@ -101,19 +93,10 @@ def train_voice_control(data_dir: Path, out: Path, tts_dir: Path, train: TrainCo
     ckpt = trained_checkpoint(model, cfg, vocab, image_fit)
     model.eval()
     if rank == 0:  # one writer: the ranks hold the same weights (DDP)
-        _evaluate_and_save(ckpt, train, held_clips, held_photos, data_dir, out, world)
+        ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
+                        "train_config": asdict(train), "data": str(data_dir), "world_size": world}
+        save_checkpoint(ckpt, out)
     return ckpt
-
-
-def _evaluate_and_save(ckpt: Checkpoint, train: TrainConfig, held_clips: list, held_photos: list, data_dir: Path,
-                       out: Path, world: int) -> None:
-    """The file (first without metrics: an evaluation that fails loses no training), then with the held-out
-    metrics."""
-    ckpt.metrics = {"train_config": asdict(train), "data": str(data_dir), "world_size": world}
-    save_checkpoint(ckpt, out)
-    ckpt.metrics = {"heldout": evaluate_voice_control(ckpt, held_clips, held_photos, data_dir=data_dir),
-                    **ckpt.metrics}
-    save_checkpoint(ckpt, out)
 
 
 def _split_data(data_dir: Path, train: TrainConfig) -> tuple[list, list, list, list]:

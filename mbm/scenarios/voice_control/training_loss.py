@@ -4,8 +4,6 @@ measured effect of removing each input."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,28 +36,18 @@ class VoiceControlLoss(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                 modality: str | None = None, present: dict[str, torch.Tensor] | None = None):
         """(loss, device loss, word loss) of a warm-up batch of one ``modality``, or of a fused batch."""
-        tokens = self.model.encode(inputs, present)
-        if modality is None and "audio" in inputs:  # the same clips alone, as the word answer to speech alone is measured
-            heard = present["audio"].bool() if present is not None and "audio" in present else slice(None)
-            return self.from_tokens(tokens, targets, distill=lambda: self.word_distillation(inputs["audio"][heard]))[:3]
-        loss, loss_device, loss_word, word_logits = self.from_tokens(tokens, targets, modality)
-        if modality == "audio":
-            loss = loss + self.word_distillation(inputs["audio"], word_logits)
-        return loss, loss_device, loss_word
-
-    def from_tokens(self, tokens: dict, targets: dict[str, torch.Tensor], modality: str | None = None,
-                    distill: Callable[[], torch.Tensor] | None = None):
-        """The same losses on encoded tokens (stage 3 encodes its clips and photos once); ``distill``: the word
-        distillation term, run where the fused loss runs it (it draws dropout too). (loss, device loss, word
-        loss, word logits)."""
         model = self.model
+        if modality is not None:  # warm-up: one input, the heads it carries
+            output = model(inputs)
+            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
+            losses = {h: F.cross_entropy(output.logits[h], targets[h], label_smoothing=0.05) for h in heads}
+            loss = sum(losses.values())
+            if modality == "audio":
+                loss = loss + self.word_distillation(inputs["audio"], output.logits["word"])
+            return loss, losses.get("device", loss), losses.get("word", loss)
+        tokens = model.encode(inputs, present)
         fusion = model.fuse(tokens)
         logits = model.forward_head(fusion.fused)
-        if modality is not None:  # warm-up: one input, the heads it carries
-            heads = {"image": ("device",), "audio": ("word",), "text": ("device", "word")}[modality]
-            losses = {h: F.cross_entropy(logits[h], targets[h], label_smoothing=0.05) for h in heads}
-            loss = sum(losses.values())
-            return loss, losses.get("device", loss), losses.get("word", loss), logits["word"]
         loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
         loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
         truth = self.action_index[targets["device"], targets["word"]]  # (B,) action ids
@@ -69,10 +57,11 @@ class VoiceControlLoss(nn.Module):
             return p.gather(1, truth[:, None])[:, 0]
 
         loss = loss_device + loss_word + 0.5 * -true_action_prob(logits).clamp_min(1e-8).log().mean()
-        if distill is not None:
-            loss = loss + distill()
+        if "audio" in inputs:  # the same clips alone, as the word answer to speech alone is measured
+            heard = present["audio"].bool() if present is not None and "audio" in present else slice(None)
+            loss = loss + self.word_distillation(inputs["audio"][heard])
         if self.train_cfg.effect_weight > 0:
             # The modality weights should follow the measured effect of removing each input.
             loss = loss + self.train_cfg.effect_weight * removal_effect_loss(
                 model, tokens, fusion.modality_weights, true_action_prob, temperature=self.train_cfg.effect_temperature)
-        return loss, loss_device, loss_word, logits["word"]
+        return loss, loss_device, loss_word
