@@ -97,6 +97,27 @@ def hear(rec: SpeechRecognizer, pcm: bytes, free_words: list[str]) -> str:
     return "" if all(w in FILLERS for w in words) else " ".join(words)
 
 
+def validation_collections(space, data: Path):
+    """(number of device photos, the not_devices paths, labels, the mixed index, the device-only index)."""
+    dev = [(p, c) for p, c in device_photos(data)
+           if c in CLASSES and not held_out(p.name) and validation_photo(p.name)]
+    nd = sorted((data / "not_devices").glob("*.jpg"))
+    pooled, probs, errors = photo_features_cached([p for p, _ in dev] + nd)
+    assert not errors, errors[:3]
+    labels = np.array([CLASSES.index(c) for _, c in dev] + [len(CLASSES) + i for i in range(len(nd))])
+    n_dev = len(dev)
+    return n_dev, nd, labels, memory_index(space, pooled, probs), memory_index(space, pooled[:n_dev], probs[:n_dev])
+
+
+def passes_differ(base, clips, pcms, free) -> None:
+    """Print how often the app's own two passes differ from the shared language-model pass (every 25th clip)."""
+    differ = 0
+    for i in range(0, len(clips), 25):
+        w = synthesize(clips[i][0], clips[i][3])
+        differ += base.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3)), free=True) != hear(base, pcms[i], free[i])
+    print(f"the app's two passes differ on {differ} of {len(range(0, len(clips), 25))} clips checked")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=Path("/work/shared/data"))
@@ -105,16 +126,7 @@ def main() -> None:
     t0 = time.time()
     space = load_space(None)
     names = class_names(space)
-    dev = [(p, c) for p, c in device_photos(args.data)
-           if c in CLASSES and not held_out(p.name) and validation_photo(p.name)]
-    nd = sorted((args.data / "not_devices").glob("*.jpg"))
-    paths = [p for p, _ in dev] + nd
-    pooled, probs, errors = photo_features_cached(paths)
-    assert not errors, errors[:3]
-    labels = np.array([CLASSES.index(c) for _, c in dev] + [len(CLASSES) + i for i in range(len(nd))])
-    n_dev = len(dev)
-    mixed = memory_index(space, pooled, probs)
-    devonly = memory_index(space, pooled[:n_dev], probs[:n_dev])
+    n_dev, nd, labels, mixed, devonly = validation_collections(space, args.data)
     # queries: (text, label, part)
     nd_label = {p.stem.split("_", 1)[1]: len(CLASSES) + i for i, p in enumerate(nd)}
     vq = {k: v for k, v in json.loads((HERE / "validation_queries.json").read_text()).items() if k != "_about"}
@@ -129,11 +141,7 @@ def main() -> None:
     # The language model's pass depends a little on the decoder's earlier utterances ("curtains" heard as "burton"
     # or "pardon"), so it is run once per clip and shared by every setting (paired comparisons); how often the
     # app's own two passes differ from that, on every 25th clip:
-    differ = 0
-    for i in range(0, len(clips), 25):
-        w = synthesize(clips[i][0], clips[i][3])
-        differ += base.transcribe(w * (0.7 / max(float(np.abs(w).max()), 1e-3)), free=True) != hear(base, pcms[i], free[i])
-    print(f"the app's two passes differ on {differ} of {len(range(0, len(clips), 25))} clips checked")
+    passes_differ(base, clips, pcms, free)
     print(f"{n_dev} device validation photos + {len(nd)} not_devices; {len(clips)} clips "
           f"({sum(len(f) >= FREE_MIN_WORDS for f in free)} taken from the language model); "
           f"{time.time() - t0:.0f} s", flush=True)
