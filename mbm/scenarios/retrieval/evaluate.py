@@ -95,7 +95,6 @@ def evaluate_collection(folder: Path, queries: dict[str, list[str]], checkpoint:
 
     from mbm.scenarios.retrieval.data import QUERY_VOICES, photo_features_cached, synthesize
     from mbm.scenarios.retrieval.model import load_space
-    from mbm.scenarios.retrieval.search import spoken_vocabulary
     from mbm.scenarios.retrieval.speech import recognizer
 
     t0 = time.time()
@@ -121,7 +120,7 @@ def evaluate_collection(folder: Path, queries: dict[str, list[str]], checkpoint:
         s, q_labels, labels)
     res["collection_text_to_image_map_per_query"] = {t: round(average_precision(s[i], labels == c), 4)
                                                      for i, (t, c) in enumerate(texts)}
-    rec, _ = recognizer(extra=spoken_vocabulary(space, None)[1])  # as the app hears a spoken query (free=True)
+    rec, _ = recognizer()  # the device phrases, as the app hears a spoken query (free=True)
     heard, s_labels, voices = [], [], []
     for t, c in texts:
         for voice in QUERY_VOICES:
@@ -221,12 +220,11 @@ def _evaluate_spoken_names(res: dict, space, index, labels: np.ndarray) -> None:
     names typed (what a perfect recogniser would reach) into ``res``. The voices are synthetic ones never used in
     training (DIR has no spoken device names)."""
     from mbm.scenarios.retrieval.data import QUERY_VOICES, synthesize
-    from mbm.scenarios.retrieval.search import spoken_vocabulary
     from mbm.scenarios.retrieval.speech import recognizer
 
     vocab = tuple(sorted({n for ns in SPOKEN_NAMES.values() for n in ns} | {c.replace("_", " ") for c in CLASSES}))
     # as the app hears a spoken query: the names + every ImageNet name, and the free decoder
-    rec, _ = recognizer(vocab, extra=spoken_vocabulary(space, None)[1])
+    rec, _ = recognizer(vocab)
     spoken_flat = [n for ns in SPOKEN_NAMES.values() for n in ns for _ in QUERY_VOICES]
     heard, s_labels, voices, correct = [], [], [], 0
     for c, names in SPOKEN_NAMES.items():

@@ -19,7 +19,6 @@ import numpy as np
 from mbm.errors import InputError
 
 MAX_QUERY_CHARS = 500
-SPOKEN_CONCEPT_NAMES = False  # the recogniser's grammar holds the 1000 ImageNet names too (docs/retrieval.md)
 FOLD_LOOKAHEAD = 4  # after k results, 4k more items are checked for near-duplicates of them
 
 
@@ -75,13 +74,11 @@ def read_words(space, index, minilm):
     return reading, {"minilm": minilm, "pi": pi, "gate": gate}
 
 
-def spoken_vocabulary(space, index) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What the speech recogniser listens for: the collection's vocabulary (captions, transcripts, file and
-    folder names), and, with a lower prior, every name of the 1000 ImageNet concepts."""
-    names = {t[len("a photo of a "):] for t in space.concepts.texts if t.startswith("a photo of a ")}
-    if not SPOKEN_CONCEPT_NAMES:
-        names = set()
-    return tuple(sorted(set(index.vocabulary() if index is not None else ()))), tuple(sorted(names))
+def spoken_vocabulary(index) -> tuple[str, ...]:
+    """What the speech recogniser's grammar listens for: the collection's captions, transcripts, file and folder
+    names (beside PocketSphinx's general language model for descriptions). The ImageNet names are not in it:
+    they cost the device collection's spoken names (docs/retrieval.md, "Open vocabulary")."""
+    return tuple(sorted(set(index.vocabulary() if index is not None else ())))
 
 
 def encode_query(space, index, speech=None, photo=None, text: str | None = None,
@@ -109,8 +106,7 @@ def encode_query(space, index, speech=None, photo=None, text: str | None = None,
         warnings.extend(off_topic_warning(words, readings[modality]))
 
     if speech is not None:
-        vocab, extra = spoken_vocabulary(space, index)
-        heard, cut, _ = transcribe(speech, vocab, free=True, extra=extra, apart=speech_apart)
+        heard, cut, _ = transcribe(speech, spoken_vocabulary(index), free=True, apart=speech_apart)
         notes += cut
         if heard:
             notes.append(f'heard: "{heard}"')

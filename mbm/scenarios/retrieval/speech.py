@@ -212,7 +212,7 @@ def recognizer(vocabulary: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
 
 
 def transcribe(source, vocabulary: tuple[str, ...] = (), free: bool = False,
-               extra: tuple[str, ...] = (), apart: bool = False) -> tuple[str, list[str], float]:
+               apart: bool = False) -> tuple[str, list[str], float]:
     """What was said in a clip (path / bytes), its notes (cut, ...) and the seconds of audio heard.
     ``free``: a description in any English words is heard as well (spoken queries). ``apart``: in a child
     process (a path only; the app's spoken queries), which raises the child's message as an InputError."""
@@ -227,7 +227,7 @@ def transcribe(source, vocabulary: tuple[str, ...] = (), free: bool = False,
             raise InputError(answer[0])
         return tuple(answer[0])
     wave, notes = speech_wave(source)
-    rec, lock = recognizer(vocabulary, extra)
+    rec, lock = recognizer(vocabulary)
     with lock:
         text = rec.transcribe(wave, free=free)
     return text, notes, len(wave) / 16000
