@@ -223,7 +223,7 @@ def _evaluate_spoken_names(res: dict, space, index, labels: np.ndarray) -> None:
     from mbm.scenarios.retrieval.speech import recognizer
 
     vocab = tuple(sorted({n for ns in SPOKEN_NAMES.values() for n in ns} | {c.replace("_", " ") for c in CLASSES}))
-    # as the app hears a spoken query: the names + every ImageNet name, and the free decoder
+    # as the app hears a spoken query: the collection's phrases (here the names), and the free decoder
     rec, _ = recognizer(vocab)
     spoken_flat = [n for ns in SPOKEN_NAMES.values() for n in ns for _ in QUERY_VOICES]
     heard, s_labels, voices, correct = [], [], [], 0

@@ -1,7 +1,7 @@
 """Speech: what was said in a spoken query or a collection's voice note (PocketSphinx), with no torch.
 
 PocketSphinx 5.1.1 (US-English model inside the wheel) with a JSGF grammar built from the collection's
-vocabulary (its captions, the device names and paraphrases, the ImageNet names); the transcript is then a
+vocabulary (its captions and names, the device names and paraphrases); the transcript is then a
 text query (``mbm.scenarios.retrieval.search``).
 
 One PocketSphinx decoder per process holds the acoustic model, the dictionary and the general language
@@ -40,7 +40,8 @@ BASE_PHRASES = ("blinds", "curtains", "window shade", "door", "front door", "fan
                 "floor lamp", "reading light", "light", "music player", "radio", "stereo", "boombox",
                 "cd player", "cassette player", "speaker", "tv", "television", "monitor", "screen")
 FILLERS = frozenset(("a", "an", "the", "some"))
-# prior of the extra phrases (the ImageNet names) against the collection's own, chosen on the training voices:
+# prior of the extra phrases (the experiment scripts' ImageNet names; the app passes none) against the
+# collection's own, chosen on the training voices:
 # 0.1 / 0.01 / 1e-5 heard 0.795 / 0.821 / 0.846 of the device names exactly (0.897 without the extra phrases)
 EXTRA_WEIGHT = 1e-5
 FREE_MIN_WORDS = 4  # the free decoder's words are taken from four on (a description, not a name)
@@ -185,7 +186,7 @@ def clear() -> None:
 
 def recognizer(vocabulary: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
     """(SpeechRecognizer, the lock to hold while using it) for a vocabulary: a kept one, or a new one kept
-    within the budget. ``extra``: phrases heard with a lower prior (the ImageNet names)."""
+    within the budget. ``extra``: phrases heard with a lower prior (the experiment scripts' ImageNet names)."""
     key = (tuple(sorted(set(vocabulary))), tuple(sorted(set(extra))))
     with _lock:
         if key in _cache:
