@@ -156,7 +156,7 @@ def speech_wave(source) -> tuple[np.ndarray, list[str]]:
 
 
 _lock = threading.Lock()  # guards _cache (never held while waiting for _decoder_lock)
-_cache: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], tuple[SpeechRecognizer, int]] = OrderedDict()
+_cache: OrderedDict[tuple[str, ...], tuple[SpeechRecognizer, int]] = OrderedDict()  # vocabulary -> (grammar, bytes)
 
 
 def _rss_bytes() -> int:
@@ -184,10 +184,10 @@ def clear() -> None:
         WORKER.stop()
 
 
-def recognizer(vocabulary: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
+def recognizer(vocabulary: tuple[str, ...] = ()):
     """(SpeechRecognizer, the lock to hold while using it) for a vocabulary: a kept one, or a new one kept
-    within the budget. ``extra``: phrases heard with a lower prior (the experiment scripts' ImageNet names)."""
-    key = (tuple(sorted(set(vocabulary))), tuple(sorted(set(extra))))
+    within the budget."""
+    key = tuple(sorted(set(vocabulary)))
     with _lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -195,7 +195,7 @@ def recognizer(vocabulary: tuple[str, ...] = (), extra: tuple[str, ...] = ()):
     with _decoder_lock:
         shared_decoder()
         before = _rss_bytes()  # other requests running meanwhile may add to it: the estimate errs high
-        rec = SpeechRecognizer(key[0], extra=key[1])
+        rec = SpeechRecognizer(key)
         size = max(_rss_bytes() - before, limits.SPEECH_GRAMMAR_BYTES)
     dropped = []
     with _lock:
