@@ -15,8 +15,7 @@ import sys
 import numpy as np
 import torch
 
-import mbm.scenarios.voice_control.faithfulness as faithfulness
-import mbm.scenarios.voice_control.maps as maps
+from mbm.scenarios.voice_control import faithfulness, maps
 from mbm.scenarios.voice_control.evaluate import main
 
 
