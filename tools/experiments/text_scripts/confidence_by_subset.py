@@ -1,13 +1,15 @@
 """Accuracy and p(true action) of every input subset on the held-out triples, and the deletion check's drops.
 
-    PYTHONPATH=. python tools/experiments/text_scripts/confidence_by_subset.py CHECKPOINT DATA
+    PYTHONPATH=. python tools/experiments/text_scripts/confidence_by_subset.py CHECKPOINT DATA [--cut-text]
 
 Runs the voice-control evaluation (held-out split) up to the deletion check and prints, for each subset of
 inputs, the accuracy, the mean and median probability of the true action and the mean weights; then
 p(true action) with all three inputs against speech + photo, by what the typed text names; then, per input,
 the mean p(answer) lost when the fifth of its units a map ranks highest (attention, occlusion) or a random
 fifth is masked (the numbers ``map_deletion_ratio`` divides). It shows whether adding an input makes the
-answer surer or less sure. A checkpoint whose text is read by MiniLM needs the code of commit be6dbbb.
+answer surer or less sure, and the weights-vs-effects Spearman. ``--cut-text``: the speech and photo tokens
+may not attend to the text's in the cross-modal attention (a test of whether the text acts through it). A
+checkpoint whose text is read by MiniLM needs the code of commit be6dbbb.
 """
 
 import sys
@@ -15,6 +17,7 @@ import sys
 import numpy as np
 import torch
 
+from mbm.fusion import AttentionFusion
 from mbm.scenarios.voice_control import faithfulness, maps
 from mbm.scenarios.voice_control.evaluate import main
 
@@ -48,8 +51,35 @@ def print_deletion_drops(model, index, samples) -> None:
     raise Captured
 
 
-weight_vs_effect = faithfulness._weight_vs_effect
-faithfulness._weight_vs_effect = lambda out, probs, tri: (print_subsets(probs, tri), weight_vs_effect(out, probs, tri))
+def attend_text_apart(self, inputs):
+    """``AttentionFusion._attend`` with the speech and photo tokens kept from attending to the text tokens."""
+    present = [m for m in self.modalities if m in inputs]
+    if "text" not in present or len(present) < 2:
+        return attend(self, inputs)
+    x = torch.cat([inputs[m].tokens + self.modality_embed[self.modalities.index(m)] for m in present], 1)
+    mask = torch.cat([inputs[m].mask for m in present], dim=1)  # (B, T)
+    is_text = torch.cat([torch.full((inputs[m].tokens.shape[1],), m == "text") for m in present])  # (T,)
+    allowed = mask[:, None, :] & ~((~is_text)[None, :, None] & is_text[None, None, :])  # (B, T query, T key)
+    allowed = torch.where(allowed.any(-1, keepdim=True), allowed, mask[:, None, :])  # never an empty row
+    h = self.norm1(x)
+    attended, _ = self.cross(h, h, h, attn_mask=(~allowed).repeat_interleave(self.cross.num_heads, 0),
+                             need_weights=False)
+    x = x + attended
+    h = self.norm3(x + self.ffn(self.norm2(x)))
+    return (self.key(h) @ self.query) * self.scale, self.value(h), mask, present, [inputs[m].tokens.shape[1]
+                                                                                   for m in present]
+
+
+def subsets_and_spearman(out, probs, tri):
+    print_subsets(probs, tri)
+    weight_vs_effect(out, probs, tri)
+    print(f"weights vs effects, Spearman {out['weight_effect_spearman']}")
+
+
+attend, weight_vs_effect = AttentionFusion._attend, faithfulness._weight_vs_effect
+if "--cut-text" in sys.argv[3:]:
+    AttentionFusion._attend = attend_text_apart
+faithfulness._weight_vs_effect = subsets_and_spearman
 maps.deletion_ratios = print_deletion_drops
 try:
     main(["--scenario", "voice_control", "--data", sys.argv[2], "--split", "heldout", "--checkpoint", sys.argv[1],
