@@ -98,4 +98,6 @@ def test_deletion_ratio_is_the_mean_top_drop_over_the_mean_random_drop(monkeypat
                   {"image": {"drop": {"attention": 0.1, "occlusion": 0.2, "random": 0.1}}}])
     monkeypatch.setattr(mbm.scenarios.voice_control.maps, "explain_sample", lambda *args: next(drops))
     ratios = deletion_ratios(torch.nn.Identity(), None, [{}, {}])
-    assert ratios == {"attention": {"image": 1.0}, "occlusion": {"image": 3.0}, "n": {"image": 2}}
+    assert ratios == {"attention": {"image": 1.0}, "occlusion": {"image": 3.0}, "n": {"image": 2},
+                      "mean_drop": {"image": {"attention": pytest.approx(0.1), "occlusion": pytest.approx(0.3),
+                                              "random": pytest.approx(0.1)}}}

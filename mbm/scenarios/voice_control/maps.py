@@ -193,8 +193,9 @@ def with_occlusion_maps(predictor, result):
 def deletion_ratios(model, index: torch.Tensor, samples: list[dict[str, torch.Tensor]]) -> dict:
     """``map_deletion_ratio`` per map kind and modality over ``samples`` (see the module docstring).
 
-    Returns {"attention": {modality: ratio}, "occlusion": {...}, "n": {modality: inputs used}}; a
-    ratio is None where random masking costs nothing on average (no ratio to take).
+    Returns {"attention": {modality: ratio}, "occlusion": {...}, "n": {modality: inputs used},
+    "mean_drop": {modality: {"attention", "occlusion", "random": mean p lost}}}; a ratio is None where
+    random masking costs nothing on average (no ratio to take).
     """
     model.eval()
     generator = torch.Generator().manual_seed(0)
@@ -203,9 +204,10 @@ def deletion_ratios(model, index: torch.Tensor, samples: list[dict[str, torch.Te
         for m, info in explain_sample(model, index, sample, generator).items():
             for name, d in info["drop"].items():
                 drops.setdefault(m, {}).setdefault(name, []).append(d)
-    result: dict = {"attention": {}, "occlusion": {}, "n": {}}
+    result: dict = {"attention": {}, "occlusion": {}, "n": {}, "mean_drop": {}}
     for m, by_kind in drops.items():
-        rand = float(np.mean(by_kind["random"]))
+        result["mean_drop"][m] = {name: float(np.mean(d)) for name, d in by_kind.items()}
+        rand = result["mean_drop"][m]["random"]
         for name in ("attention", "occlusion"):
             result[name][m] = round(float(np.mean(by_kind[name])) / rand, 3) if rand > 1e-6 else None
         result["n"][m] = len(by_kind["random"])

@@ -14,7 +14,6 @@ checkpoint whose text is read by MiniLM needs the code of commit be6dbbb.
 
 import sys
 
-import numpy as np
 import torch
 
 from mbm.fusion import AttentionFusion
@@ -40,34 +39,29 @@ def print_subsets(probs: dict, tri: dict) -> None:
 
 
 def print_deletion_drops(model, index, samples) -> None:
-    model.eval()
-    generator, drops = torch.Generator().manual_seed(0), {}
-    for sample in samples:
-        for m, info in maps.explain_sample(model, index, sample, generator).items():
-            for kind, d in info["drop"].items():
-                drops.setdefault(m, {}).setdefault(kind, []).append(d)
-    for m, by_kind in drops.items():
-        print(f"deletion, {m}: mean p(answer) lost " + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in by_kind.items()))
+    for m, by_kind in deletion_ratios(model, index, samples)["mean_drop"].items():
+        print(f"deletion, {m}: mean p(answer) lost " + ", ".join(f"{k} {v:.4f}" for k, v in by_kind.items()))
     raise Captured
 
 
 def attend_text_apart(self, inputs):
-    """``AttentionFusion._attend`` with the speech and photo tokens kept from attending to the text tokens."""
+    """``AttentionFusion._attend`` with the speech and photo tokens kept from attending to the text tokens: the
+    cross-attention's padding mask is replaced by a (B * heads, T, T) mask that also blocks those pairs."""
     present = [m for m in self.modalities if m in inputs]
     if "text" not in present or len(present) < 2:
         return attend(self, inputs)
-    x = torch.cat([inputs[m].tokens + self.modality_embed[self.modalities.index(m)] for m in present], 1)
-    mask = torch.cat([inputs[m].mask for m in present], dim=1)  # (B, T)
+    mask = torch.cat([inputs[m].mask for m in present], dim=1)  # (B, T) True = real token
     is_text = torch.cat([torch.full((inputs[m].tokens.shape[1],), m == "text") for m in present])  # (T,)
     allowed = mask[:, None, :] & ~((~is_text)[None, :, None] & is_text[None, None, :])  # (B, T query, T key)
     allowed = torch.where(allowed.any(-1, keepdim=True), allowed, mask[:, None, :])  # never an empty row
-    h = self.norm1(x)
-    attended, _ = self.cross(h, h, h, attn_mask=(~allowed).repeat_interleave(self.cross.num_heads, 0),
-                             need_weights=False)
-    x = x + attended
-    h = self.norm3(x + self.ffn(self.norm2(x)))
-    return (self.key(h) @ self.query) * self.scale, self.value(h), mask, present, [inputs[m].tokens.shape[1]
-                                                                                   for m in present]
+    blocked = (~allowed).repeat_interleave(self.cross.num_heads, 0)
+    hook = self.cross.register_forward_pre_hook(
+        lambda module, args, kwargs: (args, {**kwargs, "key_padding_mask": None, "attn_mask": blocked}),
+        with_kwargs=True)
+    try:
+        return attend(self, inputs)
+    finally:
+        hook.remove()
 
 
 def subsets_and_spearman(out, probs, tri):
@@ -76,7 +70,7 @@ def subsets_and_spearman(out, probs, tri):
     print(f"weights vs effects, Spearman {out['weight_effect_spearman']}")
 
 
-attend, weight_vs_effect = AttentionFusion._attend, faithfulness._weight_vs_effect
+attend, weight_vs_effect, deletion_ratios = AttentionFusion._attend, faithfulness._weight_vs_effect, maps.deletion_ratios
 if "--cut-text" in sys.argv[3:]:
     AttentionFusion._attend = attend_text_apart
 faithfulness._weight_vs_effect = subsets_and_spearman
