@@ -68,6 +68,9 @@ class FusionConfig:
     evidence_reattend: bool = False  # evidence: re-run the cross-modal attention without each modality
     # evidence: add gain x (what the quick prediction's whole answer loses without m) to m's gate score
     evidence_gain: float = 0.0
+    # evidence: "mean": the heads read the weighted mean of the modalities' vectors; "experts": each head's
+    # logits are sum_m (P * w_m) * log p_m, its answer to each modality's vector alone (a product of experts)
+    combine: str = "mean"
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
@@ -81,6 +84,10 @@ class FusionConfig:
             raise ValueError(f"the evidence gain must be >= 0, got {self.evidence_gain}")
         if self.evidence_gain and self.pooling != "evidence":
             raise ValueError("an evidence gain needs evidence pooling")
+        if self.combine not in ("mean", "experts"):
+            raise ValueError(f"unknown combine {self.combine!r}; expected mean or experts")
+        if self.combine == "experts" and self.pooling != "evidence":
+            raise ValueError("a product of experts needs evidence pooling")
 
 
 POOLINGS = ("tokens", "evidence")  # FusionConfig.pooling, see mbm.fusion
@@ -114,6 +121,10 @@ class ModelConfig:
         return cls(**kwargs)
 
 
+# Fields added after checkpoints were shipped, with the value a checkpoint without them means.
+LATER_FIELDS = {"FusionConfig": {"combine": "mean"}}
+
+
 def _check_keys(klass, d: dict) -> None:
     """Every field of ``klass`` present in ``d`` and nothing else: a ValueError naming the odd key."""
     if not isinstance(d, dict):
@@ -127,6 +138,8 @@ def _check_keys(klass, d: dict) -> None:
 
 
 def _build(klass, d: dict):
+    if isinstance(d, dict):  # a field added after checkpoints were shipped: what those checkpoints mean by it
+        d = LATER_FIELDS.get(klass.__name__, {}) | d
     _check_keys(klass, d)
     return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 

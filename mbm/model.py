@@ -97,6 +97,15 @@ class MultimodalModel(nn.Module):
     def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(fused) for name, head in self.heads.items()}
 
+    def logits(self, f) -> dict[str, torch.Tensor]:
+        """Each head's logits for a FusionOutput: on the fused vector, or the product of the modalities' experts."""
+        if f.experts is None:
+            return self.forward_head(f.fused)
+        pooled, coef = f.experts  # (B, P, D), (B, P)
+        b, p, d = pooled.shape
+        each = self.forward_head(pooled.reshape(b * p, d))  # head -> (B * P, C)
+        return {h: (x.log_softmax(-1).reshape(b, p, -1) * coef[:, :, None]).sum(1) for h, x in each.items()}
+
     def head_probabilities(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each head's class probabilities for (N, D) fused vectors, without dropout (used as a probe)."""
         out = {}
@@ -111,7 +120,7 @@ class MultimodalModel(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor],
                 present: dict[str, torch.Tensor] | None = None) -> ModelOutput:
         f = self.forward_features(inputs, present)
-        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)
+        return ModelOutput(self.logits(f), f.modality_weights, f.token_weights, f.fused)
 
     def forward_subsets(self, inputs: dict[str, torch.Tensor], subsets: list[tuple[str, ...]]) -> ModelOutput:
         """One sample (batch 1) under several modality subsets, one output row per subset.
@@ -125,4 +134,4 @@ class MultimodalModel(nn.Module):
             keep = torch.tensor([m in s for s in subsets])  # (n,)
             tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1)).keep_rows(keep)
         f = self.fuse(tokens)
-        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)
+        return ModelOutput(self.logits(f), f.modality_weights, f.token_weights, f.fused)

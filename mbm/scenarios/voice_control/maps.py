@@ -107,7 +107,7 @@ def _p_target(model, index: torch.Tensor, sample: dict[str, torch.Tensor], targe
         tokens = {m: Tokens(t.tokens.expand(n, -1, -1), t.mask.expand(n, -1))
                   for m, t in model.encode({m: x[None] for m, x in sample.items() if m != modality}).items()}
         tokens.update(model.encode({modality: torch.stack(variants)}))
-        logits = model.forward_head(model.fuse(tokens).fused)
+        logits = model.logits(model.fuse(tokens))
     return action_probs(logits["device"].softmax(-1), logits["word"].softmax(-1), index)[:, target]
 
 
