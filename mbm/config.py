@@ -54,7 +54,10 @@ class EncoderConfig:
     # "cnn": the from-scratch CNN above (stage 1); "efficientnet_lite0": the pretrained EfficientNet-Lite0
     # of mbm.features (trunk weights from their package, checked by sha256, not stored in the checkpoint)
     image_backbone: str = "cnn"
-    vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
+    # "words": embeddings of the training phrasings' words + a GRU (stage 1); "minilm": the pretrained
+    # all-MiniLM-L6-v2 read in context + a linear map (mbm.features.text_encoder; the shipped model)
+    text_backbone: str = "words"
+    vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1 ("words")
     dropout: float = 0.1
 
 
@@ -122,7 +125,7 @@ class ModelConfig:
 
 
 # Fields added after checkpoints were shipped, with the value a checkpoint without them means.
-LATER_FIELDS = {"FusionConfig": {"combine": "mean"}}
+LATER_FIELDS = {"EncoderConfig": {"text_backbone": "words"}, "FusionConfig": {"combine": "mean"}}
 
 
 def _check_keys(klass, d: dict) -> None:
@@ -170,3 +173,4 @@ class TrainConfig:
     image_views: int = 4  # efficientnet_lite0: cached versions of each training photo (1 plain + augmented)
     init_from: str = ""  # a checkpoint whose weights of the same name and shape start the training (warm start)
     word_distill: float = 0.0  # weight of a KL term keeping init_from's word answer to speech alone
+    text_backbone: str = "words"  # "minilm": typed text read by the pretrained MiniLM + a trained map

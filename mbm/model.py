@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mbm.config import MODALITIES, ModelConfig
-from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
+from mbm.encoders import UNKNOWN_WORD_ID, AudioEncoder, ImageEncoder, TextEncoder, Tokens
 from mbm.fusion import AttentionFusion
 
 
@@ -23,6 +23,36 @@ def image_encoder(cfg: ModelConfig) -> nn.Module:
     raise ValueError(f"unknown image backbone {cfg.encoder.image_backbone!r}; expected cnn or efficientnet_lite0")
 
 
+def text_encoder(cfg: ModelConfig) -> nn.Module:
+    """The text encoder the config names: word embeddings + GRU, or the pretrained MiniLM + a linear map."""
+    if cfg.encoder.text_backbone == "words":
+        return TextEncoder(cfg.encoder)
+    if cfg.encoder.text_backbone == "minilm":
+        from mbm.features.text_encoder import PretrainedTextEncoder
+
+        return PretrainedTextEncoder(cfg.encoder)
+    raise ValueError(f"unknown text backbone {cfg.encoder.text_backbone!r}; expected words or minilm")
+
+
+def unknown_word_id(cfg: ModelConfig) -> int:
+    """The id of a word the config's text encoder cannot read: <unk>, or MiniLM's [UNK]. It hides a word in
+    the occlusion maps, and a text of them is noise training never used."""
+    if cfg.encoder.text_backbone == "minilm":
+        from mbm.features.text_encoder import UNKNOWN_PIECE
+
+        return UNKNOWN_PIECE
+    return UNKNOWN_WORD_ID
+
+
+def random_word_ids(cfg: ModelConfig, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Random ids of real words (or word pieces) of the config's text encoder: a text replaced by noise."""
+    if cfg.encoder.text_backbone == "minilm":
+        from mbm.features.text_encoder import FIRST_WORD_PIECE, MINILM_VOCAB
+
+        return torch.randint(FIRST_WORD_PIECE, MINILM_VOCAB, shape, generator=generator)
+    return torch.randint(UNKNOWN_WORD_ID + 1, cfg.encoder.vocab_size, shape, generator=generator)
+
+
 class ModelOutput(NamedTuple):
     logits: dict[str, torch.Tensor]  # head name -> (B, classes)
     modality_weights: torch.Tensor  # (B, M) in MODALITIES order; rows sum to 1, absent = 0
@@ -31,10 +61,10 @@ class ModelOutput(NamedTuple):
 
 
 class MultimodalModel(nn.Module):
-    """Image CNN, text GRU and audio CNN+GRU feeding one attention fusion block.
+    """Image, text and audio encoders feeding one attention fusion block.
 
     Inputs are passed as a dict ``{"audio": (B, n_mels, F), "image": (B, 3, S, S),
-    "text": (B, L) ids}``; any subset may be given. ``present`` optionally marks,
+    "text": (B, L) ids}`` (word ids or MiniLM word pieces, per the config); any subset may be given. ``present`` optionally marks,
     per sample, which of the given modalities to use (modality dropout, or one
     batch holding several input subsets).
     """
@@ -51,7 +81,7 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict(encoders if encoders is not None else {
             "audio": AudioEncoder(cfg.encoder, cfg.audio),
             "image": image_encoder(cfg),
-            "text": TextEncoder(cfg.encoder),
+            "text": text_encoder(cfg),
         })
         self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion, n_heads=len(cfg.heads))
         d = cfg.encoder.dim
