@@ -54,10 +54,7 @@ class EncoderConfig:
     # "cnn": the from-scratch CNN above (stage 1); "efficientnet_lite0": the pretrained EfficientNet-Lite0
     # of mbm.features (trunk weights from their package, checked by sha256, not stored in the checkpoint)
     image_backbone: str = "cnn"
-    # "words": embeddings of the training phrasings' words + a GRU (stage 1); "minilm": the pretrained
-    # all-MiniLM-L6-v2 read in context + a linear map (mbm.features.text_encoder; the shipped model)
-    text_backbone: str = "words"
-    vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1 ("words")
+    vocab_size: int = 128  # text vocabulary incl. <pad>=0 and <unk>=1
     dropout: float = 0.1
 
 
@@ -71,9 +68,6 @@ class FusionConfig:
     evidence_reattend: bool = False  # evidence: re-run the cross-modal attention without each modality
     # evidence: add gain x (what the quick prediction's whole answer loses without m) to m's gate score
     evidence_gain: float = 0.0
-    # evidence: "mean": the heads read the weighted mean of the modalities' vectors; "experts": each head's
-    # logits are sum_m (P * w_m) * log p_m, its answer to each modality's vector alone (a product of experts)
-    combine: str = "mean"
     ffn_mult: int = 2  # hidden width of the feed-forward layer, as a multiple of dim
     dropout: float = 0.1
 
@@ -87,10 +81,6 @@ class FusionConfig:
             raise ValueError(f"the evidence gain must be >= 0, got {self.evidence_gain}")
         if self.evidence_gain and self.pooling != "evidence":
             raise ValueError("an evidence gain needs evidence pooling")
-        if self.combine not in ("mean", "experts"):
-            raise ValueError(f"unknown combine {self.combine!r}; expected mean or experts")
-        if self.combine == "experts" and self.pooling != "evidence":
-            raise ValueError("a product of experts needs evidence pooling")
 
 
 POOLINGS = ("tokens", "evidence")  # FusionConfig.pooling, see mbm.fusion
@@ -124,10 +114,6 @@ class ModelConfig:
         return cls(**kwargs)
 
 
-# Fields added after checkpoints were shipped, with the value a checkpoint without them means.
-LATER_FIELDS = {"EncoderConfig": {"text_backbone": "words"}, "FusionConfig": {"combine": "mean"}}
-
-
 def _check_keys(klass, d: dict) -> None:
     """Every field of ``klass`` present in ``d`` and nothing else: a ValueError naming the odd key."""
     if not isinstance(d, dict):
@@ -141,8 +127,6 @@ def _check_keys(klass, d: dict) -> None:
 
 
 def _build(klass, d: dict):
-    if isinstance(d, dict):  # a field added after checkpoints were shipped: what those checkpoints mean by it
-        d = LATER_FIELDS.get(klass.__name__, {}) | d
     _check_keys(klass, d)
     return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
@@ -173,4 +157,3 @@ class TrainConfig:
     image_views: int = 4  # efficientnet_lite0: cached versions of each training photo (1 plain + augmented)
     init_from: str = ""  # a checkpoint whose weights of the same name and shape start the training (warm start)
     word_distill: float = 0.0  # weight of a KL term keeping init_from's word answer to speech alone
-    text_backbone: str = "words"  # "minilm": typed text read by the pretrained MiniLM + a trained map

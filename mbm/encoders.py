@@ -89,9 +89,6 @@ class AudioEncoder(nn.Module):
         return Tokens(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))
 
 
-UNKNOWN_WORD_ID = 1  # <unk> of a word vocabulary (mbm.preprocess.build_vocab: <pad>=0, <unk>=1)
-
-
 class TextEncoder(nn.Module):
     """Word embeddings, then a bidirectional GRU; one token per word, padding masked."""
 

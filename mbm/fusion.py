@@ -53,8 +53,6 @@ class FusionOutput(NamedTuple):
     fused: torch.Tensor  # (B, D) the attention-weighted representation
     modality_weights: torch.Tensor  # (B, M) per modality, rows sum to 1, absent modality = 0
     token_weights: dict[str, torch.Tensor]  # modality -> (B, T_m), each row sums to 1 (0 if absent)
-    # combine "experts": (pooled v_m (B, P, D), each expert's coefficient P * w_m (B, P)); else None
-    experts: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 class Evidence(NamedTuple):
@@ -88,7 +86,6 @@ class AttentionFusion(nn.Module):
         self.pooling = cfg.pooling
         self.reattend = cfg.evidence_reattend
         self.evidence_gain = cfg.evidence_gain
-        self.combine = cfg.combine
         if cfg.pooling == "evidence":
             if not n_heads:
                 raise ValueError("evidence pooling needs the number of heads")
@@ -168,10 +165,7 @@ class AttentionFusion(nn.Module):
         modality_weights = pooled_all.new_zeros(batch, len(self.modalities))
         for j, m in enumerate(present):
             modality_weights[:, self.modalities.index(m)] = mod_w[:, j]
-        experts = None
-        if self.combine == "experts":
-            experts = (pooled_all, mod_w * has.sum(1, keepdim=True))  # (B, P, D), (B, P)
-        return FusionOutput(fused, modality_weights, token_weights, experts)
+        return FusionOutput(fused, modality_weights, token_weights)
 
     def _gate_scores(self, has: torch.Tensor, present: list[str], evidence: Evidence) -> torch.Tensor:
         """(B, P) which rows have each present modality, its evidence -> (B, P) scores."""
@@ -199,11 +193,6 @@ class AttentionFusion(nn.Module):
         ``present``) is re-run without m instead: the exact leave-one-out, one more pass per modality.
         """
         def quick(pooled_: torch.Tensor, has_: torch.Tensor) -> dict[str, torch.Tensor]:
-            if self.combine == "experts":  # the unweighted product of the present experts
-                b, p, d = pooled_.shape
-                each = probe(pooled_.reshape(b * p, d))  # head -> (B * P, C)
-                return {h: (x.clamp_min(1e-12).log().reshape(b, p, -1) * has_[:, :, None]).sum(1).softmax(-1)
-                        for h, x in each.items()}
             mean = (pooled_ * has_[:, :, None]).sum(1) / has_.sum(1, keepdim=True).clamp_min(1)  # (B, D)
             return probe(mean)
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mbm.config import MODALITIES, ModelConfig
-from mbm.encoders import UNKNOWN_WORD_ID, AudioEncoder, ImageEncoder, TextEncoder, Tokens
+from mbm.encoders import AudioEncoder, ImageEncoder, TextEncoder, Tokens
 from mbm.fusion import AttentionFusion
 
 
@@ -23,36 +23,6 @@ def image_encoder(cfg: ModelConfig) -> nn.Module:
     raise ValueError(f"unknown image backbone {cfg.encoder.image_backbone!r}; expected cnn or efficientnet_lite0")
 
 
-def text_encoder(cfg: ModelConfig) -> nn.Module:
-    """The text encoder the config names: word embeddings + GRU, or the pretrained MiniLM + a linear map."""
-    if cfg.encoder.text_backbone == "words":
-        return TextEncoder(cfg.encoder)
-    if cfg.encoder.text_backbone == "minilm":
-        from mbm.features.text_encoder import PretrainedTextEncoder
-
-        return PretrainedTextEncoder(cfg.encoder)
-    raise ValueError(f"unknown text backbone {cfg.encoder.text_backbone!r}; expected words or minilm")
-
-
-def unknown_word_id(cfg: ModelConfig) -> int:
-    """The id of a word the config's text encoder cannot read: <unk>, or MiniLM's [UNK]. It hides a word in
-    the occlusion maps, and a text of them is noise training never used."""
-    if cfg.encoder.text_backbone == "minilm":
-        from mbm.features.text_encoder import UNKNOWN_PIECE
-
-        return UNKNOWN_PIECE
-    return UNKNOWN_WORD_ID
-
-
-def random_word_ids(cfg: ModelConfig, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
-    """Random ids of real words (or word pieces) of the config's text encoder: a text replaced by noise."""
-    if cfg.encoder.text_backbone == "minilm":
-        from mbm.features.text_encoder import FIRST_WORD_PIECE, MINILM_VOCAB
-
-        return torch.randint(FIRST_WORD_PIECE, MINILM_VOCAB, shape, generator=generator)
-    return torch.randint(UNKNOWN_WORD_ID + 1, cfg.encoder.vocab_size, shape, generator=generator)
-
-
 class ModelOutput(NamedTuple):
     logits: dict[str, torch.Tensor]  # head name -> (B, classes)
     modality_weights: torch.Tensor  # (B, M) in MODALITIES order; rows sum to 1, absent = 0
@@ -61,10 +31,10 @@ class ModelOutput(NamedTuple):
 
 
 class MultimodalModel(nn.Module):
-    """Image, text and audio encoders feeding one attention fusion block.
+    """Image CNN, text GRU and audio CNN+GRU feeding one attention fusion block.
 
     Inputs are passed as a dict ``{"audio": (B, n_mels, F), "image": (B, 3, S, S),
-    "text": (B, L) ids}`` (word ids or MiniLM word pieces, per the config); any subset may be given. ``present`` optionally marks,
+    "text": (B, L) ids}``; any subset may be given. ``present`` optionally marks,
     per sample, which of the given modalities to use (modality dropout, or one
     batch holding several input subsets).
     """
@@ -81,7 +51,7 @@ class MultimodalModel(nn.Module):
         self.encoders = nn.ModuleDict(encoders if encoders is not None else {
             "audio": AudioEncoder(cfg.encoder, cfg.audio),
             "image": image_encoder(cfg),
-            "text": text_encoder(cfg),
+            "text": TextEncoder(cfg.encoder),
         })
         self.fusion = AttentionFusion(self.modalities, cfg.encoder, cfg.fusion, n_heads=len(cfg.heads))
         d = cfg.encoder.dim
@@ -127,15 +97,6 @@ class MultimodalModel(nn.Module):
     def forward_head(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: head(fused) for name, head in self.heads.items()}
 
-    def logits(self, f) -> dict[str, torch.Tensor]:
-        """Each head's logits for a FusionOutput: on the fused vector, or the product of the modalities' experts."""
-        if f.experts is None:
-            return self.forward_head(f.fused)
-        pooled, coef = f.experts  # (B, P, D), (B, P)
-        b, p, d = pooled.shape
-        each = self.forward_head(pooled.reshape(b * p, d))  # head -> (B * P, C)
-        return {h: (x.log_softmax(-1).reshape(b, p, -1) * coef[:, :, None]).sum(1) for h, x in each.items()}
-
     def head_probabilities(self, fused: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each head's class probabilities for (N, D) fused vectors, without dropout (used as a probe)."""
         out = {}
@@ -150,7 +111,7 @@ class MultimodalModel(nn.Module):
     def forward(self, inputs: dict[str, torch.Tensor],
                 present: dict[str, torch.Tensor] | None = None) -> ModelOutput:
         f = self.forward_features(inputs, present)
-        return ModelOutput(self.logits(f), f.modality_weights, f.token_weights, f.fused)
+        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)
 
     def forward_subsets(self, inputs: dict[str, torch.Tensor], subsets: list[tuple[str, ...]]) -> ModelOutput:
         """One sample (batch 1) under several modality subsets, one output row per subset.
@@ -164,4 +125,4 @@ class MultimodalModel(nn.Module):
             keep = torch.tensor([m in s for s in subsets])  # (n,)
             tokens[m] = Tokens(enc.tokens.expand(n, -1, -1), enc.mask.expand(n, -1)).keep_rows(keep)
         f = self.fuse(tokens)
-        return ModelOutput(self.logits(f), f.modality_weights, f.token_weights, f.fused)
+        return ModelOutput(self.forward_head(f.fused), f.modality_weights, f.token_weights, f.fused)

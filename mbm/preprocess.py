@@ -31,7 +31,6 @@ MAX_AUDIO_SECONDS = 30.0  # longer recordings are cut here before the loudest wi
 MIN_IMAGE_SIDE = 8  # pixels; smaller images carry nothing the model can see
 MAX_TEXT_CHARS = 1000
 PAD, UNK = "<pad>", "<unk>"
-LATIN_END = 0x24F  # the last Latin letter (Latin Extended-B); letters after it are other scripts
 
 
 # --- Audio -------------------------------------------------------------------------------------
@@ -261,8 +260,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def encode_text(text: str | None, vocab: list[str], cfg: TextConfig) -> TextInput | None:
-    """Tokenise ``text`` into vocabulary ids; None when it holds no words at all. ``vocab``: the checkpoint's
-    word list, or empty for a model that reads text with MiniLM (its word pieces, ``encode_word_pieces``).
+    """Tokenise ``text`` into vocabulary ids; None when it holds no words at all.
 
     Raises:
         InputError: the text has words but none the model knows.
@@ -276,8 +274,6 @@ def encode_text(text: str | None, vocab: list[str], cfg: TextConfig) -> TextInpu
     words = tokenize(text)
     if not words:
         raise InputError("the text holds no words (only symbols or emoji); type a command such as 'dim the lamp'")
-    if not vocab:
-        return encode_word_pieces(text, cfg, notes)
     if len(words) > cfg.max_tokens:
         notes.append(f"only the first {cfg.max_tokens} of {len(words)} words were read")
         words = words[:cfg.max_tokens]
@@ -289,29 +285,6 @@ def encode_text(text: str | None, vocab: list[str], cfg: TextConfig) -> TextInpu
     unknown = [w for w, i in zip(words, ids) if i == index[UNK]]
     if unknown:
         notes.append("unknown words ignored: " + ", ".join(unknown[:5]))
-    return TextInput(ids=torch.tensor(ids, dtype=torch.long), tokens=tokens, notes=notes)
-
-
-def encode_word_pieces(text: str, cfg: TextConfig, notes: list[str] | None = None) -> TextInput:
-    """``text`` -> MiniLM's WordPiece ids (no [CLS]/[SEP]), at most ``cfg.max_tokens`` of them.
-
-    Raises:
-        InputError: every piece is unknown to MiniLM (a script its English vocabulary lacks).
-    """
-    from mbm.features.minilm import text_encoder
-
-    letters = [c for c in text if c.isalpha()]
-    if sum(ord(c) > LATIN_END for c in letters) > len(letters) / 2:  # trained on English commands only
-        raise InputError("none of the words in the text are known: the text model was trained on English "
-                         "commands; type e.g. 'turn on the fan'")
-    enc = text_encoder()
-    pieces = enc.tokenizer.encode(text, add_special_tokens=False)
-    ids, tokens, notes = list(pieces.ids), list(pieces.tokens), list(notes or [])
-    if all(i == enc.unknown_id for i in ids):
-        raise InputError("none of the words in the text are known to the model; type e.g. 'turn on the fan'")
-    if len(ids) > cfg.max_tokens:
-        notes.append(f"only the first {cfg.max_tokens} of {len(ids)} word pieces were read")
-        ids, tokens = ids[:cfg.max_tokens], tokens[:cfg.max_tokens]
     return TextInput(ids=torch.tensor(ids, dtype=torch.long), tokens=tokens, notes=notes)
 
 

@@ -72,7 +72,7 @@ def _context_html(result, settings: dict | None, model: dict | None) -> str:
     inputs = {m: "given" for m in result.maps}
     inputs.update({m: f"absent: {why}" for m, why in absent_reasons(result, settings).items()})
     if result.inputs.text is not None:
-        inputs["text"] = "“" + viz.joined_words(result.inputs.text.tokens) + "”"
+        inputs["text"] = "“" + " ".join(result.inputs.text.tokens) + "”"
     items += [(f"input: {m}", inputs[m]) for m in result.modality_weights]
     return "<table class='context'>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                                                for k, v in items) + "</table>"

@@ -124,8 +124,7 @@ def text_highlights(tokens: Sequence[str] | None, token_weights: Sequence[float]
 
     This is the value gr.HighlightedText takes (numbers render as a colour scale).
     With ``separator`` (e.g. ``" "``) a ``(separator, None)`` pair is put between
-    tokens so the browser shows them as separate words; a word piece that continues a word ("##ly" of
-    "telly") follows its word without one, shown without the "##".
+    tokens so the browser shows them as separate words.
     """
     if tokens is None or token_weights is None or len(tokens) == 0:
         return None
@@ -134,20 +133,10 @@ def text_highlights(tokens: Sequence[str] | None, token_weights: Sequence[float]
     w = _normalise_max(token_weights)
     pairs: list[tuple[str, float | None]] = []
     for k, (tok, x) in enumerate(zip(tokens, w)):
-        tok = str(tok)
-        continues = k > 0 and tok.startswith("##") and len(tok) > 2
-        if separator is not None and k and not continues:
+        if separator is not None and k:
             pairs.append((separator, None))
-        pairs.append((tok[2:] if continues else tok, round(float(x), 4)))
+        pairs.append((str(tok), round(float(x), 4)))
     return pairs
-
-
-def joined_words(tokens: Sequence[str]) -> str:
-    """Tokens -> the words they spell, word pieces ("tel", "##ly") joined: "telly"."""
-    out = ""
-    for k, tok in enumerate(map(str, tokens)):
-        out += tok[2:] if k and tok.startswith("##") and len(tok) > 2 else (" " if k else "") + tok
-    return out
 
 
 # --- audio ---------------------------------------------------------------------------------------

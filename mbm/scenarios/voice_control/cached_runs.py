@@ -39,7 +39,7 @@ def fuse(model, tokens: dict[str, Tokens], rows: dict[str, torch.Tensor], index:
     for s in range(0, n, batch_size):
         sel = {m: tokens[m].rows(rows[m][s:s + batch_size]) for m in subset}
         f = model.fuse(sel)
-        logits = model.logits(f)
+        logits = model.forward_head(f.fused)
         p_dev, p_word = logits["device"].softmax(-1), logits["word"].softmax(-1)
         pa.append(action_probs(p_dev, p_word, index))
         mw.append(f.modality_weights)
@@ -66,7 +66,7 @@ def pair_outputs(model, tok: dict[str, Tokens], ci: torch.Tensor, pj: torch.Tens
         for s in range(0, n, batch_size):
             sel = {m: tok[m].rows(r[s:s + batch_size]) for m, r in rows.items()}
             f = model.fuse(sel)
-            for head, logits in model.logits(f).items():
+            for head, logits in model.forward_head(f.fused).items():
                 parts[head].append(logits.softmax(-1))
             parts["modality_weights"].append(f.modality_weights)
         res = {k: torch.cat(v) for k, v in parts.items()}

@@ -18,11 +18,11 @@ from tqdm import tqdm
 from mbm.config import AudioConfig, ImageConfig, TrainConfig
 from mbm.data import augment
 from mbm.data.readers import DevicePhoto, SpeechClip
-from mbm.encoders import UNKNOWN_WORD_ID
 from mbm.preprocess import fit_window, log_mel, normalise_pixels, read_audio, read_image, tokenize
 from mbm.scenarios.voice_control.spec import DEVICES, SUPPORTED_PAIRS, WORDS, make_typed_command
 
 PHOTO_MARGIN = 8  # training photos are stored this many pixels larger than the model's size, for crops
+UNK_ID = 1  # vocabulary id of <unk> (see mbm.preprocess.build_vocab)
 
 # Photo sources (file-name prefixes, see ../shared/data/README.md) the pretrained image side never
 # trains on, in any split, to measure photos from a source training never saw
@@ -105,31 +105,15 @@ class VoiceControlSampler:
         away from text that says nothing.
         """
         t = self.train
-        if not self.vocab:  # text read by MiniLM: its word pieces
-            return self._word_piece_ids(device, word)
         if self.rng.random() < t.noise_modality:
             return [self.rng.randrange(2, len(self.vocab)) for _ in range(self.rng.randint(1, 6))], True
         r = self.rng.random()
         names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
         cmd = make_typed_command(self.rng, device, word, names_device, names_word)
-        ids = [self.index.get(tok, UNKNOWN_WORD_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
+        ids = [self.index.get(tok, UNK_ID) for tok in tokenize(cmd.text)][:self.max_tokens]
         # Some texts lose many words (as phrasings the model never saw do): text then helps less, and
         # the removal loss (mbm.scenarios.voice_control.removal_loss) teaches the attention to weigh it less.
-        return [UNKNOWN_WORD_ID if self.rng.random() < t.word_dropout else i for i in ids], False
-
-    def _word_piece_ids(self, device: str, word: str) -> tuple[list[int], bool]:
-        """A typed command's MiniLM word pieces (some words left out), or random pieces (noise)."""
-        from mbm.features.minilm import text_encoder
-        from mbm.features.text_encoder import FIRST_WORD_PIECE, MINILM_VOCAB
-
-        t, rng = self.train, self.rng
-        if rng.random() < t.noise_modality:
-            return [rng.randrange(FIRST_WORD_PIECE, MINILM_VOCAB) for _ in range(rng.randint(1, 6))], True
-        r = rng.random()
-        names_device, names_word = (True, True) if r < 0.5 else (False, True) if r < 0.8 else (True, False)
-        words = make_typed_command(rng, device, word, names_device, names_word).text.split()
-        kept = [w for w in words if rng.random() >= t.word_dropout] or words[:1]
-        return text_encoder().tokenizer.encode(" ".join(kept), add_special_tokens=False).ids[:self.max_tokens], False
+        return [UNK_ID if self.rng.random() < t.word_dropout else i for i in ids], False
 
     def _clip(self, word: int) -> int:
         """A clip of ``word``; real recordings are drawn more often than their share of the pool."""

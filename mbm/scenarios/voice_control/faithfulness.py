@@ -59,8 +59,7 @@ import torch
 from mbm.agreement import NOISE_SEED, mean_spearman, spearman, spearman_per_sample
 from mbm.config import MODALITIES
 from mbm.encoders import Tokens
-from mbm.model import random_word_ids, unknown_word_id
-from mbm.preprocess import log_mel, normalise_pixels
+from mbm.preprocess import UNK, log_mel, normalise_pixels
 from mbm.scenarios.voice_control.cached_runs import (
     TEXT_NAMES,
     _accuracy,
@@ -195,12 +194,12 @@ def _noised_weights(out: dict, model, ckpt, tok: dict[str, Tokens], tri: dict, i
     trained_noise = {
         "audio": log_mel(torch.randn(n_noise, waves.shape[1], generator=g) * 0.1, cfg.audio),
         "image": normalise_pixels(torch.rand(n_noise, *pixels.shape[1:], generator=g) * 255),
-        "text": _random_text(tri["ids"], ckpt.config, g),
+        "text": _random_text(tri["ids"], len(ckpt.vocab), g),
     }
     unseen_noise = {
         "audio": log_mel(_pink_noise(n_noise, waves.shape[1], g), cfg.audio),
         "image": normalise_pixels(_colour_blobs(n_noise, pixels.shape[-1], g)),
-        "text": torch.where(tri["ids"] != 0, unknown_word_id(cfg), 0),  # a text of words it cannot read
+        "text": torch.where(tri["ids"] != 0, ckpt.vocab.index(UNK), 0),  # a text of words it cannot read
     }
     for key, noise_in in (("noised_weight_drop", trained_noise), ("noised_weight_drop_unseen_noise", unseen_noise)):
         rel = _weight_drop_under_noise(model, tok, tri["rows"], index, w_all, noise_in)
@@ -238,6 +237,7 @@ def _colour_blobs(n: int, size: int, g: torch.Generator) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def _random_text(ids: torch.Tensor, cfg, g: torch.Generator) -> torch.Tensor:
-    """Same lengths as ``ids`` (N, L), every real token replaced by a random word of the model's text encoder."""
-    return torch.where(ids != 0, random_word_ids(cfg, tuple(ids.shape), g), torch.zeros_like(ids))
+def _random_text(ids: torch.Tensor, vocab_size: int, g: torch.Generator) -> torch.Tensor:
+    """Same lengths as ``ids`` (N, L), every real token replaced by a random word (ids >= 2)."""
+    rand = torch.randint(2, vocab_size, ids.shape, generator=g)
+    return torch.where(ids != 0, rand, torch.zeros_like(ids))

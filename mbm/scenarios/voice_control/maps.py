@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 
 from mbm.config import MODALITIES
-from mbm.encoders import UNKNOWN_WORD_ID, Tokens
-from mbm.model import unknown_word_id
+from mbm.encoders import Tokens
 from mbm.scenarios.voice_control.spec import action_probs
 
 IMAGE_UNITS = 6  # the image map's regions per side (at most the token grid's side: one per token)
 DELETE_SHARE = 0.2  # share of units masked by the deletion check
 RANDOM_DRAWS = 4  # random masks per input, averaged
+UNK_ID = 1  # the vocabulary's <unk> (mbm.preprocess.build_vocab)
 SAMPLES = 60  # held-out input sets the evaluation checks (each: every input present)
 
 
@@ -69,9 +69,8 @@ def unit_spans(modality: str, x: torch.Tensor, n_tokens: int) -> list:
     return [int(i) for i in torch.nonzero(x != 0).flatten()]
 
 
-def mask_units(modality: str, x: torch.Tensor, spans: list, units, hidden: int = UNKNOWN_WORD_ID) -> torch.Tensor:
-    """A copy of one sample ``x`` with the given units masked (see the module docstring); a hidden word
-    becomes ``hidden`` (the text encoder's, :func:`mbm.model.unknown_word_id`)."""
+def mask_units(modality: str, x: torch.Tensor, spans: list, units) -> torch.Tensor:
+    """A copy of one sample ``x`` with the given units masked (see the module docstring)."""
     y = x.clone()
     for u in units:
         if modality == "image":
@@ -80,7 +79,7 @@ def mask_units(modality: str, x: torch.Tensor, spans: list, units, hidden: int =
         elif modality == "audio":
             y[:, spans[u]] = x.min()
         else:
-            y[spans[u]] = hidden
+            y[spans[u]] = UNK_ID
     return y
 
 
@@ -108,7 +107,7 @@ def _p_target(model, index: torch.Tensor, sample: dict[str, torch.Tensor], targe
         tokens = {m: Tokens(t.tokens.expand(n, -1, -1), t.mask.expand(n, -1))
                   for m, t in model.encode({m: x[None] for m, x in sample.items() if m != modality}).items()}
         tokens.update(model.encode({modality: torch.stack(variants)}))
-        logits = model.logits(model.fuse(tokens))
+        logits = model.forward_head(model.fuse(tokens).fused)
     return action_probs(logits["device"].softmax(-1), logits["word"].softmax(-1), index)[:, target]
 
 
@@ -122,7 +121,6 @@ def explain_sample(model, index: torch.Tensor, sample: dict[str, torch.Tensor],
     a random 20 %, averaged over draws) are masked.
     """
     generator = generator or torch.Generator().manual_seed(0)
-    hidden = unknown_word_id(model.cfg)
     # each input draws its random masks from its own stream: how many units one input has (the image's
     # grid) must not change the random masks, and so the ratios, of the others
     base = int(torch.randint(2 ** 31 - len(MODALITIES), (1,), generator=generator))
@@ -141,13 +139,13 @@ def explain_sample(model, index: torch.Tensor, sample: dict[str, torch.Tensor],
         n = len(spans)
         if n < 2:
             continue
-        occluded = _p_target(model, index, sample, target, m, [mask_units(m, x, spans, [u], hidden) for u in range(n)])
+        occluded = _p_target(model, index, sample, target, m, [mask_units(m, x, spans, [u]) for u in range(n)])
         maps = {"attention": attention.float(), "occlusion": p_full - occluded}
         k = max(1, math.ceil(DELETE_SHARE * n))
-        variants = [mask_units(m, x, spans, maps[name].argsort(descending=True)[:k].tolist(), hidden)
+        variants = [mask_units(m, x, spans, maps[name].argsort(descending=True)[:k].tolist())
                     for name in ("attention", "occlusion")]
         own = torch.Generator().manual_seed(base + MODALITIES.index(m))
-        variants += [mask_units(m, x, spans, torch.randperm(n, generator=own)[:k].tolist(), hidden)
+        variants += [mask_units(m, x, spans, torch.randperm(n, generator=own)[:k].tolist())
                      for _ in range(RANDOM_DRAWS)]
         drops = p_full - _p_target(model, index, sample, target, m, variants)
         out[m] = {"attention": maps["attention"].numpy(), "occlusion": maps["occlusion"].numpy(),
@@ -166,7 +164,6 @@ def occlusion_maps(predictor, result) -> dict[str, list[float]]:
     (:func:`unit_spans`, row-major); an input with fewer than two units keeps its attention weights.
     """
     sample = {m: x[0] for m, x in predictor.batch(result.inputs).items()}
-    hidden = unknown_word_id(predictor.model.cfg)
     target = predictor.actions.index(result.action)
     p_full = float(_p_target(predictor.model, predictor.action_index, sample, target)[0])
     out = {}
@@ -176,7 +173,7 @@ def occlusion_maps(predictor, result) -> dict[str, list[float]]:
         if len(spans) < 2:
             out[m] = list(attention)
             continue
-        variants = [mask_units(m, x, spans, [u], hidden) for u in range(len(spans))]
+        variants = [mask_units(m, x, spans, [u]) for u in range(len(spans))]
         lost = (p_full - _p_target(predictor.model, predictor.action_index, sample, target, m, variants)).clamp_min(0)
         if m == "text":  # units are the real words; the token list is the same words
             out[m] = [0.0] * len(attention)

@@ -65,7 +65,7 @@ def true_prob_without_each(model, tokens: dict[str, Tokens],
     model.eval()  # the effect is measured without dropout, as at evaluation
     try:
         with torch.no_grad():
-            p_full = true_prob(model.logits(model.fuse(detached)))  # (B,)
+            p_full = true_prob(model.forward_head(model.fuse(detached).fused))  # (B,)
             p_without = p_full[:, None].repeat(1, len(modalities))  # (B, M)
             for k, m in enumerate(modalities):
                 drop = present[:, k] & rankable
@@ -73,7 +73,7 @@ def true_prob_without_each(model, tokens: dict[str, Tokens],
                     continue
                 sel = dict(detached)
                 sel[m] = detached[m].keep_rows(~drop)
-                p = true_prob(model.logits(model.fuse(sel)))
+                p = true_prob(model.forward_head(model.fuse(sel).fused))
                 p_without[:, k] = torch.where(drop, p, p_without[:, k])
     finally:
         model.train(training)

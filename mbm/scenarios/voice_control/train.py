@@ -128,10 +128,8 @@ def _synthetic_speech(tts_dir: Path, train: TrainConfig, rank: int, world: int) 
 
 def _model_config(train: TrainConfig, fusion_cfg: FusionConfig) -> tuple[ModelConfig, dict]:
     """The model's configuration (two heads: device and word) and the text vocabulary."""
-    vocab = build_vocab(training_vocabulary()) if train.text_backbone == "words" else []
-    cfg = model_config(len(vocab), fusion_cfg, train.image_backbone, train.image_size)
-    cfg.encoder = replace(cfg.encoder, text_backbone=train.text_backbone)
-    return cfg, vocab
+    vocab = build_vocab(training_vocabulary())
+    return model_config(len(vocab), fusion_cfg, train.image_backbone, train.image_size), vocab
 
 
 def _warm_start(model: MultimodalModel, init_from: str) -> None:

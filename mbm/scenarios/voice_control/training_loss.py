@@ -47,7 +47,7 @@ class VoiceControlLoss(nn.Module):
             return loss, losses.get("device", loss), losses.get("word", loss)
         tokens = model.encode(inputs, present)
         fusion = model.fuse(tokens)
-        logits = model.logits(fusion)
+        logits = model.forward_head(fusion.fused)
         loss_device = F.cross_entropy(logits["device"], targets["device"], label_smoothing=0.05)
         loss_word = F.cross_entropy(logits["word"], targets["word"], label_smoothing=0.05)
         truth = self.action_index[targets["device"], targets["word"]]  # (B,) action ids
