@@ -24,7 +24,12 @@ PINNED_ELSEWHERE = {
     "gradio-client": "gradio==6.31.0 requires exactly gradio-client==2.7.2 (also in tests/requirements.txt)",
     "playwright": "the demo recorder (tools/demo_video.py) and the browser tests: tests/requirements.txt",
 }
-MODULE_TO_DISTRIBUTION = {"dlib": "dlib-bin", "PIL": "pillow", "faiss": "faiss-cpu"}
+# Imported only by experiment scripts (tools/experiments/), installed by hand as their docstrings say.
+EXPERIMENT_ONLY = {
+    "onnx": "reads the speech_embedding arrays of the openwakeword wheel (speech_scripts/speech_embedding.py)",
+    "scikit-learn": "the logistic-regression heads of speech_scripts/speech_embedding_probe.py",
+}
+MODULE_TO_DISTRIBUTION = {"dlib": "dlib-bin", "PIL": "pillow", "faiss": "faiss-cpu", "sklearn": "scikit-learn"}
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -38,9 +43,11 @@ def pins(path: Path) -> dict[str, str]:
     return out
 
 
-def imported_distributions() -> set[str]:
+def imported_distributions(experiments: bool = True) -> set[str]:
+    """The distributions the library, the app and the tools import (``experiments``: tools/experiments too)."""
     modules = set()
-    for path in [*ROOT.joinpath("mbm").rglob("*.py"), *ROOT.joinpath("tools").rglob("*.py"), ROOT / "app.py"]:
+    tools = [p for p in ROOT.joinpath("tools").rglob("*.py") if experiments or "experiments" not in p.parts]
+    for path in [*ROOT.joinpath("mbm").rglob("*.py"), *tools, ROOT / "app.py"]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules.update(a.name.split(".")[0] for a in node.names)
@@ -58,7 +65,10 @@ def imported_distributions() -> set[str]:
 def test_every_import_is_pinned_and_every_pin_used():
     pinned = pins(ROOT / "requirements.txt")
     used = imported_distributions()
-    assert sorted(used - set(pinned) - set(PINNED_ELSEWHERE)) == []
+    assert sorted(used - set(pinned) - set(PINNED_ELSEWHERE) - set(EXPERIMENT_ONLY)) == []
+    assert not set(EXPERIMENT_ONLY) & imported_distributions(experiments=False), \
+        "a package listed as experiment-only is imported outside tools/experiments: pin it"
+    assert set(EXPERIMENT_ONLY) <= used, "a package listed as experiment-only is no longer imported: drop it"
     assert sorted(set(pinned) - used - set(NOT_IMPORTED)) == []
     assert not set(NOT_IMPORTED) & used, "a package listed as not imported is imported now: drop it from the list"
 
