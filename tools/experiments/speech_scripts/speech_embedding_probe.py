@@ -39,7 +39,7 @@ from mbm.scenarios.voice_control.spec import WORDS
 from mbm.scenarios.voice_control.speech_eval import with_babble
 from tools.experiments.speech_scripts.speech_embedding import SpeechEmbedding
 
-BUFFER = 32000  # 2.0 s at 16 kHz
+BUFFER = 32000  # samples at 16 kHz each clip is centred in (--buffer, seconds; 2.0 by default)
 CACHE = Path("cache/speech_embedding_probe")
 
 
@@ -67,7 +67,7 @@ def place(windows: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.T
 
 def embed(front: SpeechEmbedding, buffers: torch.Tensor, name: str, batch: int = 64) -> torch.Tensor:
     """Cached (N, T, 96) embeddings of ``buffers``."""
-    path = CACHE / f"{name}.pt"
+    path = CACHE / f"{name}_buffer{BUFFER}.pt"
     if path.exists():
         return torch.load(path, weights_only=True)
     t = time.perf_counter()
@@ -260,13 +260,13 @@ def score_heldout(held, front: SpeechEmbedding, head) -> dict:
 def front_end_speed(front: SpeechEmbedding) -> dict:
     """Median ms of the front end on one 1 s clip and on one BUFFER (batch 1, one thread), and its frames."""
     out = {"params": front.n_params()}
-    for seconds in (1, BUFFER // 16000):
-        one, times = torch.zeros(1, 16000 * seconds).uniform_(-0.3, 0.3), []
+    for samples in (16000, BUFFER):
+        one, times = torch.zeros(1, samples).uniform_(-0.3, 0.3), []
         for _ in range(55):
             t = time.perf_counter()
             front(one)
             times.append(time.perf_counter() - t)
-        out[f"{seconds}s"] = {"median_ms": round(1000 * float(np.median(times[5:])), 2), "frames": int(front(one).shape[1])}
+        out[f"{samples / 16000:g}s"] = {"median_ms": round(1000 * float(np.median(times[5:])), 2), "frames": int(front(one).shape[1])}
     return out
 
 
@@ -277,14 +277,17 @@ def main() -> None:
     parser.add_argument("--stage", choices=("val", "all"), default="val")
     parser.add_argument("--aug", type=int, default=2, help="augmented copies of each fit clip")
     parser.add_argument("--out", type=Path, default=Path("speech_embedding_probe.json"))
+    parser.add_argument("--buffer", type=float, default=2.0, help="seconds each 1 s window is centred in")
     args = parser.parse_args()
+    global BUFFER
+    BUFFER = round(args.buffer * 16000)
     torch.set_num_threads(1)
     CACHE.mkdir(parents=True, exist_ok=True)
     train, held = split_speech(list_speech_clips(args.data, more=True))
     fit, val = split_validation(train)
     front = SpeechEmbedding(args.models)
     results, best, head = choose(fit, val, front, args.aug)
-    report = {"n": {"fit": len(fit), "val": len(val), "held": len(held)}, "aug_copies": args.aug,
+    report = {"n": {"fit": len(fit), "val": len(val), "held": len(held)}, "aug_copies": args.aug, "buffer_s": args.buffer,
               "validation": results, "chosen": best}
     if args.stage == "all":
         report["heldout"] = score_heldout(held, front, head)
