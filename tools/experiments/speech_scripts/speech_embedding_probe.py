@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
@@ -34,24 +33,32 @@ from sklearn.preprocessing import StandardScaler
 from mbm.config import AudioConfig
 from mbm.data.augment import augment_audio, babble, resample_8k
 from mbm.data.readers import list_speech_clips, split_speech, split_validation
-from mbm.preprocess import fit_window, read_audio
 from mbm.scenarios.voice_control.spec import WORDS
-from mbm.scenarios.voice_control.speech_eval import with_babble
+from mbm.scenarios.voice_control.speech_eval import read_windows, with_babble
 from tools.experiments.speech_scripts.speech_embedding import SpeechEmbedding
 
 BUFFER = 32000  # samples at 16 kHz each clip is centred in (--buffer, seconds; 2.0 by default)
 CACHE = Path("cache/speech_embedding_probe")
 
 
-def read_windows(clips) -> tuple[torch.Tensor, list[int]]:
-    """The 1 s windows speech_eval feeds the shipped model, and each file's own sample rate."""
-    cfg = AudioConfig()
-    waves, rates = [], []
-    for clip in clips:
-        samples, sr = read_audio(str(clip.path))
-        waves.append(torch.from_numpy(fit_window(samples, sr, cfg)[0]))
-        rates.append(soundfile.info(str(clip.path)).samplerate)
-    return torch.stack(waves), rates
+def cached(path: Path, make):
+    """``make()``, saved at ``path`` the first time and read back (tensors and lists only) after."""
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    out = make()
+    torch.save(out, path)
+    return out
+
+
+def windows_cached(clips, name: str) -> tuple[torch.Tensor, list[int]]:
+    """The 1 s windows ``speech_eval.read_windows`` feeds the shipped model (N, 16000), and each file's rate."""
+    def read():
+        waves, kept, rates, _ = read_windows(clips, AudioConfig())
+        if len(kept) != len(clips):
+            raise SystemExit(f"{len(clips) - len(kept)} unreadable clips in {name}: the labels would not line up")
+        return waves, rates
+
+    return cached(CACHE / f"win_{name}.pt", read)
 
 
 def place(windows: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,23 +74,13 @@ def place(windows: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.T
 
 def embed(front: SpeechEmbedding, buffers: torch.Tensor, name: str, batch: int = 64) -> torch.Tensor:
     """Cached (N, T, 96) embeddings of ``buffers``."""
-    path = CACHE / f"{name}_buffer{BUFFER}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    t = time.perf_counter()
-    out = torch.cat([front(buffers[i:i + batch]) for i in range(0, len(buffers), batch)])
-    print(f"embedded {name}: {tuple(out.shape)} in {time.perf_counter() - t:.0f} s", flush=True)
-    torch.save(out, path)
-    return out
+    def run():
+        t = time.perf_counter()
+        out = torch.cat([front(buffers[i:i + batch]) for i in range(0, len(buffers), batch)])
+        print(f"embedded {name}: {tuple(out.shape)} in {time.perf_counter() - t:.0f} s", flush=True)
+        return out
 
-
-def windows_cached(clips, name: str) -> tuple[torch.Tensor, list[int]]:
-    path = CACHE / f"win_{name}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    out = read_windows(clips)
-    torch.save(out, path)
-    return out
+    return cached(CACHE / f"{name}_buffer{BUFFER}.pt", run)
 
 
 def augmented(windows: torch.Tensor, seed: int) -> torch.Tensor:
@@ -97,8 +94,9 @@ def augmented(windows: torch.Tensor, seed: int) -> torch.Tensor:
     return place(out, offsets)
 
 
-def pooled(x: torch.Tensor) -> np.ndarray:
-    return torch.cat([x.mean(1), x.amax(1)], 1).numpy()
+def mean_max(h: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """(B, ..., D) frames -> (B, 2 D): their mean and max over ``dim``."""
+    return torch.cat([h.mean(dim), h.amax(dim)], 1)
 
 
 class MLP(torch.nn.Module):
@@ -108,7 +106,7 @@ class MLP(torch.nn.Module):
                                        torch.nn.Linear(hidden, len(WORDS)))
 
     def forward(self, x):
-        return self.net(torch.cat([x.mean(1), x.amax(1)], 1))
+        return self.net(mean_max(x))
 
 
 class GRUHead(torch.nn.Module):
@@ -120,7 +118,7 @@ class GRUHead(torch.nn.Module):
 
     def forward(self, x):
         h, _ = self.gru(x)
-        return self.out(self.drop(torch.cat([h.mean(1), h.amax(1)], 1)))
+        return self.out(self.drop(mean_max(h)))
 
 
 class ConvHead(torch.nn.Module):
@@ -134,7 +132,7 @@ class ConvHead(torch.nn.Module):
 
     def forward(self, x):
         h = self.net(x.transpose(1, 2))
-        return self.out(self.drop(torch.cat([h.mean(2), h.amax(2)], 1)))
+        return self.out(self.drop(mean_max(h, 2)))
 
 
 class Scaled:
@@ -172,13 +170,14 @@ class Logistic:
         self.c = c
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> Logistic:
-        self.scaler = StandardScaler().fit(pooled(x))
-        self.lr = LogisticRegression(C=self.c, max_iter=2000).fit(self.scaler.transform(pooled(x)), y.numpy(),
+        features = mean_max(x).numpy()  # (N, 192)
+        self.scaler = StandardScaler().fit(features)
+        self.lr = LogisticRegression(C=self.c, max_iter=2000).fit(self.scaler.transform(features), y.numpy(),
                                                                   sample_weight=w.numpy())
         return self
 
     def predict(self, x: torch.Tensor) -> np.ndarray:
-        return self.lr.predict(self.scaler.transform(pooled(x)))
+        return self.lr.predict(self.scaler.transform(mean_max(x).numpy()))
 
 
 SEEDS = (0, 1)  # the torch heads' validation accuracy is the mean over these seeds
